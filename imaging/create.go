@@ -1,0 +1,404 @@
+package imaging
+
+import (
+	"context"
+	"crypto/ed25519"
+	"crypto/sha256"
+	"errors"
+	"fmt"
+	"io"
+	"io/fs"
+	"os"
+	"path/filepath"
+	"runtime"
+	"sort"
+	"strconv"
+	"sync"
+
+	"golang.org/x/sync/errgroup"
+	"golang.org/x/sys/unix"
+
+	"github.com/shoal-project/shoal/imaging/sign"
+	"github.com/shoal-project/shoal/partition"
+)
+
+// CreateOptions tunes Create.
+type CreateOptions struct {
+	// ChunkSizeBytes is the logical chunk size (default 4 MiB).
+	ChunkSizeBytes int64
+	// SignKey, when set, signs the manifest.
+	SignKey ed25519.PrivateKey
+	// Grow picks the partition that grows on a larger target: "auto" (the
+	// default: the last partition, when it reaches the end of the source's
+	// usable space), "none", or a partition number.
+	Grow string
+	// Workers hash and compress chunks in parallel (default: one per CPU).
+	Workers int
+	// Progress, when set, is called with the source bytes of each chunk read.
+	Progress func(bytes int64)
+	Codec    *Codec
+}
+
+// CreateStats says what Create did.
+type CreateStats struct {
+	SourceBytes    int64 // bytes of the source read
+	NewChunks      int   // chunks added to the repository
+	NewStoredBytes int64 // their compressed size
+}
+
+// Create reads the disk (image file or block device) at src and writes
+// image name to the repository in directory repoDir: new chunks under
+// chunks/, then the signature and the manifest under images/NAME/.
+func Create(ctx context.Context, src, repoDir, name string, opts CreateOptions) (*Image, CreateStats, error) {
+	var stats CreateStats
+	if err := ValidName(name); err != nil {
+		return nil, stats, err
+	}
+	if opts.ChunkSizeBytes == 0 {
+		opts.ChunkSizeBytes = DefaultChunkBytes
+	}
+	if opts.ChunkSizeBytes < MinChunkBytes || opts.ChunkSizeBytes > MaxChunkBytes || opts.ChunkSizeBytes%4096 != 0 {
+		return nil, stats, fmt.Errorf("chunk size %d: want a multiple of 4096 between %d and %d", opts.ChunkSizeBytes, MinChunkBytes, MaxChunkBytes)
+	}
+	if opts.Codec == nil {
+		opts.Codec = NewCodec(0)
+	}
+	f, sizeBytes, sectorBytes, err := openSource(src)
+	if err != nil {
+		return nil, stats, err
+	}
+	defer f.Close()
+	layout, err := partition.ReadLayout(f, sizeBytes, sectorBytes)
+	if err != nil {
+		return nil, stats, fmt.Errorf("source %s: %w", src, err)
+	}
+	if err := chooseGrow(layout, opts.Grow); err != nil {
+		return nil, stats, err
+	}
+	regions := planRegions(layout, sizeBytes)
+	if err := os.MkdirAll(filepath.Join(repoDir, "images", name), 0o755); err != nil {
+		return nil, stats, fmt.Errorf("repository %s: %w", repoDir, err)
+	}
+	chunked, st, err := chunkRegions(ctx, f, repoDir, regions, opts)
+	stats = st
+	if err != nil {
+		return nil, stats, fmt.Errorf("source %s: %w", src, err)
+	}
+	m := &Manifest{
+		Version:        FormatVersion,
+		Name:           name,
+		DiskSizeBytes:  sizeBytes,
+		ChunkSizeBytes: opts.ChunkSizeBytes,
+		Table:          *layout,
+	}
+	var dataEnd int64
+	for _, r := range chunked {
+		if r.Kind == RegionGap && len(r.Chunks) == 0 {
+			continue // zeros outside partitions are not recorded
+		}
+		m.Regions = append(m.Regions, r)
+		dataEnd = max(dataEnd, r.End())
+		for _, c := range r.Chunks {
+			m.DataBytes += c.SizeBytes
+			m.StoredBytes += c.StoredBytes
+		}
+	}
+	m.Target = TargetRequirements{
+		MinSizeBytes:       min(layout.MinDiskBytes(dataEnd), sizeBytes),
+		LogicalSectorBytes: sectorBytes,
+		Table:              layout.Table,
+	}
+	m.ContentHash = m.ComputeContentHash()
+	raw, err := m.Marshal()
+	if err != nil {
+		return nil, stats, err
+	}
+	if err := m.Validate(); err != nil {
+		return nil, stats, fmt.Errorf("source %s made an invalid manifest: %w", src, err)
+	}
+	dir := filepath.Join(repoDir, "images", name)
+	sigPath := filepath.Join(repoDir, filepath.FromSlash(SigPath(name)))
+	var sig []byte
+	if opts.SignKey != nil {
+		sig = sign.Sign(opts.SignKey, raw)
+		if err := writeAtomic(dir, sigPath, sig); err != nil {
+			return nil, stats, err
+		}
+	} else if err := os.Remove(sigPath); err != nil && !errors.Is(err, fs.ErrNotExist) {
+		return nil, stats, fmt.Errorf("remove old signature: %w", err)
+	}
+	if err := writeAtomic(dir, filepath.Join(repoDir, filepath.FromSlash(ManifestPath(name))), raw); err != nil {
+		return nil, stats, err
+	}
+	return &Image{Manifest: m, Raw: raw, Sig: sig, ID: ImageID(raw), Chunks: m.Chunks()}, stats, nil
+}
+
+// openSource opens a disk image file or block device for reading and
+// returns its size and logical sector size.
+func openSource(path string) (*os.File, int64, int64, error) {
+	f, err := os.Open(path)
+	if err != nil {
+		return nil, 0, 0, fmt.Errorf("open source: %w", err)
+	}
+	st, err := f.Stat()
+	if err != nil {
+		f.Close()
+		return nil, 0, 0, fmt.Errorf("source %s: %w", path, err)
+	}
+	switch {
+	case st.Mode().IsRegular():
+		if st.Size() == 0 || st.Size()%512 != 0 {
+			f.Close()
+			return nil, 0, 0, fmt.Errorf("source %s: size %d is not a positive multiple of 512 bytes", path, st.Size())
+		}
+		return f, st.Size(), 512, nil
+	case st.Mode()&fs.ModeDevice != 0 && st.Mode()&fs.ModeCharDevice == 0:
+		size, err := unix.IoctlGetUint64(int(f.Fd()), unix.BLKGETSIZE64)
+		if err != nil {
+			f.Close()
+			return nil, 0, 0, fmt.Errorf("source %s: size: %w", path, err)
+		}
+		ssz, err := unix.IoctlGetInt(int(f.Fd()), unix.BLKSSZGET)
+		if err != nil {
+			f.Close()
+			return nil, 0, 0, fmt.Errorf("source %s: sector size: %w", path, err)
+		}
+		return f, int64(size), int64(ssz), nil
+	}
+	f.Close()
+	return nil, 0, 0, fmt.Errorf("source %s: not a regular file or block device", path)
+}
+
+// chooseGrow marks the growing partition.
+func chooseGrow(l *partition.Layout, grow string) error {
+	if len(l.Partitions) == 0 || grow == "none" {
+		return nil
+	}
+	last := &l.Partitions[len(l.Partitions)-1]
+	if grow == "" || grow == "auto" {
+		s := l.LogicalSectorBytes
+		limit := l.DiskSizeBytes
+		if l.Table == partition.TableGPT {
+			limit = int64(l.LastUsableLBA+1) * s
+		}
+		// Reaching to within 1 MiB (alignment) of the end means "fill the disk".
+		last.Grow = limit-last.EndBytes(s) < 1<<20
+		return nil
+	}
+	n, err := strconv.Atoi(grow)
+	if err != nil {
+		return fmt.Errorf("grow %q: want auto, none or a partition number", grow)
+	}
+	if last.Number != n {
+		return fmt.Errorf("grow %d: only the last partition on the disk (%d) can grow", n, last.Number)
+	}
+	last.Grow = true
+	return nil
+}
+
+// planRegions lists the regions of a source: the whole disk when it has no
+// table; else the boot code, each partition, and the gaps between them that
+// the table does not own.
+func planRegions(l *partition.Layout, sizeBytes int64) []Region {
+	if l.Table == partition.TableNone {
+		return []Region{{Kind: RegionDisk, OffsetBytes: 0, SizeBytes: sizeBytes}}
+	}
+	s := l.LogicalSectorBytes
+	var rs []Region
+	rs = append(rs, Region{Kind: RegionBoot, OffsetBytes: 0, SizeBytes: partition.BootCodeBytes})
+	// Everything else that is neither table nor partition is a gap.
+	taken := l.TableExtents(sizeBytes)
+	taken = append(taken, partition.Extent{OffsetBytes: 0, SizeBytes: 512}) // sector 0
+	for _, p := range l.Partitions {
+		rs = append(rs, Region{Kind: RegionPartition, Partition: p.Number, OffsetBytes: p.StartBytes(s), SizeBytes: p.SizeBytes})
+		taken = append(taken, partition.Extent{OffsetBytes: p.StartBytes(s), SizeBytes: p.SizeBytes})
+	}
+	sort.Slice(taken, func(i, j int) bool { return taken[i].OffsetBytes < taken[j].OffsetBytes })
+	var pos int64
+	for _, e := range taken {
+		if e.OffsetBytes > pos {
+			rs = append(rs, Region{Kind: RegionGap, OffsetBytes: pos, SizeBytes: e.OffsetBytes - pos})
+		}
+		pos = max(pos, e.End())
+	}
+	if pos < sizeBytes {
+		rs = append(rs, Region{Kind: RegionGap, OffsetBytes: pos, SizeBytes: sizeBytes - pos})
+	}
+	sort.SliceStable(rs, func(i, j int) bool { return rs[i].OffsetBytes < rs[j].OffsetBytes })
+	return rs
+}
+
+type createJob struct {
+	region int
+	seq    int
+	off    int64
+	buf    *[]byte
+}
+
+type createResult struct {
+	region int
+	seq    int
+	chunk  Chunk
+	zero   bool
+}
+
+// chunkRegions reads the regions, stores their non-zero chunks and fills in
+// each region's chunk list.
+func chunkRegions(ctx context.Context, src io.ReaderAt, repoDir string, regions []Region, opts CreateOptions) ([]Region, CreateStats, error) {
+	var stats CreateStats
+	workers := opts.Workers
+	if workers <= 0 {
+		workers = runtime.GOMAXPROCS(0)
+	}
+	bufs := make(chan *[]byte, workers+2)
+	for range workers + 2 {
+		b := make([]byte, opts.ChunkSizeBytes)
+		bufs <- &b
+	}
+	g, ctx := errgroup.WithContext(ctx)
+	jobs := make(chan createJob, workers)
+	results := make(chan createResult, workers)
+	g.Go(func() error {
+		defer close(jobs)
+		seq := 0
+		for ri, r := range regions {
+			for off := r.OffsetBytes; off < r.End(); off += opts.ChunkSizeBytes {
+				var bp *[]byte
+				select {
+				case bp = <-bufs:
+				case <-ctx.Done():
+					return ctx.Err()
+				}
+				n := min(opts.ChunkSizeBytes, r.End()-off)
+				b := (*bp)[:n]
+				if _, err := src.ReadAt(b, off); err != nil {
+					return fmt.Errorf("read at offset %d: %w", off, err)
+				}
+				*bp = b
+				select {
+				case jobs <- createJob{ri, seq, off, bp}:
+				case <-ctx.Done():
+					return ctx.Err()
+				}
+				seq++
+			}
+		}
+		return nil
+	})
+	var mu sync.Mutex
+	var wg sync.WaitGroup
+	for range workers {
+		wg.Add(1)
+		g.Go(func() error {
+			defer wg.Done()
+			var out []byte
+			for j := range jobs {
+				b := *j.buf
+				res := createResult{region: j.region, seq: j.seq}
+				if isZero(b) {
+					res.zero = true
+				} else {
+					h := Hash(sha256.Sum256(b))
+					stored, isNew, err := storeChunk(repoDir, h, b, opts.Codec, &out)
+					if err != nil {
+						return fmt.Errorf("store chunk at offset %d: %w", j.off, err)
+					}
+					res.chunk = Chunk{OffsetBytes: j.off, SizeBytes: int64(len(b)), StoredBytes: stored, Hash: h}
+					if isNew {
+						mu.Lock()
+						stats.NewChunks++
+						stats.NewStoredBytes += stored
+						mu.Unlock()
+					}
+				}
+				n := int64(len(b))
+				*j.buf = (*j.buf)[:cap(*j.buf)]
+				bufs <- j.buf
+				if opts.Progress != nil {
+					opts.Progress(n)
+				}
+				mu.Lock()
+				stats.SourceBytes += n
+				mu.Unlock()
+				select {
+				case results <- res:
+				case <-ctx.Done():
+					return ctx.Err()
+				}
+			}
+			return nil
+		})
+	}
+	go func() {
+		wg.Wait()
+		close(results)
+	}()
+	byRegion := make([][]createResult, len(regions))
+	for r := range results {
+		if !r.zero {
+			byRegion[r.region] = append(byRegion[r.region], r)
+		}
+	}
+	if err := g.Wait(); err != nil {
+		return nil, stats, err
+	}
+	out := make([]Region, len(regions))
+	for i, r := range regions {
+		rs := byRegion[i]
+		sort.Slice(rs, func(a, b int) bool { return rs[a].seq < rs[b].seq })
+		r.Chunks = make([]Chunk, 0, len(rs))
+		for _, x := range rs {
+			r.Chunks = append(r.Chunks, x.chunk)
+		}
+		out[i] = r
+	}
+	return out, stats, nil
+}
+
+// storeChunk writes plain's compressed form under its hash unless the
+// repository already has it, and returns its stored size.
+func storeChunk(repoDir string, h Hash, plain []byte, codec *Codec, scratch *[]byte) (int64, bool, error) {
+	path := filepath.Join(repoDir, filepath.FromSlash(ChunkPath(h)))
+	if st, err := os.Stat(path); err == nil && st.Size() > 0 && st.Size() <= MaxStoredBytes(int64(len(plain))) {
+		return st.Size(), false, nil
+	}
+	z, err := codec.Compress((*scratch)[:0], plain)
+	if err != nil {
+		return 0, false, err
+	}
+	*scratch = z
+	dir := filepath.Dir(path)
+	if err := os.MkdirAll(dir, 0o755); err != nil {
+		return 0, false, err
+	}
+	if err := writeAtomic(dir, path, z); err != nil {
+		return 0, false, err
+	}
+	return int64(len(z)), true, nil
+}
+
+// writeAtomic writes data to path through a temporary file in dir.
+func writeAtomic(dir, path string, data []byte) error {
+	tmp, err := os.CreateTemp(dir, ".tmp-*")
+	if err != nil {
+		return fmt.Errorf("write %s: %w", path, err)
+	}
+	if _, err := tmp.Write(data); err != nil {
+		tmp.Close()
+		os.Remove(tmp.Name())
+		return fmt.Errorf("write %s: %w", path, err)
+	}
+	if err := tmp.Close(); err != nil {
+		os.Remove(tmp.Name())
+		return fmt.Errorf("write %s: %w", path, err)
+	}
+	if err := os.Chmod(tmp.Name(), 0o644); err != nil {
+		os.Remove(tmp.Name())
+		return fmt.Errorf("write %s: %w", path, err)
+	}
+	if err := os.Rename(tmp.Name(), path); err != nil {
+		os.Remove(tmp.Name())
+		return fmt.Errorf("write %s: %w", path, err)
+	}
+	return nil
+}

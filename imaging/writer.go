@@ -1,0 +1,240 @@
+package imaging
+
+import (
+	"context"
+	"crypto/sha256"
+	"errors"
+	"fmt"
+	"runtime"
+	"sync"
+	"sync/atomic"
+
+	"golang.org/x/sync/errgroup"
+
+	"github.com/shoal-project/shoal/partition"
+)
+
+// ErrIncomplete is returned by Finish when chunks are missing.
+var ErrIncomplete = errors.New("image incomplete")
+
+// Writer puts an image on a target in any order: each chunk is verified
+// against the manifest before it is written, and the partition table is
+// written last, by Finish, once every chunk is on the disk. It is safe for
+// concurrent use.
+type Writer struct {
+	img   *Image
+	t     *partition.Target
+	codec *Codec
+	plain sync.Pool // *[]byte of chunk size
+
+	mu        sync.Mutex
+	have      []bool
+	remaining int
+	written   atomic.Int64
+}
+
+// NewWriter prepares t for img: it wipes the old partition tables at both
+// ends of t and zeroes the parts of the image's regions that hold no chunk.
+// t must have passed partition.OpenTarget's checks for img.Requirements().
+func NewWriter(img *Image, t *partition.Target, codec *Codec) (*Writer, error) {
+	if codec == nil {
+		codec = NewCodec(0)
+	}
+	w := &Writer{img: img, t: t, codec: codec, have: make([]bool, len(img.Chunks)), remaining: len(img.Chunks)}
+	if t.Created {
+		// A new sparse file reads as zeros everywhere.
+		return w, nil
+	}
+	if err := t.Wipe(); err != nil {
+		return nil, err
+	}
+	for _, r := range img.Manifest.Regions {
+		next := r.OffsetBytes
+		for _, c := range r.Chunks {
+			if err := t.Zero(partition.Extent{OffsetBytes: next, SizeBytes: c.OffsetBytes - next}); err != nil {
+				return nil, err
+			}
+			next = c.OffsetBytes + c.SizeBytes
+		}
+		if err := t.Zero(partition.Extent{OffsetBytes: next, SizeBytes: r.End() - next}); err != nil {
+			return nil, err
+		}
+	}
+	return w, nil
+}
+
+// Image returns the image being written.
+func (w *Writer) Image() *Image { return w.img }
+
+// Has reports whether chunk i is on the disk.
+func (w *Writer) Has(i int) bool {
+	w.mu.Lock()
+	defer w.mu.Unlock()
+	return i >= 0 && i < len(w.have) && w.have[i]
+}
+
+// Remaining returns the number of chunks not yet written.
+func (w *Writer) Remaining() int {
+	w.mu.Lock()
+	defer w.mu.Unlock()
+	return w.remaining
+}
+
+// Missing returns the indexes of the chunks not yet written.
+func (w *Writer) Missing() []int {
+	w.mu.Lock()
+	defer w.mu.Unlock()
+	var out []int
+	for i, h := range w.have {
+		if !h {
+			out = append(out, i)
+		}
+	}
+	return out
+}
+
+// WrittenBytes returns the uncompressed bytes written so far.
+func (w *Writer) WrittenBytes() int64 { return w.written.Load() }
+
+func (w *Writer) ref(i int) (ChunkRef, error) {
+	if i < 0 || i >= len(w.img.Chunks) {
+		return ChunkRef{}, fmt.Errorf("chunk %d: out of range (image has %d)", i, len(w.img.Chunks))
+	}
+	return w.img.Chunks[i], nil
+}
+
+// WriteStored decodes chunk i's stored bytes, verifies them and writes them.
+// Stored bytes that do not verify wrap ErrCorrupt and write nothing. A chunk
+// already written is not written again.
+func (w *Writer) WriteStored(i int, stored []byte) error {
+	ref, err := w.ref(i)
+	if err != nil {
+		return err
+	}
+	if w.Has(i) {
+		return nil
+	}
+	bp, _ := w.plain.Get().(*[]byte)
+	if bp == nil {
+		b := make([]byte, 0, w.img.Manifest.ChunkSizeBytes)
+		bp = &b
+	}
+	defer w.plain.Put(bp)
+	plain, err := w.codec.Decode((*bp)[:0], stored, ref.Chunk)
+	*bp = plain[:0]
+	if err != nil {
+		return fmt.Errorf("chunk %d: %w", i, err)
+	}
+	return w.write(ref, plain)
+}
+
+// WritePlain verifies chunk i's uncompressed bytes and writes them.
+func (w *Writer) WritePlain(i int, plain []byte) error {
+	ref, err := w.ref(i)
+	if err != nil {
+		return err
+	}
+	if int64(len(plain)) != ref.SizeBytes || Hash(sha256.Sum256(plain)) != ref.Hash {
+		return fmt.Errorf("chunk %d (%s): %w", i, ref.Hash, ErrCorrupt)
+	}
+	if w.Has(i) {
+		return nil
+	}
+	return w.write(ref, plain)
+}
+
+func (w *Writer) write(ref ChunkRef, plain []byte) error {
+	if _, err := w.t.File.WriteAt(plain, ref.OffsetBytes); err != nil {
+		return fmt.Errorf("write chunk %d at offset %d of %s: %w", ref.Index, ref.OffsetBytes, w.t.Path, err)
+	}
+	w.mu.Lock()
+	if !w.have[ref.Index] {
+		w.have[ref.Index] = true
+		w.remaining--
+		w.written.Add(ref.SizeBytes)
+	}
+	w.mu.Unlock()
+	return nil
+}
+
+// Finish flushes the chunks and then writes the partition table. It fails
+// with ErrIncomplete, writing no table, while any chunk is missing.
+func (w *Writer) Finish() error {
+	if n := w.Remaining(); n > 0 {
+		return fmt.Errorf("%w: %d of %d chunks missing; no partition table written", ErrIncomplete, n, len(w.have))
+	}
+	if err := w.t.File.Sync(); err != nil {
+		return fmt.Errorf("flush %s: %w", w.t.Path, err)
+	}
+	if err := w.t.WriteTable(&w.img.Manifest.Table); err != nil {
+		return err
+	}
+	return nil
+}
+
+// ApplyOptions tunes Apply.
+type ApplyOptions struct {
+	// Workers is the number of chunks in flight (default 2 per CPU, at
+	// least 4): each fetches, decodes, verifies and writes its chunk.
+	Workers int
+	// Progress, when set, is called with the bytes of each chunk written.
+	Progress func(bytes int64)
+	Codec    *Codec
+}
+
+// Apply writes img from repo to t: wipe, chunks (verified) in parallel, then
+// the partition table. On any error no partition table is written.
+func Apply(ctx context.Context, img *Image, repo Repo, t *partition.Target, opts ApplyOptions) error {
+	w, err := NewWriter(img, t, opts.Codec)
+	if err != nil {
+		return err
+	}
+	if err := Fetch(ctx, w, repo, img.Chunks, opts); err != nil {
+		return err
+	}
+	return w.Finish()
+}
+
+// Fetch fetches refs from repo into w, several at a time.
+func Fetch(ctx context.Context, w *Writer, repo Repo, refs []ChunkRef, opts ApplyOptions) error {
+	workers := opts.Workers
+	if workers <= 0 {
+		workers = max(4, 2*runtime.GOMAXPROCS(0))
+	}
+	g, ctx := errgroup.WithContext(ctx)
+	next := make(chan ChunkRef)
+	g.Go(func() error {
+		defer close(next)
+		for _, r := range refs {
+			select {
+			case next <- r:
+			case <-ctx.Done():
+				return ctx.Err()
+			}
+		}
+		return nil
+	})
+	for range workers {
+		g.Go(func() error {
+			var buf []byte
+			for r := range next {
+				if w.Has(r.Index) {
+					continue
+				}
+				var err error
+				buf, err = repo.Chunk(ctx, r.Chunk, buf[:0])
+				if err != nil {
+					return fmt.Errorf("chunk %d at offset %d from %s: %w", r.Index, r.OffsetBytes, repo, err)
+				}
+				if err := w.WriteStored(r.Index, buf); err != nil {
+					return fmt.Errorf("from %s: %w", repo, err)
+				}
+				if opts.Progress != nil {
+					opts.Progress(r.SizeBytes)
+				}
+			}
+			return nil
+		})
+	}
+	return g.Wait()
+}
