@@ -1,0 +1,361 @@
+// Package dhcpd is shoal's DHCP server for network boot, in two modes:
+//
+//   - full: it leases addresses from a range (an isolated provisioning
+//     network) and gives PXE clients boot information too;
+//   - proxy: it runs beside the site's DHCP server and answers PXE clients
+//     with boot information only, never an address (ProxyDHCP, as in the
+//     PXE specification, pixiecore and Tinkerbell).
+//
+// Which file a client boots is decided by a Booter (policy), which leases
+// it gets by an Allocator; the protocol lives in Server.Reply, a pure
+// function of the request that the fuzz test exercises.
+package dhcpd
+
+import (
+	"context"
+	"errors"
+	"fmt"
+	"log/slog"
+	"net"
+	"sync"
+	"time"
+
+	"github.com/insomniacslk/dhcp/dhcpv4"
+	"github.com/insomniacslk/dhcp/dhcpv4/server4"
+	"github.com/insomniacslk/dhcp/iana"
+)
+
+// Mode is how the server answers.
+type Mode string
+
+// The modes.
+const (
+	Full  Mode = "full"
+	Proxy Mode = "proxy"
+)
+
+// Booter decides what a boot client gets.
+type Booter interface {
+	// BootFile returns the boot file for a client of kind k (never NotPXE)
+	// with this MAC: a TFTP file name for PXE clients, an http:// URL for
+	// iPXE and UEFI HTTP clients. ok false means: give it no boot
+	// information (a machine to leave alone).
+	BootFile(mac net.HardwareAddr, k Kind) (file string, ok bool)
+}
+
+// Config configures a Server.
+type Config struct {
+	Mode     Mode
+	ServerIP net.IP // the address clients reach this server's TFTP and HTTP at; also the DHCP server identifier
+
+	// Full mode only.
+	Leases        Allocator
+	Netmask       net.IPMask
+	Router        net.IP   // optional
+	DNS           []net.IP // optional
+	LeaseDuration time.Duration
+
+	Booter Booter
+	Log    *slog.Logger // nil: discard
+	// Replied, if set, is called after each reply is sent (for metrics).
+	Replied func(msgType dhcpv4.MessageType, k Kind)
+}
+
+// Server answers DHCP requests as its Config says.
+type Server struct {
+	cfg Config
+	log *slog.Logger
+}
+
+// New checks cfg and returns a server.
+func New(cfg Config) (*Server, error) {
+	if cfg.ServerIP.To4() == nil {
+		return nil, fmt.Errorf("dhcpd: server IP %v is not IPv4", cfg.ServerIP)
+	}
+	cfg.ServerIP = cfg.ServerIP.To4()
+	switch cfg.Mode {
+	case Full:
+		if cfg.Leases == nil || cfg.Netmask == nil {
+			return nil, errors.New("dhcpd: full mode needs leases and a netmask")
+		}
+		if cfg.LeaseDuration <= 0 {
+			cfg.LeaseDuration = time.Hour
+		}
+	case Proxy:
+	default:
+		return nil, fmt.Errorf("dhcpd: unknown mode %q", cfg.Mode)
+	}
+	if cfg.Booter == nil {
+		return nil, errors.New("dhcpd: no Booter")
+	}
+	log := cfg.Log
+	if log == nil {
+		log = slog.New(slog.DiscardHandler)
+	}
+	return &Server{cfg: cfg, log: log}, nil
+}
+
+// Reply computes the answer to req, or nil for no answer. It never panics
+// on any decodable packet and, in proxy mode, never returns an address.
+func (s *Server) Reply(req *dhcpv4.DHCPv4, now time.Time) (*dhcpv4.DHCPv4, error) {
+	if req.OpCode != dhcpv4.OpcodeBootRequest || req.HWType != iana.HWTypeEthernet || len(req.ClientHWAddr) != 6 {
+		return nil, nil
+	}
+	mac := req.ClientHWAddr
+	kind := Classify(req)
+	var file string
+	boot := false
+	if kind != NotPXE {
+		file, boot = s.cfg.Booter.BootFile(mac, kind)
+	}
+	switch s.cfg.Mode {
+	case Proxy:
+		return s.proxyReply(req, kind, file, boot)
+	default:
+		return s.fullReply(req, kind, file, boot, now)
+	}
+}
+
+func (s *Server) proxyReply(req *dhcpv4.DHCPv4, kind Kind, file string, boot bool) (*dhcpv4.DHCPv4, error) {
+	if !boot {
+		return nil, nil
+	}
+	var mt dhcpv4.MessageType
+	switch req.MessageType() {
+	case dhcpv4.MessageTypeDiscover:
+		mt = dhcpv4.MessageTypeOffer
+	case dhcpv4.MessageTypeRequest, dhcpv4.MessageTypeInform:
+		// A PXE client asks the proxy directly (server identifier is
+		// ours, or an INFORM); requests for the site's lease are not ours.
+		if sid := req.ServerIdentifier(); req.MessageType() == dhcpv4.MessageTypeRequest && !sid.Equal(s.cfg.ServerIP) {
+			return nil, nil
+		}
+		mt = dhcpv4.MessageTypeAck
+	default:
+		return nil, nil
+	}
+	resp, err := dhcpv4.NewReplyFromRequest(req,
+		dhcpv4.WithMessageType(mt),
+		dhcpv4.WithServerIP(s.cfg.ServerIP),
+		dhcpv4.WithYourIP(net.IPv4zero),
+		dhcpv4.WithOption(dhcpv4.OptServerIdentifier(s.cfg.ServerIP)),
+	)
+	if err != nil {
+		return nil, fmt.Errorf("proxy reply: %w", err)
+	}
+	s.addBoot(req, resp, kind, file, false)
+	return resp, nil
+}
+
+func (s *Server) fullReply(req *dhcpv4.DHCPv4, kind Kind, file string, boot bool, now time.Time) (*dhcpv4.DHCPv4, error) {
+	mac := req.ClientHWAddr
+	var mt dhcpv4.MessageType
+	var ip net.IP
+	switch req.MessageType() {
+	case dhcpv4.MessageTypeDiscover:
+		var err error
+		ip, err = s.cfg.Leases.Offer(mac, now)
+		if err != nil {
+			s.log.Warn("dhcp: no address to offer", "mac", mac, "err", err)
+			return nil, nil
+		}
+		mt = dhcpv4.MessageTypeOffer
+	case dhcpv4.MessageTypeRequest:
+		if sid := req.ServerIdentifier(); sid != nil && !sid.Equal(s.cfg.ServerIP) {
+			return nil, nil // the client chose another server
+		}
+		ip = req.RequestedIPAddress()
+		if ip == nil || ip.IsUnspecified() {
+			ip = req.ClientIPAddr // renewing or rebinding
+		}
+		if ip == nil || ip.To4() == nil || ip.IsUnspecified() {
+			return s.nak(req, "no address requested")
+		}
+		if err := s.cfg.Leases.Commit(mac, ip, now, s.cfg.LeaseDuration); err != nil {
+			s.log.Info("dhcp: nak", "mac", mac, "ip", ip, "err", err)
+			return s.nak(req, "address not available")
+		}
+		mt = dhcpv4.MessageTypeAck
+	case dhcpv4.MessageTypeRelease, dhcpv4.MessageTypeDecline:
+		if sid := req.ServerIdentifier(); sid != nil && !sid.Equal(s.cfg.ServerIP) {
+			return nil, nil
+		}
+		ip := req.ClientIPAddr
+		if req.MessageType() == dhcpv4.MessageTypeDecline {
+			ip = req.RequestedIPAddress()
+		}
+		if err := s.cfg.Leases.Release(mac, ip); err != nil {
+			s.log.Warn("dhcp: release", "mac", mac, "err", err)
+		}
+		return nil, nil
+	case dhcpv4.MessageTypeInform:
+		mt = dhcpv4.MessageTypeAck
+	default:
+		return nil, nil
+	}
+	mods := []dhcpv4.Modifier{
+		dhcpv4.WithMessageType(mt),
+		dhcpv4.WithServerIP(s.cfg.ServerIP),
+		dhcpv4.WithOption(dhcpv4.OptServerIdentifier(s.cfg.ServerIP)),
+		dhcpv4.WithOption(dhcpv4.OptSubnetMask(s.cfg.Netmask)),
+	}
+	if ip != nil {
+		mods = append(mods,
+			dhcpv4.WithYourIP(ip),
+			dhcpv4.WithOption(dhcpv4.OptIPAddressLeaseTime(s.cfg.LeaseDuration)))
+	}
+	if s.cfg.Router != nil {
+		mods = append(mods, dhcpv4.WithOption(dhcpv4.OptRouter(s.cfg.Router)))
+	}
+	if len(s.cfg.DNS) > 0 {
+		mods = append(mods, dhcpv4.WithOption(dhcpv4.OptDNS(s.cfg.DNS...)))
+	}
+	resp, err := dhcpv4.NewReplyFromRequest(req, mods...)
+	if err != nil {
+		return nil, fmt.Errorf("reply: %w", err)
+	}
+	if boot {
+		s.addBoot(req, resp, kind, file, true)
+	}
+	return resp, nil
+}
+
+func (s *Server) nak(req *dhcpv4.DHCPv4, msg string) (*dhcpv4.DHCPv4, error) {
+	resp, err := dhcpv4.NewReplyFromRequest(req,
+		dhcpv4.WithMessageType(dhcpv4.MessageTypeNak),
+		dhcpv4.WithOption(dhcpv4.OptServerIdentifier(s.cfg.ServerIP)),
+		dhcpv4.WithOption(dhcpv4.OptMessage(msg)),
+	)
+	if err != nil {
+		return nil, fmt.Errorf("nak: %w", err)
+	}
+	resp.SetBroadcast()
+	return resp, nil
+}
+
+// iPXE encapsulated options (option 175); sub-option 176 "no ProxyDHCP"
+// stops iPXE waiting for ProxyDHCP offers that will not come.
+var ipxeNoProxyDHCP = []byte{176, 1, 1}
+
+// PXE vendor options (option 43): PXE_DISCOVERY_CONTROL (6) = 8, "boot the
+// file in the reply, skip boot server discovery".
+var pxeDiscoveryControl = []byte{6, 1, 8, 255}
+
+func (s *Server) addBoot(req, resp *dhcpv4.DHCPv4, kind Kind, file string, full bool) {
+	switch kind {
+	case HTTPUEFI:
+		// UEFI HTTP boot takes only replies that say HTTPClient.
+		resp.UpdateOption(dhcpv4.OptClassIdentifier("HTTPClient"))
+	default:
+		resp.UpdateOption(dhcpv4.OptClassIdentifier("PXEClient"))
+	}
+	if kind == PXEBIOS || kind == PXEUEFI {
+		resp.UpdateOption(dhcpv4.OptGeneric(dhcpv4.OptionVendorSpecificInformation, pxeDiscoveryControl))
+		resp.UpdateOption(dhcpv4.OptTFTPServerName(s.cfg.ServerIP.String()))
+	}
+	if kind == IPXE && full {
+		resp.UpdateOption(dhcpv4.OptGeneric(dhcpv4.GenericOptionCode(175), ipxeNoProxyDHCP))
+	}
+	// PXE clients match replies to their GUID (option 97).
+	if guid := req.GetOneOption(dhcpv4.OptionClientMachineIdentifier); guid != nil {
+		resp.UpdateOption(dhcpv4.OptGeneric(dhcpv4.OptionClientMachineIdentifier, guid))
+	}
+	resp.BootFileName = file
+	resp.UpdateOption(dhcpv4.OptBootFileName(file))
+}
+
+// Serve answers requests on conn until ctx is done; then it closes conn and
+// returns nil. conn should be bound to port 67 on the provisioning
+// interface, with SO_BROADCAST (ListenInterface makes such a socket).
+func (s *Server) Serve(ctx context.Context, conn net.PacketConn) error {
+	// server4 runs each handler in its own goroutine; count them so that
+	// Serve returns only after the last one, and start none after closing.
+	var (
+		mu     sync.Mutex
+		closed bool
+		wg     sync.WaitGroup
+	)
+	handler := func(c net.PacketConn, peer net.Addr, req *dhcpv4.DHCPv4) {
+		mu.Lock()
+		if closed {
+			mu.Unlock()
+			return
+		}
+		wg.Add(1)
+		mu.Unlock()
+		defer wg.Done()
+		s.handle(c, peer, req)
+	}
+	stop := func() {
+		mu.Lock()
+		closed = true
+		mu.Unlock()
+		wg.Wait()
+	}
+	srv, err := server4.NewServer("", nil, handler, server4.WithConn(conn))
+	if err != nil {
+		return fmt.Errorf("dhcpd: %w", err)
+	}
+	done := make(chan error, 1)
+	go func() { done <- srv.Serve() }()
+	select {
+	case <-ctx.Done():
+		srv.Close()
+		<-done
+		stop()
+		return nil
+	case err := <-done:
+		stop()
+		if ctx.Err() != nil {
+			return nil
+		}
+		return fmt.Errorf("dhcpd: serve: %w", err)
+	}
+}
+
+func (s *Server) handle(conn net.PacketConn, peer net.Addr, req *dhcpv4.DHCPv4) {
+	resp, err := s.Reply(req, time.Now())
+	if err != nil {
+		s.log.Warn("dhcp: reply", "mac", req.ClientHWAddr, "err", err)
+		return
+	}
+	if resp == nil {
+		return
+	}
+	dst := replyAddr(req, resp, peer)
+	if _, err := conn.WriteTo(resp.ToBytes(), dst); err != nil {
+		s.log.Warn("dhcp: send", "to", dst, "err", err)
+		return
+	}
+	kind := Classify(req)
+	s.log.Debug("dhcp: reply", "type", resp.MessageType(), "mac", req.ClientHWAddr, "kind", kind, "ip", resp.YourIPAddr, "file", resp.BootFileName)
+	if s.cfg.Replied != nil {
+		s.cfg.Replied(resp.MessageType(), kind)
+	}
+}
+
+// replyAddr is where a reply goes (RFC 2131 4.1): to the relay, to the
+// client's own address, or broadcast.
+func replyAddr(req, resp *dhcpv4.DHCPv4, peer net.Addr) net.Addr {
+	if !req.GatewayIPAddr.IsUnspecified() && req.GatewayIPAddr != nil {
+		return &net.UDPAddr{IP: req.GatewayIPAddr, Port: dhcpv4.ServerPort}
+	}
+	if resp.MessageType() != dhcpv4.MessageTypeNak && req.ClientIPAddr != nil && !req.ClientIPAddr.IsUnspecified() {
+		return &net.UDPAddr{IP: req.ClientIPAddr, Port: dhcpv4.ClientPort}
+	}
+	if p, ok := peer.(*net.UDPAddr); ok && p.Port != 0 && p.Port != dhcpv4.ClientPort && !p.IP.Equal(net.IPv4bcast) {
+		// PXE clients asking on port 4011 get their answer where they asked from.
+		return p
+	}
+	return &net.UDPAddr{IP: net.IPv4bcast, Port: dhcpv4.ClientPort}
+}
+
+// ListenInterface opens a UDP socket on port 67 bound to the interface
+// ifname (SO_BINDTODEVICE), with SO_BROADCAST, for Serve.
+func ListenInterface(ifname string) (net.PacketConn, error) {
+	conn, err := server4.NewIPv4UDPConn(ifname, &net.UDPAddr{Port: dhcpv4.ServerPort})
+	if err != nil {
+		return nil, fmt.Errorf("dhcpd: listen on %s: %w", ifname, err)
+	}
+	return conn, nil
+}
