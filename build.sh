@@ -17,7 +17,7 @@ log() { printf '%s build.sh: %s\n' "$(date +%T)" "$*" >&2; }
 deps() {
 	[ "$(id -u)" = 0 ] || { log "not root: skipping apt packages"; return 0; }
 	local want=() missing=()
-	mapfile -t want < <(sed -e 's/#.*//' -e '/^[[:space:]]*$/d' build/apt-packages)
+	mapfile -t want < <(sed -e 's/#.*//' build/apt-packages | awk 'NF {print $1}')
 	for p in "${want[@]}"; do
 		dpkg-query -W -f='${Status}' "$p" 2>/dev/null | grep -q 'install ok installed' || missing+=("$p")
 	done

@@ -242,6 +242,9 @@ func (t *Target) WriteTable(l *Layout) error {
 	return nil
 }
 
+// alignBytes is the alignment of a grown partition's end.
+const alignBytes = 1 << 20
+
 // WriteTable writes l's table to f, a disk of sizeBytes.
 func WriteTable(f *os.File, sizeBytes int64, l *Layout) error {
 	s := l.LogicalSectorBytes
@@ -260,7 +263,13 @@ func WriteTable(f *os.File, sizeBytes int64, l *Layout) error {
 		for _, p := range l.Partitions {
 			end := p.StartLBA + uint64(p.SizeBytes/s) - 1
 			if p.Grow {
-				end = lastUsable
+				// Stretch to the last usable LBA, ending on a 1 MiB
+				// boundary when that still leaves the partition no smaller.
+				grown := lastUsable
+				if aligned := (lastUsable+1)/uint64(alignBytes/s)*uint64(alignBytes/s) - 1; aligned >= end {
+					grown = aligned
+				}
+				end = max(end, grown)
 			}
 			if end > lastUsable {
 				return fmt.Errorf("write GPT: partition %d ends at LBA %d past the last usable LBA %d", p.Number, end, lastUsable)
@@ -295,13 +304,16 @@ func WriteTable(f *os.File, sizeBytes int64, l *Layout) error {
 			if p.Grow {
 				sectors = min(uint64(sizeBytes/s)-p.StartLBA, 0xffffffff)
 			}
-			slots[p.Number-1] = &mbr.Partition{
+			mp := &mbr.Partition{
 				Index:    p.Number,
 				Bootable: p.Bootable,
 				Type:     mbr.Type(typ),
 				Start:    uint32(p.StartLBA),
 				Size:     uint32(sectors),
 			}
+			mp.StartCylinder, mp.StartHead, mp.StartSector = chs(p.StartLBA)
+			mp.EndCylinder, mp.EndHead, mp.EndSector = chs(p.StartLBA + sectors - 1)
+			slots[p.Number-1] = mp
 		}
 		tbl.Partitions = slots
 		if err := tbl.Write(f, sizeBytes); err != nil {
@@ -375,4 +387,18 @@ func checkInUse(path string, rdev uint64, opts TargetOptions) error {
 
 func devKey(rdev uint64) string {
 	return fmt.Sprintf("%d:%d", unix.Major(rdev), unix.Minor(rdev))
+}
+
+// chs encodes an LBA as the MBR's cylinder, head and sector bytes with the
+// 255-head, 63-sector geometry that fdisk and sfdisk use; LBAs past
+// cylinder 1023 get the customary 1023/254/63.
+func chs(lba uint64) (cyl, head, sector byte) {
+	const heads, sectors = 255, 63
+	c := lba / (heads * sectors)
+	h := (lba / sectors) % heads
+	s := lba%sectors + 1
+	if c > 1023 {
+		c, h, s = 1023, 254, 63
+	}
+	return byte(c), byte(h), byte(s) | byte((c>>8)<<6)
 }

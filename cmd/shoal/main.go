@@ -25,7 +25,7 @@ type command struct {
 func commands() []command {
 	return []command{
 		{"key", "manage signing keys (key gen --out PREFIX)", runKey},
-		// image: added with the image format.
+		{"image", "create, inspect, verify and apply images", runImage},
 	}
 }
 
