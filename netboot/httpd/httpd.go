@@ -1,0 +1,364 @@
+// Package httpd is the HTTP side of shoal serve: the image repository and
+// boot files (static, with Range), the per-machine iPXE scripts, the status
+// API the appliance reports to, the machine list, Prometheus metrics and the
+// live dashboard.
+//
+// Routes:
+//
+//	GET  /repo/...                           the repository directory
+//	GET  /boot/...                           kernel, initramfs, iPXE binaries
+//	GET  /ipxe/{mac}                         the machine's iPXE script
+//	GET  /api/v1/machines                    every machine as JSON
+//	POST /api/v1/machines/{mac}/status       a status report (JSON inventory.Status)
+//	GET  /metrics                            Prometheus metrics
+//	GET  /                                   the dashboard
+//
+// With a key, a status report must carry the header
+// "X-Shoal-Signature: sha256=HEX", HEX being HMAC-SHA256(key, MAC "\n" BODY)
+// with MAC in lower case with colons (see Sign).
+package httpd
+
+import (
+	"context"
+	"crypto/hmac"
+	"crypto/sha256"
+	_ "embed"
+	"encoding/hex"
+	"encoding/json"
+	"errors"
+	"fmt"
+	"io"
+	"log/slog"
+	"net"
+	"net/http"
+	"os"
+	"strconv"
+	"strings"
+	"time"
+
+	"github.com/prometheus/client_golang/prometheus"
+	"github.com/prometheus/client_golang/prometheus/promhttp"
+
+	"github.com/shoal-project/shoal/netboot/inventory"
+	"github.com/shoal-project/shoal/netboot/ipxe"
+)
+
+// Config configures a Server.
+type Config struct {
+	RepoDir string // served under /repo/
+	BootDir string // served under /boot/
+	// BaseURL is how machines reach this server, e.g. "http://10.0.0.1:8080";
+	// empty: taken from each request's Host.
+	BaseURL   string
+	Inventory *inventory.Store
+	// Key, if set, is the site key status reports are signed with.
+	Key []byte
+	// Kernel and Initrd are the file names in BootDir the appliance boots.
+	Kernel, Initrd string
+	// Cmdline holds extra kernel arguments for every machine (e.g.
+	// "console=ttyS0").
+	Cmdline []string
+	// Registry gets the server's metrics and is served at /metrics; nil
+	// makes a new one.
+	Registry *prometheus.Registry
+	Log      *slog.Logger
+	Now      func() time.Time // nil: time.Now
+}
+
+// Server serves HTTP as its Config says.
+type Server struct {
+	cfg        Config
+	repo, boot *os.Root
+	log        *slog.Logger
+	mux        *http.ServeMux
+
+	requests *prometheus.CounterVec
+	reports  *prometheus.CounterVec
+}
+
+// SignatureHeader is the header that carries a status report's HMAC.
+const SignatureHeader = "X-Shoal-Signature"
+
+// maxReportBytes bounds a status report's body.
+const maxReportBytes = 64 << 10
+
+// New opens the repository and boot directories and builds the routes.
+func New(cfg Config) (*Server, error) {
+	if cfg.Inventory == nil {
+		return nil, errors.New("httpd: no inventory")
+	}
+	if cfg.Now == nil {
+		cfg.Now = time.Now
+	}
+	if cfg.Kernel == "" {
+		cfg.Kernel = "vmlinuz"
+	}
+	if cfg.Initrd == "" {
+		cfg.Initrd = "shoal-initramfs.cpio.zst"
+	}
+	if cfg.Registry == nil {
+		cfg.Registry = prometheus.NewRegistry()
+	}
+	s := &Server{cfg: cfg, log: cfg.Log, mux: http.NewServeMux()}
+	if s.log == nil {
+		s.log = slog.New(slog.DiscardHandler)
+	}
+	var err error
+	if s.repo, err = os.OpenRoot(cfg.RepoDir); err != nil {
+		return nil, fmt.Errorf("httpd: repository: %w", err)
+	}
+	if s.boot, err = os.OpenRoot(cfg.BootDir); err != nil {
+		s.repo.Close()
+		return nil, fmt.Errorf("httpd: boot files: %w", err)
+	}
+	s.requests = prometheus.NewCounterVec(prometheus.CounterOpts{
+		Name: "shoal_serve_http_requests_total",
+		Help: "HTTP requests served, by route and status code.",
+	}, []string{"route", "code"})
+	s.reports = prometheus.NewCounterVec(prometheus.CounterOpts{
+		Name: "shoal_serve_status_reports_total",
+		Help: "Status reports received, by result (accepted, bad_signature, unknown_machine, bad_request).",
+	}, []string{"result"})
+	for _, c := range []prometheus.Collector{s.requests, s.reports, machineCollector{cfg.Inventory}} {
+		if err := cfg.Registry.Register(c); err != nil {
+			s.Close()
+			return nil, fmt.Errorf("httpd: metrics: %w", err)
+		}
+	}
+	s.route("GET /repo/", "repo", http.StripPrefix("/repo/", http.FileServerFS(s.repo.FS())))
+	s.route("GET /boot/", "boot", http.StripPrefix("/boot/", http.FileServerFS(s.boot.FS())))
+	s.route("GET /ipxe/{mac}", "ipxe", http.HandlerFunc(s.script))
+	s.route("GET /api/v1/machines", "machines", http.HandlerFunc(s.machines))
+	s.route("POST /api/v1/machines/{mac}/status", "status", http.HandlerFunc(s.status))
+	s.route("GET /metrics", "metrics", promhttp.HandlerFor(cfg.Registry, promhttp.HandlerOpts{}))
+	s.route("GET /{$}", "dashboard", http.HandlerFunc(s.dashboard))
+	return s, nil
+}
+
+// Close releases the served directories.
+func (s *Server) Close() error {
+	return errors.Join(s.repo.Close(), s.boot.Close())
+}
+
+// Handler returns the server's routes.
+func (s *Server) Handler() http.Handler { return s.mux }
+
+// Serve serves HTTP on ln until ctx is done, then shuts down (waiting up to
+// 5 s for requests in flight) and returns nil.
+func (s *Server) Serve(ctx context.Context, ln net.Listener) error {
+	hs := &http.Server{
+		Handler:           s.mux,
+		ReadHeaderTimeout: 10 * time.Second,
+		ErrorLog:          slog.NewLogLogger(s.log.Handler(), slog.LevelWarn),
+	}
+	done := make(chan error, 1)
+	go func() { done <- hs.Serve(ln) }()
+	select {
+	case <-ctx.Done():
+		sctx, cancel := context.WithTimeout(context.Background(), 5*time.Second)
+		defer cancel()
+		if err := hs.Shutdown(sctx); err != nil {
+			hs.Close()
+		}
+		<-done
+		return nil
+	case err := <-done:
+		return fmt.Errorf("httpd: %w", err)
+	}
+}
+
+// statusWriter records the status code for metrics.
+type statusWriter struct {
+	http.ResponseWriter
+	code int
+}
+
+func (w *statusWriter) WriteHeader(code int) {
+	if w.code == 0 {
+		w.code = code
+	}
+	w.ResponseWriter.WriteHeader(code)
+}
+
+func (w *statusWriter) Write(b []byte) (int, error) {
+	if w.code == 0 {
+		w.code = http.StatusOK
+	}
+	return w.ResponseWriter.Write(b)
+}
+
+// Flush lets streaming handlers flush through the wrapper.
+func (w *statusWriter) Flush() {
+	if f, ok := w.ResponseWriter.(http.Flusher); ok {
+		f.Flush()
+	}
+}
+
+func (s *Server) route(pattern, name string, h http.Handler) {
+	s.mux.Handle(pattern, http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
+		sw := &statusWriter{ResponseWriter: w}
+		h.ServeHTTP(sw, r)
+		if sw.code == 0 {
+			sw.code = http.StatusOK
+		}
+		s.requests.WithLabelValues(name, strconv.Itoa(sw.code)).Inc()
+		s.log.Debug("http", "method", r.Method, "path", r.URL.Path, "code", sw.code, "remote", r.RemoteAddr)
+	}))
+}
+
+func (s *Server) baseURL(r *http.Request) string {
+	if s.cfg.BaseURL != "" {
+		return strings.TrimSuffix(s.cfg.BaseURL, "/")
+	}
+	return "http://" + r.Host
+}
+
+func (s *Server) script(w http.ResponseWriter, r *http.Request) {
+	mac, err := inventory.CanonicalMAC(r.PathValue("mac"))
+	w.Header().Set("Content-Type", "text/plain; charset=utf-8")
+	if err != nil {
+		http.Error(w, err.Error(), http.StatusBadRequest)
+		return
+	}
+	m, err := s.cfg.Inventory.Lookup(mac)
+	switch {
+	case errors.Is(err, inventory.ErrUnknown):
+		io.WriteString(w, ipxe.LocalScript(mac+" is not in the inventory; booting the next device"))
+		return
+	case err != nil:
+		http.Error(w, err.Error(), http.StatusInternalServerError)
+		return
+	}
+	s.cfg.Inventory.MarkBoot(mac, s.cfg.Now())
+	if m.Action == inventory.Local {
+		io.WriteString(w, ipxe.LocalScript(mac+" is done; booting the local disk"))
+		return
+	}
+	base := s.baseURL(r)
+	args := []string{
+		"shoal.server=" + base,
+		"shoal.repo=" + base + "/repo/",
+		"shoal.image=" + m.Image,
+		"shoal.mac=" + mac,
+	}
+	if m.Disk != "" {
+		args = append(args, "shoal.disk="+m.Disk)
+	}
+	args = append(args, s.cfg.Cmdline...)
+	io.WriteString(w, ipxe.BootScript(ipxe.Boot{
+		BaseURL: base,
+		Kernel:  s.cfg.Kernel,
+		Initrd:  s.cfg.Initrd,
+		Cmdline: args,
+	}))
+}
+
+func (s *Server) machines(w http.ResponseWriter, r *http.Request) {
+	w.Header().Set("Content-Type", "application/json")
+	w.Header().Set("Cache-Control", "no-store")
+	enc := json.NewEncoder(w)
+	enc.SetIndent("", "  ")
+	if err := enc.Encode(s.cfg.Inventory.Machines()); err != nil {
+		s.log.Warn("http: encode machines", "err", err)
+	}
+}
+
+// Sign returns the value of the signature header for a report body.
+func Sign(key []byte, mac string, body []byte) string {
+	h := hmac.New(sha256.New, key)
+	io.WriteString(h, mac)
+	io.WriteString(h, "\n")
+	h.Write(body)
+	return "sha256=" + hex.EncodeToString(h.Sum(nil))
+}
+
+func (s *Server) status(w http.ResponseWriter, r *http.Request) {
+	mac, err := inventory.CanonicalMAC(r.PathValue("mac"))
+	if err != nil {
+		s.reports.WithLabelValues("bad_request").Inc()
+		http.Error(w, err.Error(), http.StatusBadRequest)
+		return
+	}
+	body, err := io.ReadAll(http.MaxBytesReader(w, r.Body, maxReportBytes))
+	if err != nil {
+		s.reports.WithLabelValues("bad_request").Inc()
+		http.Error(w, "read body: "+err.Error(), http.StatusBadRequest)
+		return
+	}
+	if len(s.cfg.Key) > 0 {
+		want := Sign(s.cfg.Key, mac, body)
+		if !hmac.Equal([]byte(want), []byte(r.Header.Get(SignatureHeader))) {
+			s.reports.WithLabelValues("bad_signature").Inc()
+			http.Error(w, "bad or missing "+SignatureHeader, http.StatusForbidden)
+			return
+		}
+	}
+	var st inventory.Status
+	dec := json.NewDecoder(strings.NewReader(string(body)))
+	dec.DisallowUnknownFields()
+	if err := dec.Decode(&st); err != nil {
+		s.reports.WithLabelValues("bad_request").Inc()
+		http.Error(w, "bad status: "+err.Error(), http.StatusBadRequest)
+		return
+	}
+	if st.Progress < 0 || st.Progress > 1 || st.State == "" {
+		s.reports.WithLabelValues("bad_request").Inc()
+		http.Error(w, "bad status: want a state and 0 <= progress <= 1", http.StatusBadRequest)
+		return
+	}
+	m, err := s.cfg.Inventory.Report(mac, st, s.cfg.Now())
+	if errors.Is(err, inventory.ErrUnknown) {
+		s.reports.WithLabelValues("unknown_machine").Inc()
+		http.Error(w, err.Error(), http.StatusNotFound)
+		return
+	}
+	if err != nil {
+		s.log.Error("http: status report", "mac", mac, "err", err)
+		http.Error(w, err.Error(), http.StatusInternalServerError)
+		return
+	}
+	s.reports.WithLabelValues("accepted").Inc()
+	s.log.Info("status", "mac", mac, "state", st.State, "progress", st.Progress, "action", m.Action)
+	w.Header().Set("Content-Type", "application/json")
+	json.NewEncoder(w).Encode(m)
+}
+
+//go:embed dashboard.html
+var dashboardHTML []byte
+
+func (s *Server) dashboard(w http.ResponseWriter, r *http.Request) {
+	w.Header().Set("Content-Type", "text/html; charset=utf-8")
+	w.Header().Set("Cache-Control", "no-store")
+	w.Write(dashboardHTML)
+}
+
+// machineCollector exports the inventory's machines at each scrape.
+type machineCollector struct{ inv *inventory.Store }
+
+var (
+	machinesDesc = prometheus.NewDesc("shoal_serve_machines",
+		"Machines known to the server, by action and last reported state.", []string{"action", "state"}, nil)
+	progressDesc = prometheus.NewDesc("shoal_serve_machine_progress_ratio",
+		"Last reported progress of each machine (0..1).", []string{"mac"}, nil)
+)
+
+func (c machineCollector) Describe(ch chan<- *prometheus.Desc) {
+	ch <- machinesDesc
+	ch <- progressDesc
+}
+
+func (c machineCollector) Collect(ch chan<- prometheus.Metric) {
+	type key struct{ action, state string }
+	counts := map[key]int{}
+	for _, m := range c.inv.Machines() {
+		st := m.Status.State
+		if st == "" {
+			st = "none"
+		}
+		counts[key{string(m.Action), st}]++
+		ch <- prometheus.MustNewConstMetric(progressDesc, prometheus.GaugeValue, m.Status.Progress, m.MAC)
+	}
+	for k, n := range counts {
+		ch <- prometheus.MustNewConstMetric(machinesDesc, prometheus.GaugeValue, float64(n), k.action, k.state)
+	}
+}
