@@ -28,7 +28,7 @@ const (
 // go-diskfs writes only bytes 446-511, so these travel as image data.
 const BootCodeBytes = 446
 
-// gptEntrySectorsMax is the largest partition-entry array we accept (bytes).
+// gptEntryArrayMaxBytes is the largest partition-entry array we accept.
 const gptEntryArrayMaxBytes = 1 << 20
 
 // Layout is what an image records of its source disk's partitioning.
@@ -87,7 +87,7 @@ func ReadLayout(r io.ReaderAt, sizeBytes, sectorBytes int64) (*Layout, error) {
 		return l, nil
 	}
 	f := &readerFile{r: r, size: sizeBytes}
-	hdr, hdrErr := readGPTHeader(r, sectorBytes)
+	hdr, hdrErr := readGPTHeader(r, sizeBytes, sectorBytes)
 	if hdrErr == nil {
 		t, err := gpt.Read(f, int(sectorBytes), int(sectorBytes))
 		if err != nil {
@@ -249,7 +249,7 @@ type gptHeader struct {
 }
 
 // readGPTHeader reads the fields go-diskfs keeps private.
-func readGPTHeader(r io.ReaderAt, sectorBytes int64) (gptHeader, error) {
+func readGPTHeader(r io.ReaderAt, sizeBytes, sectorBytes int64) (gptHeader, error) {
 	b := make([]byte, 92)
 	if _, err := r.ReadAt(b, sectorBytes); err != nil {
 		return gptHeader{}, fmt.Errorf("read GPT header: %w", err)
@@ -261,8 +261,24 @@ func readGPTHeader(r io.ReaderAt, sectorBytes int64) (gptHeader, error) {
 		firstUsableLBA: binary.LittleEndian.Uint64(b[40:48]),
 		lastUsableLBA:  binary.LittleEndian.Uint64(b[48:56]),
 	}
-	if h.firstUsableLBA < 2 || h.lastUsableLBA < h.firstUsableLBA {
-		return gptHeader{}, fmt.Errorf("GPT header: usable LBAs %d-%d make no sense", h.firstUsableLBA, h.lastUsableLBA)
+	sectors := uint64(sizeBytes / sectorBytes)
+	if h.firstUsableLBA < 2 || h.lastUsableLBA < h.firstUsableLBA || h.lastUsableLBA >= sectors {
+		return gptHeader{}, fmt.Errorf("GPT header: usable LBAs %d-%d make no sense on a disk of %d sectors", h.firstUsableLBA, h.lastUsableLBA, sectors)
+	}
+	// Bound what go-diskfs will read: the entry array must be of sane
+	// size and lie before the first usable LBA.
+	entriesLBA := binary.LittleEndian.Uint64(b[72:80])
+	count := uint64(binary.LittleEndian.Uint32(b[80:84]))
+	entryBytes := uint64(binary.LittleEndian.Uint32(b[84:88]))
+	if entryBytes < 128 || entryBytes > 1024 || entryBytes%128 != 0 {
+		return gptHeader{}, fmt.Errorf("GPT header: partition entry size %d", entryBytes)
+	}
+	if count == 0 || count*entryBytes > gptEntryArrayMaxBytes {
+		return gptHeader{}, fmt.Errorf("GPT header: %d entries of %d bytes", count, entryBytes)
+	}
+	arraySectors := (count*entryBytes + uint64(sectorBytes) - 1) / uint64(sectorBytes)
+	if entriesLBA < 2 || entriesLBA+arraySectors > h.firstUsableLBA {
+		return gptHeader{}, fmt.Errorf("GPT header: entry array at LBA %d (%d sectors) overlaps the usable area at %d", entriesLBA, arraySectors, h.firstUsableLBA)
 	}
 	return h, nil
 }

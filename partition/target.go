@@ -266,8 +266,9 @@ func WriteTable(f *os.File, sizeBytes int64, l *Layout) error {
 				// Stretch to the last usable LBA, ending on a 1 MiB
 				// boundary when that still leaves the partition no smaller.
 				grown := lastUsable
-				if aligned := (lastUsable+1)/uint64(alignBytes/s)*uint64(alignBytes/s) - 1; aligned >= end {
-					grown = aligned
+				step := uint64(alignBytes / s)
+				if aligned := (lastUsable + 1) / step * step; aligned > end+1 {
+					grown = aligned - 1
 				}
 				end = max(end, grown)
 			}

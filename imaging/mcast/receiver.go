@@ -1,0 +1,878 @@
+package mcast
+
+import (
+	"context"
+	"crypto/ed25519"
+	"crypto/rand"
+	"crypto/sha256"
+	"encoding/binary"
+	"errors"
+	"fmt"
+	"log/slog"
+	mrand "math/rand/v2"
+	"net"
+	"net/netip"
+	"sync"
+	"time"
+
+	"golang.org/x/net/ipv4"
+
+	"github.com/shoal-project/shoal/imaging"
+	"github.com/shoal-project/shoal/imaging/mcast/wire"
+)
+
+// Sink is where a receiver's verified chunks go. *imaging.Writer is one.
+type Sink interface {
+	// WriteStored verifies chunk i's stored bytes and writes them; an
+	// error wrapping imaging.ErrCorrupt means the bytes were bad.
+	WriteStored(i int, stored []byte) error
+	// Has reports whether chunk i is already written.
+	Has(i int) bool
+	// Finish is called once every chunk is written.
+	Finish() error
+}
+
+// ReceiverConfig configures Receive.
+type ReceiverConfig struct {
+	// Name is the image to receive; empty takes the first image announced.
+	Name string
+	// Pub, when set, must have signed the manifest.
+	Pub ed25519.PublicKey
+	// Open is called with the verified manifest and returns where its
+	// chunks go (the target checks happen here).
+	Open func(img *imaging.Image) (Sink, error)
+	// OpenData opens the data group the announce names (default:
+	// ListenGroup on Iface).
+	OpenData func(ctx context.Context, group netip.AddrPort) (net.PacketConn, error)
+	Iface    *net.Interface
+	// Control is where requests and statuses go (default DefaultControl).
+	Control netip.AddrPort
+	// BufferChunks bounds the chunks held in memory, being assembled or
+	// waiting for the disk (default 16). Chunks beyond it are dropped and
+	// asked for again later, so a slow disk never slows the sender.
+	BufferChunks int
+	// Writers is the number of chunks written in parallel (default 2).
+	Writers int
+	// JoinTimeout bounds the wait for an announce (0: wait for ever).
+	JoinTimeout time.Duration
+	// SenderTimeout is how long the sender may stay silent (default 10 s).
+	SenderTimeout time.Duration
+	// MaxCorrupt is how many chunks may fail their hash before the sender
+	// is given up on (default 16).
+	MaxCorrupt int
+	// Backoff is the longest random delay before a request (default 4 ms);
+	// Retry the wait for an answer before asking again (default 40 ms).
+	Backoff, Retry time.Duration
+	Logger         *slog.Logger
+	// Progress, when set, is called about every 250 ms and at the end.
+	Progress func(ReceiverStats)
+	// ID names the receiver to the sender (random when 0).
+	ID uint32
+}
+
+// ReceiverStats counts what a receiver did.
+type ReceiverStats struct {
+	Elapsed        time.Duration
+	Image          imaging.ID
+	Chunks         int
+	ChunksDone     int
+	WrittenBytes   int64 // chunk bytes written (uncompressed)
+	StoredBytes    int64 // compressed size of the image
+	ReceivedBytes  int64 // block bytes received, duplicates included
+	DuplicateBytes int64 // block bytes received but not needed
+	Datagrams      int64
+	Malformed      int64 // datagrams that did not parse
+	Foreign        int64 // datagrams of another session or image
+	NoRoom         int64 // datagrams dropped for want of buffer
+	Corrupt        int   // chunks that failed their hash
+	Requests       int64 // request datagrams sent
+	Suppressed     int64 // needs not sent because another receiver asked
+	LostBlocks     int64 // first-pass blocks lost (estimated from gaps)
+}
+
+// ErrSenderGone is returned when the sender stops or stays silent before
+// the image is complete.
+var ErrSenderGone = errors.New("sender gone")
+
+// ErrBadSender is returned when the sender's data keeps failing its hashes.
+var ErrBadSender = errors.New("sender keeps sending bad data")
+
+func (c *ReceiverConfig) defaults() {
+	if !c.Control.IsValid() {
+		c.Control = DefaultControl
+	}
+	if c.BufferChunks <= 0 {
+		c.BufferChunks = 16
+	}
+	if c.Writers <= 0 {
+		c.Writers = 2
+	}
+	if c.SenderTimeout <= 0 {
+		c.SenderTimeout = 10 * time.Second
+	}
+	if c.MaxCorrupt <= 0 {
+		c.MaxCorrupt = 16
+	}
+	if c.Backoff <= 0 {
+		c.Backoff = 4 * time.Millisecond
+	}
+	if c.Retry <= 0 {
+		c.Retry = 40 * time.Millisecond
+	}
+	if c.Logger == nil {
+		c.Logger = slog.New(slog.DiscardHandler)
+	}
+	if c.OpenData == nil {
+		iface := c.Iface
+		c.OpenData = func(ctx context.Context, g netip.AddrPort) (net.PacketConn, error) {
+			return ListenGroup(ctx, iface, g, GroupOptions{})
+		}
+	}
+	for c.ID == 0 {
+		var b [4]byte
+		_, _ = rand.Read(b[:])
+		c.ID = binary.BigEndian.Uint32(b[:])
+	}
+}
+
+// partial is a chunk being assembled.
+type partial struct {
+	chunk int // -1: manifest blob
+	l     layout
+	buf   []byte     // blocks*blockBytes
+	have  [][]bool   // per group: shards received (data, then parity)
+	count []int      // per group: distinct shards received
+	par   [][][]byte // per group: parity shards received
+	done  []bool
+	left  int // groups not done
+	// Requests, per group: when the next is due (zero: not scheduled),
+	// and when data for the group last came.
+	due  []time.Time
+	last []time.Time
+	// The highest group seen and when any datagram of the chunk came.
+	maxGroup int
+	lastAny  time.Time
+}
+
+func newPartial(chunk int, l layout) *partial {
+	g := l.groups()
+	return &partial{
+		chunk: chunk, l: l,
+		buf:  make([]byte, l.blocks()*l.blockBytes),
+		have: make([][]bool, g), count: make([]int, g), par: make([][][]byte, g),
+		done: make([]bool, g), left: g, due: make([]time.Time, g), last: make([]time.Time, g),
+	}
+}
+
+// receiver is the state shared by Receive's goroutines.
+type receiver struct {
+	cfg    ReceiverConfig
+	log    *slog.Logger
+	codecs codecs
+	ctrl   *ipv4.PacketConn
+
+	mu         sync.Mutex
+	ann        wire.Announce
+	hdr        wire.Header // the session's header, set by the first announce
+	joined     bool
+	annCh      chan struct{} // closed at the first announce
+	heard      time.Time     // last datagram of the session
+	ending     bool
+	img        *imaging.Image
+	opening    bool // the sink is being opened
+	sink       Sink
+	chunks     int
+	partials   map[int]*partial
+	writing    map[int]bool
+	written    []bool
+	nwritten   int
+	wholeDue   map[int]time.Time // whole-chunk requests: when due next
+	cursor     groupKey          // first pass position seen
+	lastFP     [3]int            // chunk, group, shard of the last first-pass datagram
+	lastFPok   bool
+	lossExp    int64 // first-pass shards expected since the last status
+	lossGot    int64
+	writeQ     chan *partial
+	fatal      error
+	finished   chan struct{}
+	stats      ReceiverStats
+	storedSize int64
+}
+
+// Receive waits for the sender's announce on ctrl (a socket listening on
+// the control group, from ListenGroup), receives the image, writes it to
+// the sink cfg.Open returns and returns once the sink is finished.
+func Receive(ctx context.Context, ctrl net.PacketConn, cfg ReceiverConfig) (ReceiverStats, error) {
+	cfg.defaults()
+	if cfg.Open == nil {
+		return ReceiverStats{}, errors.New("receive: no Open")
+	}
+	r := &receiver{
+		cfg: cfg, log: cfg.Logger, ctrl: ipv4.NewPacketConn(ctrl),
+		annCh: make(chan struct{}), partials: make(map[int]*partial), writing: make(map[int]bool),
+		wholeDue: make(map[int]time.Time), cursor: groupKey{-1, 0},
+		writeQ: make(chan *partial, cfg.BufferChunks), finished: make(chan struct{}),
+	}
+	start := time.Now()
+	ctx, cancel := context.WithCancel(ctx)
+	defer cancel()
+	defer closeOnDone(ctx, ctrl)()
+	var wg sync.WaitGroup
+	defer wg.Wait()
+	defer cancel()
+	wg.Add(1)
+	go func() { defer wg.Done(); r.readLoop(ctx, r.ctrl, false) }()
+
+	// Join: wait for an announce of our image.
+	var joinTimeout <-chan time.Time
+	if cfg.JoinTimeout > 0 {
+		t := time.NewTimer(cfg.JoinTimeout)
+		defer t.Stop()
+		joinTimeout = t.C
+	}
+	select {
+	case <-ctx.Done():
+		return r.snapshot(start), ctx.Err()
+	case <-joinTimeout:
+		return r.snapshot(start), fmt.Errorf("no sender announced image %q within %v", cfg.Name, cfg.JoinTimeout)
+	case <-r.annCh:
+	}
+	r.mu.Lock()
+	group := r.ann.Data
+	r.mu.Unlock()
+	dc, err := cfg.OpenData(ctx, group)
+	if err != nil {
+		return r.snapshot(start), fmt.Errorf("data group: %w", err)
+	}
+	defer closeOnDone(ctx, dc)()
+	defer dc.Close()
+	wg.Add(1)
+	go func() { defer wg.Done(); r.readLoop(ctx, ipv4.NewPacketConn(dc), true) }()
+	for range cfg.Writers {
+		wg.Add(1)
+		go func() { defer wg.Done(); r.writeLoop(ctx) }()
+	}
+	err = r.tickLoop(ctx, start)
+	st := r.snapshot(start)
+	if cfg.Progress != nil {
+		cfg.Progress(st)
+	}
+	return st, err
+}
+
+func (r *receiver) snapshot(start time.Time) ReceiverStats {
+	r.mu.Lock()
+	defer r.mu.Unlock()
+	st := r.stats
+	st.Elapsed = time.Since(start)
+	st.Chunks, st.ChunksDone, st.StoredBytes = r.chunks, r.nwritten, r.storedSize
+	return st
+}
+
+// fail records the first fatal error; r.mu is held.
+func (r *receiver) fail(err error) {
+	if r.fatal == nil {
+		r.fatal = err
+	}
+}
+
+func (r *receiver) readLoop(ctx context.Context, p *ipv4.PacketConn, data bool) {
+	msgs := make([]ipv4.Message, 64)
+	for i := range msgs {
+		msgs[i].Buffers = [][]byte{make([]byte, 2048)}
+	}
+	var needs []wire.Need
+	for {
+		n, err := p.ReadBatch(msgs, 0)
+		if err != nil {
+			if ctx.Err() == nil {
+				r.mu.Lock()
+				r.fail(fmt.Errorf("read: %w", err))
+				r.mu.Unlock()
+			}
+			return
+		}
+		now := time.Now()
+		r.mu.Lock()
+		for _, m := range msgs[:n] {
+			needs = r.handle(now, m.Buffers[0][:m.N], needs)
+		}
+		r.mu.Unlock()
+	}
+}
+
+// handle handles one datagram; r.mu is held.
+func (r *receiver) handle(now time.Time, b []byte, needs []wire.Need) []wire.Need {
+	r.stats.Datagrams++
+	h, body, err := wire.ParseHeader(b)
+	if err != nil {
+		r.stats.Malformed++
+		return needs
+	}
+	if h.Type == wire.TypeAnnounce {
+		a, err := wire.ParseAnnounce(body)
+		if err != nil || wire.Prefix(a.ID) != h.IDPrefix {
+			r.stats.Malformed++
+			return needs
+		}
+		r.announce(now, h, a)
+		return needs
+	}
+	if !r.joined || h.IDPrefix != r.hdr.IDPrefix || h.Session != r.hdr.Session {
+		r.stats.Foreign++
+		return needs
+	}
+	switch h.Type {
+	case wire.TypeData:
+		d, err := wire.ParseData(body)
+		if err != nil {
+			r.stats.Malformed++
+			return needs
+		}
+		r.heard = now
+		r.data(now, d)
+	case wire.TypeRequest:
+		q, err := wire.ParseRequest(body, needs)
+		if err != nil {
+			r.stats.Malformed++
+			return needs
+		}
+		if q.Receiver != r.cfg.ID {
+			r.suppress(now, q.Needs)
+		}
+		return q.Needs
+	case wire.TypeStatus:
+		// Other receivers' statuses are for the sender.
+	default:
+		r.stats.Malformed++
+	}
+	return needs
+}
+
+// announce handles an announce; r.mu is held.
+func (r *receiver) announce(now time.Time, h wire.Header, a wire.Announce) {
+	if !r.joined {
+		if r.cfg.Name != "" && a.Name != r.cfg.Name {
+			r.stats.Foreign++
+			return
+		}
+		if a.BlockBytes > 1500 || a.GroupBlocks > 128 {
+			r.stats.Malformed++
+			return
+		}
+		r.joined, r.ann, r.hdr = true, a, wire.Header{IDPrefix: h.IDPrefix, Session: h.Session}
+		r.log.Info("joined session", "image", a.Name, "id", imaging.ID(a.ID), "session", h.Session, "data", a.Data)
+		close(r.annCh)
+	}
+	if h.Session != r.hdr.Session || a.ID != r.ann.ID {
+		r.stats.Foreign++
+		return
+	}
+	r.heard = now
+	r.ann.Flags, r.ann.RateBitsPerSec = a.Flags, a.RateBitsPerSec
+	r.advance(groupKey{chunkIndex(a.CursorChunk), int(a.CursorGroup)})
+	if a.Flags&wire.FlagEnding != 0 {
+		r.ending = true
+	}
+}
+
+func chunkIndex(c uint32) int {
+	if c == wire.ManifestChunk {
+		return -1
+	}
+	return int(c)
+}
+
+func before(a, b groupKey) bool {
+	return a.chunk < b.chunk || a.chunk == b.chunk && a.group < b.group
+}
+
+func (r *receiver) advance(k groupKey) {
+	if before(r.cursor, k) {
+		r.cursor = k
+	}
+}
+
+// passed reports whether the first pass is past group k.
+func (r *receiver) passed(k groupKey) bool {
+	return r.ann.Flags&wire.FlagFirstPassDone != 0 || before(k, r.cursor)
+}
+
+func (r *receiver) layout(chunk int) (layout, bool) {
+	l := layout{blockBytes: int(r.ann.BlockBytes), groupBlocks: int(r.ann.GroupBlocks)}
+	switch {
+	case chunk < 0:
+		l.storedBytes = int(r.ann.ManifestBytes)
+	case r.img != nil && chunk < r.chunks:
+		l.storedBytes = int(r.img.Chunks[chunk].StoredBytes)
+	default:
+		return l, false
+	}
+	return l, l.valid() == nil
+}
+
+// data handles a data datagram; r.mu is held.
+func (r *receiver) data(now time.Time, d wire.Data) {
+	chunk := chunkIndex(d.Chunk)
+	g, s := int(d.Group), int(d.Shard)
+	n := int64(len(d.Block))
+	r.stats.ReceivedBytes += n
+	if r.opening || chunk >= 0 && r.img == nil {
+		r.stats.NoRoom++ // no manifest yet
+		return
+	}
+	l, ok := r.layout(chunk)
+	if !ok || g >= l.groups() || s >= 2*l.groupData(g) || len(d.Block) != l.blockLen(g, s) {
+		r.stats.Malformed++
+		return
+	}
+	if d.Flags&wire.DataFirstPass != 0 {
+		r.firstPassSeen(chunk, g, s)
+		r.advance(groupKey{chunk, g})
+	}
+	if (chunk < 0 && r.img != nil) || (chunk >= 0 && (r.written[chunk] || r.writing[chunk])) {
+		r.stats.DuplicateBytes += n
+		return
+	}
+	p := r.partials[chunk]
+	if p == nil {
+		if chunk >= 0 && len(r.partials)+len(r.writing) >= r.cfg.BufferChunks {
+			r.stats.NoRoom++
+			return
+		}
+		p = newPartial(chunk, l)
+		r.partials[chunk] = p
+		delete(r.wholeDue, chunk)
+	}
+	if p.done[g] {
+		r.stats.DuplicateBytes += n
+		return
+	}
+	k := l.groupData(g)
+	if p.have[g] == nil {
+		p.have[g] = make([]bool, 2*k)
+	}
+	if p.have[g][s] {
+		r.stats.DuplicateBytes += n
+		return
+	}
+	p.have[g][s] = true
+	p.count[g]++
+	p.last[g] = now
+	p.lastAny = now
+	p.maxGroup = max(p.maxGroup, g)
+	if s < k {
+		copy(p.buf[l.offset(g, s):], d.Block)
+	} else {
+		if p.par[g] == nil {
+			p.par[g] = make([][]byte, k)
+		}
+		p.par[g][s-k] = append([]byte(nil), d.Block...)
+	}
+	if p.count[g] < k {
+		return
+	}
+	if err := r.decode(p, g); err != nil {
+		// Forged or damaged shards: start the group again.
+		r.log.Warn("group does not decode", "chunk", chunk, "group", g, "err", err)
+		p.have[g], p.par[g], p.count[g] = nil, nil, 0
+		return
+	}
+	p.done[g] = true
+	p.par[g], p.have[g] = nil, nil
+	p.left--
+	if p.left > 0 {
+		return
+	}
+	delete(r.partials, chunk)
+	if chunk < 0 {
+		r.manifest(p)
+		return
+	}
+	r.writing[chunk] = true
+	select {
+	case r.writeQ <- p:
+	default:
+		// Cannot happen: the queue holds BufferChunks and so do we.
+		delete(r.writing, chunk)
+	}
+}
+
+// firstPassSeen estimates loss from gaps in the first pass; r.mu is held.
+func (r *receiver) firstPassSeen(chunk, g, s int) {
+	cur := [3]int{chunk, g, s}
+	defer func() { r.lastFP, r.lastFPok = cur, true }()
+	if !r.lastFPok {
+		return
+	}
+	pc, pg, ps := r.lastFP[0], r.lastFP[1], r.lastFP[2]
+	per := func(c, g int) int {
+		l, ok := r.layout(c)
+		if !ok {
+			return 0
+		}
+		k := l.groupData(g)
+		return k + min(int(r.ann.ParityBlocks), k)
+	}
+	var gap int
+	switch {
+	case chunk == pc && g == pg && s > ps:
+		gap = s - ps - 1
+	case chunk == pc && g == pg+1:
+		gap = per(pc, pg) - ps - 1 + s
+	case chunk == pc+1 && g == 0:
+		l, ok := r.layout(pc)
+		if ok && pg == l.groups()-1 {
+			gap = per(pc, pg) - ps - 1 + s
+		}
+	default:
+		return // a jump: the estimate skips it
+	}
+	gap = max(gap, 0)
+	r.lossExp += int64(gap + 1)
+	r.lossGot++
+	r.stats.LostBlocks += int64(gap)
+}
+
+// decode rebuilds group g's missing data blocks from parity.
+func (r *receiver) decode(p *partial, g int) error {
+	l := p.l
+	k := l.groupData(g)
+	missing := false
+	for s := 0; s < k; s++ {
+		if !p.have[g][s] {
+			missing = true
+			break
+		}
+	}
+	if !missing {
+		return nil
+	}
+	enc, err := r.codecs.get(k)
+	if err != nil {
+		return err
+	}
+	pad := make([]byte, l.blockBytes)
+	shards := make([][]byte, 2*k)
+	for s := 0; s < k; s++ {
+		if p.have[g][s] {
+			off := l.offset(g, s)
+			if n := l.blockLen(g, s); n < l.blockBytes {
+				copy(pad, p.buf[off:off+n])
+				shards[s] = pad
+			} else {
+				shards[s] = p.buf[off : off+n]
+			}
+		}
+	}
+	for j := 0; j < k; j++ {
+		if p.have[g][k+j] {
+			shards[k+j] = p.par[g][j]
+		}
+	}
+	if err := enc.ReconstructData(shards); err != nil {
+		return fmt.Errorf("reconstruct: %w", err)
+	}
+	for s := 0; s < k; s++ {
+		if !p.have[g][s] {
+			off := l.offset(g, s)
+			copy(p.buf[off:off+l.blockLen(g, s)], shards[s])
+		}
+	}
+	return nil
+}
+
+// manifest checks the manifest blob and opens the sink; r.mu is held.
+func (r *receiver) manifest(p *partial) {
+	blob := p.buf[:p.l.storedBytes]
+	bad := func(format string, a ...any) {
+		r.stats.Corrupt++
+		r.log.Warn("manifest blob rejected", "why", fmt.Sprintf(format, a...))
+		if r.stats.Corrupt > r.cfg.MaxCorrupt {
+			r.fail(fmt.Errorf("%w: the manifest failed %d times", ErrBadSender, r.stats.Corrupt))
+		}
+	}
+	if len(blob) < 4 {
+		bad("%d bytes", len(blob))
+		return
+	}
+	n := int(binary.BigEndian.Uint32(blob))
+	if n > len(blob)-4 {
+		bad("manifest length %d in a blob of %d", n, len(blob))
+		return
+	}
+	raw, sig := blob[4:4+n], blob[4+n:]
+	if sha256.Sum256(raw) != r.ann.ID {
+		bad("manifest hash is not the announced image ID")
+		return
+	}
+	if len(sig) == 0 {
+		sig = nil
+	}
+	img, err := imaging.NewImage(append([]byte(nil), raw...), append([]byte(nil), sig...), r.cfg.Pub)
+	if err != nil {
+		// The manifest is the announced one: a bad signature or an
+		// invalid manifest will not get better.
+		r.fail(fmt.Errorf("image %x: %w", r.ann.ID[:8], err))
+		return
+	}
+	if int(r.ann.Chunks) != len(img.Chunks) {
+		r.fail(fmt.Errorf("announce says %d chunks, manifest has %d", r.ann.Chunks, len(img.Chunks)))
+		return
+	}
+	if r.cfg.Name != "" && img.Manifest.Name != r.cfg.Name {
+		r.fail(fmt.Errorf("manifest names image %q, want %q", img.Manifest.Name, r.cfg.Name))
+		return
+	}
+	// Opening the target may take a while (wiping): not under the lock.
+	r.opening = true
+	r.mu.Unlock()
+	sink, err := r.cfg.Open(img)
+	r.mu.Lock()
+	r.opening = false
+	if err != nil {
+		r.fail(fmt.Errorf("open target: %w", err))
+		return
+	}
+	r.img, r.sink = img, sink
+	r.chunks = len(img.Chunks)
+	r.written = make([]bool, r.chunks)
+	for i := range r.written {
+		if sink.Has(i) {
+			r.written[i] = true
+			r.nwritten++
+		}
+	}
+	for _, c := range img.Chunks {
+		r.storedSize += c.StoredBytes
+	}
+	r.stats.Image = img.ID
+	r.log.Info("manifest verified", "image", img.Manifest.Name, "chunks", r.chunks)
+	if r.nwritten == r.chunks {
+		close(r.finished)
+	}
+}
+
+func (r *receiver) writeLoop(ctx context.Context) {
+	for {
+		var p *partial
+		select {
+		case <-ctx.Done():
+			return
+		case p = <-r.writeQ:
+		}
+		err := r.sink.WriteStored(p.chunk, p.buf[:p.l.storedBytes])
+		r.mu.Lock()
+		delete(r.writing, p.chunk)
+		switch {
+		case err == nil:
+			if !r.written[p.chunk] {
+				r.written[p.chunk] = true
+				r.nwritten++
+				r.stats.WrittenBytes += r.img.Chunks[p.chunk].SizeBytes
+				if r.nwritten == r.chunks {
+					close(r.finished)
+				}
+			}
+		case errors.Is(err, imaging.ErrCorrupt):
+			r.stats.Corrupt++
+			r.log.Warn("chunk failed its hash; asking again", "chunk", p.chunk, "err", err)
+			if r.stats.Corrupt > r.cfg.MaxCorrupt {
+				r.fail(fmt.Errorf("%w: %d chunks failed their hash (last: %v)", ErrBadSender, r.stats.Corrupt, err))
+			}
+		default:
+			r.fail(fmt.Errorf("write chunk %d: %w", p.chunk, err))
+		}
+		r.mu.Unlock()
+	}
+}
+
+// suppress records needs other receivers asked for; r.mu is held.
+func (r *receiver) suppress(now time.Time, needs []wire.Need) {
+	for _, n := range needs {
+		chunk := chunkIndex(n.Chunk)
+		if n.Group == wire.WholeChunk {
+			if _, ok := r.wholeDue[chunk]; ok {
+				r.wholeDue[chunk] = now.Add(r.wholeRetry())
+				r.stats.Suppressed++
+			}
+			continue
+		}
+		p := r.partials[chunk]
+		g := int(n.Group)
+		if p == nil || g >= len(p.done) || p.done[g] {
+			continue
+		}
+		k := p.l.groupData(g)
+		if int(n.Need) >= k-p.count[g] {
+			p.due[g] = now.Add(r.cfg.Retry)
+			r.stats.Suppressed++
+		}
+	}
+}
+
+func (r *receiver) wholeRetry() time.Duration { return 25 * r.cfg.Retry }
+
+func (r *receiver) backoff() time.Duration {
+	return time.Duration(mrand.Int64N(int64(r.cfg.Backoff) + 1))
+}
+
+// tickLoop sends requests and statuses, and watches for the end.
+func (r *receiver) tickLoop(ctx context.Context, start time.Time) error {
+	tick := time.NewTicker(5 * time.Millisecond)
+	defer tick.Stop()
+	lastStatus := time.Time{}
+	lastProg := time.Now()
+	var needs []wire.Need
+	for {
+		select {
+		case <-ctx.Done():
+			return ctx.Err()
+		case <-r.finished:
+			return r.finish(ctx)
+		case <-tick.C:
+		}
+		now := time.Now()
+		r.mu.Lock()
+		if r.fatal != nil {
+			err := r.fatal
+			r.mu.Unlock()
+			r.sendStatus(wire.StateFailed)
+			return err
+		}
+		if now.Sub(r.heard) > r.cfg.SenderTimeout {
+			r.mu.Unlock()
+			return fmt.Errorf("%w: nothing heard for %v", ErrSenderGone, r.cfg.SenderTimeout)
+		}
+		if r.ending && (r.img == nil || r.nwritten < r.chunks) {
+			r.mu.Unlock()
+			return fmt.Errorf("%w: the sender ended the session before the image was complete", ErrSenderGone)
+		}
+		needs = r.collectNeeds(now, needs[:0])
+		r.mu.Unlock()
+		for len(needs) > 0 {
+			n := min(len(needs), wire.MaxRequestEntries)
+			b, err := wire.AppendRequest(nil, r.hdr, &wire.Request{Receiver: r.cfg.ID, Needs: needs[:n]})
+			if err == nil {
+				_, err = r.ctrl.WriteTo(b, nil, udpAddr(r.cfg.Control))
+			}
+			if err != nil && ctx.Err() == nil {
+				r.log.Warn("request", "err", err)
+			}
+			r.mu.Lock()
+			r.stats.Requests++
+			r.mu.Unlock()
+			needs = needs[n:]
+		}
+		if now.Sub(lastStatus) >= 250*time.Millisecond {
+			lastStatus = now
+			r.mu.Lock()
+			state := uint8(wire.StateReceiving)
+			if r.img == nil {
+				state = wire.StateJoining
+			}
+			r.mu.Unlock()
+			r.sendStatus(state)
+		}
+		if r.cfg.Progress != nil && now.Sub(lastProg) >= 250*time.Millisecond {
+			lastProg = now
+			r.cfg.Progress(r.snapshot(start))
+		}
+	}
+}
+
+// collectNeeds returns the requests due now; r.mu is held.
+func (r *receiver) collectNeeds(now time.Time, needs []wire.Need) []wire.Need {
+	// The manifest first.
+	if r.img == nil {
+		p := r.partials[-1]
+		if p == nil {
+			due, ok := r.wholeDue[-1]
+			switch {
+			case !ok:
+				r.wholeDue[-1] = now.Add(r.cfg.Retry + r.backoff())
+			case !now.Before(due):
+				needs = append(needs, wire.Need{Chunk: wire.ManifestChunk, Group: wire.WholeChunk})
+				r.wholeDue[-1] = now.Add(r.cfg.Retry * 5)
+			}
+			return needs
+		}
+	}
+	for _, p := range r.partials {
+		for g := range p.done {
+			// Ask once the sender has moved past the group: the first
+			// pass is beyond it, this chunk's stream is at a later
+			// group, or the chunk's stream has stopped.
+			moved := before(groupKey{p.chunk, g}, r.cursor) || g < p.maxGroup || now.Sub(p.lastAny) > r.cfg.Retry
+			if p.done[g] || !moved {
+				continue
+			}
+			if p.due[g].IsZero() {
+				p.due[g] = now.Add(r.backoff())
+			}
+			if now.Before(p.due[g]) || now.Sub(p.last[g]) < r.cfg.Backoff {
+				continue
+			}
+			k := p.l.groupData(g)
+			needs = append(needs, wire.Need{Chunk: wireChunk(p.chunk), Group: uint16(g), Need: uint16(k - p.count[g])})
+			p.due[g] = now.Add(r.cfg.Retry)
+		}
+	}
+	if r.img == nil {
+		return needs
+	}
+	// Whole chunks the first pass has passed, as far as there is room.
+	room := r.cfg.BufferChunks - len(r.partials) - len(r.writing)
+	for c := 0; c < r.chunks && room > 0; c++ {
+		if r.written[c] || r.writing[c] || r.partials[c] != nil || !r.passed(groupKey{c, 1 << 30}) {
+			continue
+		}
+		due, ok := r.wholeDue[c]
+		switch {
+		case !ok:
+			r.wholeDue[c] = now.Add(r.backoff())
+		case !now.Before(due):
+			needs = append(needs, wire.Need{Chunk: uint32(c), Group: wire.WholeChunk})
+			r.wholeDue[c] = now.Add(r.wholeRetry())
+		}
+		room--
+	}
+	return needs
+}
+
+func (r *receiver) sendStatus(state uint8) {
+	r.mu.Lock()
+	loss := 0
+	if r.lossExp > 0 {
+		loss = int(1000 * (r.lossExp - r.lossGot) / r.lossExp)
+	}
+	r.lossExp, r.lossGot = 0, 0
+	b := wire.AppendStatus(nil, r.hdr, &wire.Status{
+		Receiver: r.cfg.ID, State: state, LossPermille: uint16(loss),
+		ChunksDone: uint32(r.nwritten), Chunks: uint32(r.chunks),
+		ReceivedBytes: uint64(r.stats.ReceivedBytes), DuplicateBytes: uint64(r.stats.DuplicateBytes),
+	})
+	r.mu.Unlock()
+	if _, err := r.ctrl.WriteTo(b, nil, udpAddr(r.cfg.Control)); err != nil {
+		r.log.Debug("status", "err", err)
+	}
+}
+
+// finish writes the table and tells the sender.
+func (r *receiver) finish(ctx context.Context) error {
+	if err := r.sink.Finish(); err != nil {
+		r.sendStatus(wire.StateFailed)
+		return fmt.Errorf("finish: %w", err)
+	}
+	for i := range 4 {
+		r.sendStatus(wire.StateDone)
+		if i < 3 {
+			select {
+			case <-ctx.Done():
+				return nil
+			case <-time.After(20 * time.Millisecond):
+			}
+		}
+	}
+	return nil
+}

@@ -1,0 +1,186 @@
+package partition_test
+
+import (
+	"bytes"
+	"errors"
+	"os"
+	"os/exec"
+	"path/filepath"
+	"strings"
+	"testing"
+
+	"github.com/shoal-project/shoal/internal/testdisk"
+	"github.com/shoal-project/shoal/partition"
+)
+
+func fileOf(t *testing.T, sizeBytes int64, fill byte) string {
+	t.Helper()
+	p := filepath.Join(t.TempDir(), "disk.img")
+	if err := os.WriteFile(p, bytes.Repeat([]byte{fill}, int(sizeBytes)), 0o644); err != nil {
+		t.Fatal(err)
+	}
+	return p
+}
+
+// TestOpenTargetRefuses checks each reason to refuse a target, on real block
+// devices where the reason needs one, and that the target is not written.
+func TestOpenTargetRefuses(t *testing.T) {
+	req := partition.Requirements{MinSizeBytes: 4 << 20, LogicalSectorBytes: 512, CreateSizeBytes: 8 << 20}
+	for _, tc := range []struct {
+		name string
+		// setup returns the target path, options, and the file whose bytes
+		// must stay unchanged.
+		setup func(t *testing.T) (string, partition.TargetOptions, string)
+		want  error
+	}{
+		{
+			name: "file too small",
+			setup: func(t *testing.T) (string, partition.TargetOptions, string) {
+				p := fileOf(t, 2<<20, 0x5a)
+				return p, partition.TargetOptions{}, p
+			},
+			want: partition.ErrTooSmall,
+		},
+		{
+			name: "block device with 4096-byte sectors",
+			setup: func(t *testing.T) (string, partition.TargetOptions, string) {
+				p := fileOf(t, 8<<20, 0x5a)
+				return testdisk.Loop(t, p, 4096), partition.TargetOptions{}, p
+			},
+			want: partition.ErrSectorSize,
+		},
+		{
+			name: "block device too small",
+			setup: func(t *testing.T) (string, partition.TargetOptions, string) {
+				p := fileOf(t, 2<<20, 0x5a)
+				return testdisk.Loop(t, p, 512), partition.TargetOptions{}, p
+			},
+			want: partition.ErrTooSmall,
+		},
+		{
+			name: "mounted block device",
+			setup: func(t *testing.T) (string, partition.TargetOptions, string) {
+				testdisk.Need(t, "mkfs.ext4", "mount", "umount")
+				p := fileOf(t, 8<<20, 0)
+				testdisk.Run(t, "mkfs.ext4", "-q", "-F", p)
+				dev := testdisk.Loop(t, p, 512)
+				mnt := t.TempDir()
+				testdisk.Run(t, "mount", dev, mnt)
+				t.Cleanup(func() { exec.Command("umount", mnt).Run() })
+				// Compare the image file after unmounting would race the
+				// cleanup; the device's bytes are compared instead.
+				return dev, partition.TargetOptions{}, ""
+			},
+			want: partition.ErrMounted,
+		},
+		{
+			name: "boot medium",
+			setup: func(t *testing.T) (string, partition.TargetOptions, string) {
+				p := fileOf(t, 8<<20, 0x5a)
+				dev := testdisk.Loop(t, p, 512)
+				return dev, partition.TargetOptions{BootDevices: []string{dev}}, p
+			},
+			want: partition.ErrBootDevice,
+		},
+		{
+			name: "character device",
+			setup: func(t *testing.T) (string, partition.TargetOptions, string) {
+				return "/dev/null", partition.TargetOptions{}, ""
+			},
+			want: partition.ErrNotADisk,
+		},
+	} {
+		t.Run(tc.name, func(t *testing.T) {
+			path, opts, watch := tc.setup(t)
+			var before []byte
+			if watch != "" {
+				before, _ = os.ReadFile(watch)
+			}
+			tg, err := partition.OpenTarget(path, req, opts)
+			if err == nil {
+				tg.Close()
+				t.Fatalf("OpenTarget(%s) = nil error, want %v", path, tc.want)
+			}
+			if !errors.Is(err, tc.want) {
+				t.Fatalf("OpenTarget(%s) = %v, want %v", path, err, tc.want)
+			}
+			var te *partition.TargetError
+			if !errors.As(err, &te) || te.Path != path {
+				t.Errorf("OpenTarget(%s) error %v does not name the target", path, err)
+			}
+			if watch != "" {
+				after, _ := os.ReadFile(watch)
+				if !bytes.Equal(before, after) {
+					t.Errorf("target %s changed although it was refused", path)
+				}
+			}
+		})
+	}
+}
+
+// TestRootDeviceRefused checks the disk holding / when there is one.
+func TestRootDeviceRefused(t *testing.T) {
+	dev := rootDisk(t)
+	if dev == "" {
+		t.Skip("/ is not on a block device here")
+	}
+	err := partition.CheckTarget(dev, partition.Requirements{MinSizeBytes: 512, LogicalSectorBytes: 512}, partition.TargetOptions{})
+	if !errors.Is(err, partition.ErrBootDevice) && !errors.Is(err, partition.ErrMounted) {
+		t.Errorf("CheckTarget(%s) = %v, want %v", dev, err, partition.ErrBootDevice)
+	}
+}
+
+// rootDisk returns the /dev node of the block device mounted on /.
+func rootDisk(t *testing.T) string {
+	b, err := os.ReadFile("/proc/self/mountinfo")
+	if err != nil {
+		t.Fatal(err)
+	}
+	for _, line := range strings.Split(string(b), "\n") {
+		f := strings.Fields(line)
+		if len(f) > 4 && f[4] == "/" {
+			link, err := filepath.EvalSymlinks("/dev/block/" + f[2])
+			if err != nil {
+				return ""
+			}
+			return link
+		}
+	}
+	return ""
+}
+
+func TestBlockDeviceRoundTrip(t *testing.T) {
+	// A loop device takes a table like any disk and a zeroed range reads
+	// back as zeros.
+	p := fileOf(t, 16<<20, 0x77)
+	dev := testdisk.Loop(t, p, 512)
+	req := partition.Requirements{MinSizeBytes: 8 << 20, LogicalSectorBytes: 512}
+	tg, err := partition.OpenTarget(dev, req, partition.TargetOptions{})
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer tg.Close()
+	if !tg.IsDevice || tg.SizeBytes != 16<<20 {
+		t.Fatalf("OpenTarget(%s) = device %v size %d, want device of %d", dev, tg.IsDevice, tg.SizeBytes, 16<<20)
+	}
+	if err := tg.Wipe(); err != nil {
+		t.Fatal(err)
+	}
+	if err := tg.Zero(partition.Extent{OffsetBytes: 1 << 20, SizeBytes: 2 << 20}); err != nil {
+		t.Fatal(err)
+	}
+	l := &partition.Layout{Table: partition.TableGPT, LogicalSectorBytes: 512, FirstUsableLBA: 34,
+		Partitions: []partition.Partition{{Number: 1, Type: "0FC63DAF-8483-4772-8E79-3D69D8477DE4", StartLBA: 2048, SizeBytes: 4 << 20, Grow: true}}}
+	if err := tg.WriteTable(l); err != nil {
+		t.Fatal(err)
+	}
+	tg.File.Sync()
+	got := testdisk.Bytes(t, dev, 1<<20, 2<<20)
+	if !bytes.Equal(got, make([]byte, 2<<20)) {
+		t.Errorf("zeroed extent of %s does not read as zeros", dev)
+	}
+	out := testdisk.Run(t, "sgdisk", "-v", dev)
+	if !strings.Contains(out, "No problems found") {
+		t.Errorf("sgdisk -v %s:\n%s", dev, out)
+	}
+}
