@@ -12,7 +12,6 @@ import (
 	"os"
 	"os/exec"
 	"path/filepath"
-	"runtime"
 	"strconv"
 	"strings"
 	"testing"
@@ -100,7 +99,14 @@ func fillTree(t testing.TB, dir string, randomBytes int) {
 	if err := os.WriteFile(filepath.Join(dir, "random.bin"), rnd, 0o644); err != nil {
 		t.Fatal(err)
 	}
-	srcs, _ := filepath.Glob(filepath.Join(runtime.GOROOT(), "src", "net", "*.go"))
+	goroot, err := exec.Command("go", "env", "GOROOT").Output()
+	if err != nil {
+		t.Fatalf("go env GOROOT: %v", err)
+	}
+	srcs, _ := filepath.Glob(filepath.Join(strings.TrimSpace(string(goroot)), "src", "net", "*.go"))
+	if len(srcs) == 0 {
+		t.Fatal("no Go sources to fill the test filesystem with")
+	}
 	for i, s := range srcs {
 		if i >= 60 {
 			break
