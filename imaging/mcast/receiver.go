@@ -714,7 +714,7 @@ func (r *receiver) suppress(now time.Time, needs []wire.Need) {
 func (r *receiver) wholeRetry() time.Duration { return 25 * r.cfg.Retry }
 
 func (r *receiver) backoff() time.Duration {
-	return time.Duration(mrand.Int64N(int64(r.cfg.Backoff) + 1))
+	return r.cfg.Backoff/2 + time.Duration(mrand.Int64N(int64(r.cfg.Backoff/2)+1))
 }
 
 // tickLoop sends requests and statuses, and watches for the end.
@@ -807,13 +807,15 @@ func (r *receiver) collectNeeds(now time.Time, needs []wire.Need) []wire.Need {
 			if p.done[g] || !moved {
 				continue
 			}
+			k := p.l.groupData(g)
 			if p.due[g].IsZero() {
-				p.due[g] = now.Add(r.backoff())
+				// The receiver missing the most asks first; the others
+				// then hear they need not ask.
+				p.due[g] = now.Add(r.backoff() / time.Duration(k-p.count[g]))
 			}
 			if now.Before(p.due[g]) || now.Sub(p.last[g]) < r.cfg.Backoff {
 				continue
 			}
-			k := p.l.groupData(g)
 			needs = append(needs, wire.Need{Chunk: wireChunk(p.chunk), Group: uint16(g), Need: uint16(k - p.count[g])})
 			p.due[g] = now.Add(r.cfg.Retry)
 		}

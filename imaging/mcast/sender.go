@@ -169,18 +169,18 @@ type sender struct {
 	parity parityCache // used by the sending goroutine only
 	log    *slog.Logger
 
-	mu          sync.Mutex
-	hi          []groupKey // repairs, in the order asked
-	hiNeed      map[groupKey]int
-	lo          []int // whole chunks, in the order asked (-1: manifest)
-	loSet       map[int]bool
-	nextRepair  map[groupKey]int
-	rx          map[uint32]*rxInfo
-	dropped     int
-	lastHeard   time.Time // any request or status
-	lastAsk     time.Time // last request
-	wake        chan struct{}
-	stats       SenderStats
+	mu         sync.Mutex
+	hi         []groupKey // repairs, in the order asked
+	hiNeed     map[groupKey]int
+	lo         []int // whole chunks, in the order asked (-1: manifest)
+	loSet      map[int]bool
+	nextRepair map[groupKey]int
+	rx         map[uint32]*rxInfo
+	dropped    int
+	lastHeard  time.Time // any request or status
+	lastAsk    time.Time // last request
+	wake       chan struct{}
+	stats      SenderStats
 }
 
 // ManifestBlob is what the sender sends as chunk wire.ManifestChunk: the
@@ -418,7 +418,10 @@ func (s *sender) run(ctx context.Context, p *ipv4.PacketConn) error {
 		}
 		return nil
 	}
-	cur := groupKey{-1, 0} // first pass position
+	cur := groupKey{-1, 0} // first pass position: the next group
+	// The announce names the last group the first pass sent completely:
+	// receivers take groups before it as passed.
+	sent := groupKey{-1, 0}
 	firstPassDone := false
 	flags := func() uint16 {
 		if firstPassDone {
@@ -427,7 +430,7 @@ func (s *sender) run(ctx context.Context, p *ipv4.PacketConn) error {
 		return 0
 	}
 	// Wait for receivers.
-	if err := announce(0, cur); err != nil {
+	if err := announce(0, sent); err != nil {
 		return err
 	}
 	waitUntil := start.Add(s.cfg.MaxWait)
@@ -446,7 +449,7 @@ func (s *sender) run(ctx context.Context, p *ipv4.PacketConn) error {
 		case <-ctx.Done():
 			return ctx.Err()
 		case <-ann.C:
-			if err := announce(0, cur); err != nil {
+			if err := announce(0, sent); err != nil {
 				return err
 			}
 		case <-s.wake:
@@ -483,7 +486,7 @@ func (s *sender) run(ctx context.Context, p *ipv4.PacketConn) error {
 		now := time.Now()
 		select {
 		case <-ann.C:
-			if err := announce(flags(), cur); err != nil {
+			if err := announce(flags(), sent); err != nil {
 				return err
 			}
 		default:
@@ -533,7 +536,7 @@ func (s *sender) run(ctx context.Context, p *ipv4.PacketConn) error {
 				if done, why := s.finished(now, start); done {
 					s.log.Info("session over", "why", why)
 					for range 3 {
-						if err := announce(wire.FlagFirstPassDone|wire.FlagEnding, cur); err != nil {
+						if err := announce(wire.FlagFirstPassDone|wire.FlagEnding, sent); err != nil {
 							return err
 						}
 						time.Sleep(10 * time.Millisecond)
@@ -558,6 +561,9 @@ func (s *sender) run(ctx context.Context, p *ipv4.PacketConn) error {
 		}
 		if err := s.sendJob(ctx, out, j, b); err != nil {
 			return err
+		}
+		if j.firstPass {
+			sent = j.key
 		}
 	}
 }

@@ -4,9 +4,7 @@ import (
 	"bytes"
 	"context"
 	"crypto/rand"
-	"errors"
 	"fmt"
-	"io"
 	"log/slog"
 	"net"
 	"net/netip"
@@ -114,7 +112,10 @@ func testLogger(t *testing.T, name string) *slog.Logger {
 
 type tWriter struct{ t *testing.T }
 
-func (w tWriter) Write(b []byte) (int, error) { w.t.Log(string(bytes.TrimSpace(b))); return len(b), nil }
+func (w tWriter) Write(b []byte) (int, error) {
+	w.t.Log(string(bytes.TrimSpace(b)))
+	return len(b), nil
+}
 
 // rxSpec describes one receiver of a session test.
 type rxSpec struct {
@@ -244,9 +245,6 @@ func checkTarget(t *testing.T, src, target string) {
 		t.Errorf("target %s (%d bytes) differs from source (%d bytes)", target, len(got), len(want))
 	}
 }
-
-var _ = errors.Is
-var _ = io.EOF
 
 func TestSession(t *testing.T) {
 	netlab.RequireRoot(t)
