@@ -26,6 +26,7 @@ func commands() []command {
 	return []command{
 		{"key", "manage signing keys (key gen --out PREFIX)", runKey},
 		{"image", "create, inspect, verify and apply images", runImage},
+		{"serve", "netboot server: DHCP/proxyDHCP, TFTP, HTTP boot, repository, inventory, dashboard", runServe},
 	}
 }
 

@@ -125,9 +125,14 @@ func (s *Server) proxyReply(req *dhcpv4.DHCPv4, kind Kind, file string, boot boo
 	case dhcpv4.MessageTypeDiscover:
 		mt = dhcpv4.MessageTypeOffer
 	case dhcpv4.MessageTypeRequest, dhcpv4.MessageTypeInform:
-		// A PXE client asks the proxy directly (server identifier is
-		// ours, or an INFORM); requests for the site's lease are not ours.
-		if sid := req.ServerIdentifier(); req.MessageType() == dhcpv4.MessageTypeRequest && !sid.Equal(s.cfg.ServerIP) {
+		// Only a client that already has its address (from the site's
+		// server) and asks the proxy itself gets an ACK, with boot
+		// information and still no address. A REQUEST for the site's
+		// offer (no ciaddr yet) is none of the proxy's business.
+		if req.ClientIPAddr == nil || req.ClientIPAddr.IsUnspecified() {
+			return nil, nil
+		}
+		if sid := req.ServerIdentifier(); req.MessageType() == dhcpv4.MessageTypeRequest && sid != nil && !sid.Equal(s.cfg.ServerIP) {
 			return nil, nil
 		}
 		mt = dhcpv4.MessageTypeAck

@@ -232,6 +232,10 @@ func TestProxyRequestForSiteLeaseIgnored(t *testing.T) {
 		t.Errorf("proxy Reply(request to other server) = %v, %v; want nil", r, err)
 	}
 	req.UpdateOption(dhcpv4.OptServerIdentifier(serverIP))
+	if r, err := s.Reply(req, time.Now()); r != nil || err != nil {
+		t.Errorf("proxy Reply(request to us without ciaddr) = %v, %v; want nil", r, err)
+	}
+	req.ClientIPAddr = net.IPv4(10, 0, 0, 50)
 	r, err := s.Reply(req, time.Now())
 	if err != nil || r == nil || r.MessageType() != dhcpv4.MessageTypeAck || !r.YourIPAddr.IsUnspecified() {
 		t.Errorf("proxy Reply(request to us) = %v, %v; want ACK without address", r, err)

@@ -1,0 +1,100 @@
+package main
+
+import (
+	"bufio"
+	"context"
+	"encoding/json"
+	"io"
+	"net/http"
+	"os"
+	"path/filepath"
+	"strings"
+	"testing"
+)
+
+// TestServeCommand runs `shoal serve` (DHCP and TFTP off, HTTP on
+// loopback) from a config file, reports a status and reads it back.
+func TestServeCommand(t *testing.T) {
+	dir := t.TempDir()
+	for _, d := range []string{"repo", "boot"} {
+		if err := os.Mkdir(filepath.Join(dir, d), 0o755); err != nil {
+			t.Fatal(err)
+		}
+	}
+	inv := filepath.Join(dir, "machines")
+	if err := os.WriteFile(inv, []byte("52:54:00:aa:bb:cc reimage img /dev/vda\n"), 0o644); err != nil {
+		t.Fatal(err)
+	}
+	conf := filepath.Join(dir, "serve.conf")
+	confText := "dhcp = off\ntftp = off\nhttp = 127.0.0.1:0\nrepo = " + filepath.Join(dir, "repo") +
+		"\nboot = " + filepath.Join(dir, "boot") + "\ninventory = " + inv + "\n"
+	if err := os.WriteFile(conf, []byte(confText), 0o644); err != nil {
+		t.Fatal(err)
+	}
+	ctx, cancel := context.WithCancel(context.Background())
+	pr, pw := io.Pipe()
+	done := make(chan error, 1)
+	go func() {
+		err := run(ctx, []string{"serve", "--config", conf, "--server-ip", "10.9.8.7"}, pw, io.Discard)
+		pw.Close()
+		done <- err
+	}()
+	defer func() {
+		cancel()
+		go io.Copy(io.Discard, pr)
+		if err := <-done; err != nil {
+			t.Errorf("shoal serve: %v", err)
+		}
+	}()
+	line, err := bufio.NewReader(pr).ReadString('\n')
+	if err != nil {
+		t.Fatalf("reading serve's first line: %v", err)
+	}
+	addr := strings.TrimSpace(strings.TrimPrefix(line, "shoal serve: http on "))
+	base := "http://" + addr
+	resp, err := http.Post(base+"/api/v1/machines/52:54:00:aa:bb:cc/status", "application/json",
+		strings.NewReader(`{"state":"writing","progress":0.25}`))
+	if err != nil {
+		t.Fatal(err)
+	}
+	resp.Body.Close()
+	if resp.StatusCode != 200 {
+		t.Fatalf("POST status = %d", resp.StatusCode)
+	}
+	resp, err = http.Get(base + "/api/v1/machines")
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer resp.Body.Close()
+	var ms []struct {
+		MAC    string
+		Status struct{ State string }
+	}
+	if err := json.NewDecoder(resp.Body).Decode(&ms); err != nil {
+		t.Fatal(err)
+	}
+	if len(ms) != 1 || ms[0].Status.State != "writing" {
+		t.Errorf("machines = %+v, want one writing", ms)
+	}
+	// The script uses --server-ip for its URLs.
+	resp2, err := http.Get(base + "/ipxe/52:54:00:aa:bb:cc")
+	if err != nil {
+		t.Fatal(err)
+	}
+	b, _ := io.ReadAll(resp2.Body)
+	resp2.Body.Close()
+	if !strings.Contains(string(b), "shoal.repo=http://10.9.8.7:") {
+		t.Errorf("script = %q, want URLs on --server-ip", b)
+	}
+}
+
+func TestServeUsageErrors(t *testing.T) {
+	err := run(context.Background(), []string{"serve", "extra"}, io.Discard, io.Discard)
+	if err == nil || !strings.Contains(err.Error(), "unexpected argument") {
+		t.Errorf("shoal serve extra = %v, want a usage error", err)
+	}
+	err = run(context.Background(), []string{"serve", "--dhcp", "full", "--http", "127.0.0.1:0", "--tftp", "off"}, io.Discard, io.Discard)
+	if err == nil || !strings.Contains(err.Error(), "--iface") {
+		t.Errorf("shoal serve --dhcp full without --iface = %v, want an error naming --iface", err)
+	}
+}

@@ -1,0 +1,429 @@
+// Package serve runs shoal's netboot server: DHCP (full or proxy), TFTP
+// and HTTP together, from one Config whose every field is also a command
+// line flag and a config-file key.
+//
+// Opening sockets (Listen) is apart from serving them (Server.Serve), so
+// that tests can open them inside a network namespace.
+package serve
+
+import (
+	"bufio"
+	"context"
+	"errors"
+	"flag"
+	"fmt"
+	"log/slog"
+	"net"
+	"os"
+	"strconv"
+	"strings"
+	"sync"
+	"time"
+
+	"github.com/insomniacslk/dhcp/dhcpv4"
+	"github.com/prometheus/client_golang/prometheus"
+	"golang.org/x/net/icmp"
+
+	"github.com/shoal-project/shoal/netboot/dhcpd"
+	"github.com/shoal-project/shoal/netboot/httpd"
+	"github.com/shoal-project/shoal/netboot/inventory"
+	"github.com/shoal-project/shoal/netboot/ra"
+	"github.com/shoal-project/shoal/netboot/tftpd"
+)
+
+// Config is everything shoal serve can be told. Each field is a flag of
+// the same name (see RegisterFlags) and a key of the config file.
+type Config struct {
+	Iface     string        // provisioning interface (needed for DHCP)
+	DHCP      string        // full, proxy or off
+	Range     string        // FIRST-LAST, full mode
+	HTTP      string        // HTTP listen address
+	TFTP      string        // TFTP listen address; "off" disables TFTP
+	Repo      string        // repository directory, served at /repo/
+	Boot      string        // boot files directory, served at /boot/ and over TFTP
+	Inventory string        // machines file
+	Unknown   string        // ignore, or the image unknown machines get
+	Key       string        // site key for status report HMACs; "" accepts unsigned reports
+	ServerIP  string        // address machines reach this server at; default: the interface's
+	Leases    string        // leases file, full mode
+	Router    string        // router option, full mode
+	DNS       string        // comma-separated DNS servers, full mode
+	LeaseTime time.Duration // lease duration, full mode
+	Cmdline   string        // extra kernel arguments for the appliance
+	Kernel    string        // kernel file name in Boot
+	Initrd    string        // initramfs file name in Boot
+	RA        bool          // answer IPv6 router solicitations (saves iPXE's wait for them)
+}
+
+// Default returns the defaults.
+func Default() Config {
+	return Config{
+		DHCP:      "off",
+		HTTP:      ":8080",
+		TFTP:      ":69",
+		Repo:      "repo",
+		Boot:      "out",
+		Unknown:   inventory.Ignore,
+		LeaseTime: time.Hour,
+		Kernel:    "vmlinuz",
+		Initrd:    "shoal-initramfs.cpio.zst",
+		RA:        true,
+	}
+}
+
+// RegisterFlags adds a flag for each field of c to fs, with c's values as
+// defaults.
+func (c *Config) RegisterFlags(fs *flag.FlagSet) {
+	fs.StringVar(&c.Iface, "iface", c.Iface, "provisioning network interface (DHCP listens here)")
+	fs.StringVar(&c.DHCP, "dhcp", c.DHCP, "DHCP mode: full (lease addresses from --range), proxy (boot information only, beside the site's DHCP server) or off")
+	fs.StringVar(&c.Range, "range", c.Range, "address range FIRST-LAST for --dhcp full")
+	fs.StringVar(&c.HTTP, "http", c.HTTP, "HTTP listen address")
+	fs.StringVar(&c.TFTP, "tftp", c.TFTP, `TFTP listen address, or "off"`)
+	fs.StringVar(&c.Repo, "repo", c.Repo, "image repository directory, served at /repo/")
+	fs.StringVar(&c.Boot, "boot", c.Boot, "directory with vmlinuz, the initramfs, undionly.kpxe and ipxe.efi")
+	fs.StringVar(&c.Inventory, "inventory", c.Inventory, "machines file (format: docs/netboot.md)")
+	fs.StringVar(&c.Unknown, "unknown", c.Unknown, `what unknown machines get: "ignore" or an image name to reimage them with`)
+	fs.StringVar(&c.Key, "key", c.Key, "site key: status reports must carry its HMAC")
+	fs.StringVar(&c.ServerIP, "server-ip", c.ServerIP, "address machines reach this server at (default: the interface's first IPv4 address)")
+	fs.StringVar(&c.Leases, "leases", c.Leases, "leases file for --dhcp full (default: beside the inventory, or in memory)")
+	fs.StringVar(&c.Router, "router", c.Router, "router to hand out in --dhcp full")
+	fs.StringVar(&c.DNS, "dns", c.DNS, "comma-separated DNS servers to hand out in --dhcp full")
+	fs.DurationVar(&c.LeaseTime, "lease-time", c.LeaseTime, "lease duration in --dhcp full")
+	fs.StringVar(&c.Cmdline, "cmdline", c.Cmdline, `extra kernel arguments for the appliance, e.g. "console=ttyS0"`)
+	fs.StringVar(&c.Kernel, "kernel", c.Kernel, "kernel file name in --boot")
+	fs.StringVar(&c.Initrd, "initrd", c.Initrd, "initramfs file name in --boot")
+	fs.BoolVar(&c.RA, "ra", c.RA, "answer IPv6 router solicitations on --iface with an empty advertisement (iPXE otherwise waits ~13 s for one)")
+}
+
+// LoadFile reads a config file of "key = value" lines ('#' starts a
+// comment; keys are flag names) and sets each flag that was not given on
+// the command line. Call it after fs.Parse.
+func LoadFile(fs *flag.FlagSet, path string) error {
+	f, err := os.Open(path)
+	if err != nil {
+		return fmt.Errorf("config: %w", err)
+	}
+	defer f.Close()
+	given := map[string]bool{}
+	fs.Visit(func(fl *flag.Flag) { given[fl.Name] = true })
+	sc := bufio.NewScanner(f)
+	for n := 1; sc.Scan(); n++ {
+		line := strings.TrimSpace(sc.Text())
+		if line == "" || strings.HasPrefix(line, "#") {
+			continue
+		}
+		k, v, ok := strings.Cut(line, "=")
+		if !ok {
+			return fmt.Errorf("config %s:%d: want key = value", path, n)
+		}
+		k, v = strings.TrimSpace(k), strings.TrimSpace(v)
+		if uq, err := strconv.Unquote(v); err == nil {
+			v = uq
+		}
+		if fs.Lookup(k) == nil || k == "config" {
+			return fmt.Errorf("config %s:%d: unknown key %q", path, n, k)
+		}
+		if given[k] {
+			continue // the command line wins
+		}
+		if err := fs.Set(k, v); err != nil {
+			return fmt.Errorf("config %s:%d: %s: %w", path, n, k, err)
+		}
+	}
+	return sc.Err()
+}
+
+// Listeners are the sockets a Server serves, opened by Listen.
+type Listeners struct {
+	DHCP net.PacketConn // nil when DHCP is off
+	TFTP net.PacketConn // nil when TFTP is off
+	HTTP net.Listener
+	RA   *icmp.PacketConn // nil when not answering router solicitations
+
+	ServerIP net.IP
+	Netmask  net.IPMask
+	ifIndex  int
+}
+
+// Close closes every listener.
+func (l *Listeners) Close() error {
+	var errs []error
+	if l.DHCP != nil {
+		errs = append(errs, l.DHCP.Close())
+	}
+	if l.TFTP != nil {
+		errs = append(errs, l.TFTP.Close())
+	}
+	if l.HTTP != nil {
+		errs = append(errs, l.HTTP.Close())
+	}
+	if l.RA != nil {
+		errs = append(errs, l.RA.Close())
+	}
+	return errors.Join(errs...)
+}
+
+// Listen checks cfg and opens its sockets in the calling thread's network
+// namespace.
+func Listen(cfg Config) (_ *Listeners, err error) {
+	l := &Listeners{}
+	defer func() {
+		if err != nil {
+			l.Close()
+		}
+	}()
+	if cfg.Iface != "" {
+		ifi, err := net.InterfaceByName(cfg.Iface)
+		if err != nil {
+			return nil, fmt.Errorf("interface %s: %w", cfg.Iface, err)
+		}
+		l.ifIndex = ifi.Index
+		addrs, err := ifi.Addrs()
+		if err != nil {
+			return nil, fmt.Errorf("interface %s: %w", cfg.Iface, err)
+		}
+		for _, a := range addrs {
+			if ipn, ok := a.(*net.IPNet); ok && ipn.IP.To4() != nil {
+				l.ServerIP, l.Netmask = ipn.IP.To4(), ipn.Mask
+				break
+			}
+		}
+	}
+	if cfg.ServerIP != "" {
+		ip := net.ParseIP(cfg.ServerIP).To4()
+		if ip == nil {
+			return nil, fmt.Errorf("--server-ip %q: not an IPv4 address", cfg.ServerIP)
+		}
+		l.ServerIP = ip
+	}
+	switch cfg.DHCP {
+	case "off", "":
+	case "full", "proxy":
+		if cfg.Iface == "" {
+			return nil, fmt.Errorf("--dhcp %s needs --iface", cfg.DHCP)
+		}
+		if l.ServerIP == nil {
+			return nil, fmt.Errorf("--dhcp %s: %s has no IPv4 address and no --server-ip given", cfg.DHCP, cfg.Iface)
+		}
+		if cfg.DHCP == "full" {
+			if _, _, err := dhcpd.ParseRange(cfg.Range); err != nil {
+				return nil, fmt.Errorf("--range: %w", err)
+			}
+		}
+		if l.DHCP, err = dhcpd.ListenInterface(cfg.Iface); err != nil {
+			return nil, err
+		}
+	default:
+		return nil, fmt.Errorf("--dhcp %q: want full, proxy or off", cfg.DHCP)
+	}
+	if cfg.TFTP != "off" && cfg.TFTP != "" {
+		if l.TFTP, err = net.ListenPacket("udp4", cfg.TFTP); err != nil {
+			return nil, fmt.Errorf("tftp: %w", err)
+		}
+	}
+	if l.HTTP, err = net.Listen("tcp", cfg.HTTP); err != nil {
+		return nil, fmt.Errorf("http: %w", err)
+	}
+	if cfg.RA && cfg.Iface != "" {
+		// Best effort: a host without IPv6 just does not answer.
+		if c, err := ra.Listen(l.ifIndex); err == nil {
+			l.RA = c
+		}
+	}
+	return l, nil
+}
+
+// Server is a running netboot server.
+type Server struct {
+	cfg Config
+	ls  *Listeners
+	log *slog.Logger
+
+	inv   *inventory.Store
+	http  *httpd.Server
+	tftp  *tftpd.Server
+	dhcp  *dhcpd.Server
+	reg   *prometheus.Registry
+	baseU string
+}
+
+// New builds a server for cfg on the listeners ls (which it owns from now
+// on: Serve closes them).
+func New(cfg Config, ls *Listeners, log *slog.Logger) (_ *Server, err error) {
+	if log == nil {
+		log = slog.New(slog.DiscardHandler)
+	}
+	s := &Server{cfg: cfg, ls: ls, log: log, reg: prometheus.NewRegistry()}
+	defer func() {
+		if err != nil {
+			s.close()
+		}
+	}()
+	if cfg.Unknown == "" {
+		cfg.Unknown = inventory.Ignore
+	}
+	if s.inv, err = inventory.Open(cfg.Inventory, cfg.Unknown); err != nil {
+		return nil, err
+	}
+	port := ls.HTTP.Addr().(*net.TCPAddr).Port
+	if ls.ServerIP != nil {
+		s.baseU = fmt.Sprintf("http://%s:%d", ls.ServerIP, port)
+	}
+	var cmdline []string
+	if cfg.Cmdline != "" {
+		cmdline = strings.Fields(cfg.Cmdline)
+	}
+	if s.http, err = httpd.New(httpd.Config{
+		RepoDir:   cfg.Repo,
+		BootDir:   cfg.Boot,
+		BaseURL:   s.baseU,
+		Inventory: s.inv,
+		Key:       []byte(cfg.Key),
+		Kernel:    cfg.Kernel,
+		Initrd:    cfg.Initrd,
+		Cmdline:   cmdline,
+		Registry:  s.reg,
+		Log:       log,
+	}); err != nil {
+		return nil, err
+	}
+	if ls.TFTP != nil {
+		if s.tftp, err = tftpd.New(cfg.Boot, log); err != nil {
+			return nil, err
+		}
+		tftpFiles := prometheus.NewCounter(prometheus.CounterOpts{Name: "shoal_serve_tftp_transfers_total", Help: "Files sent over TFTP."})
+		tftpBytes := prometheus.NewCounter(prometheus.CounterOpts{Name: "shoal_serve_tftp_bytes_total", Help: "Bytes sent over TFTP."})
+		s.reg.MustRegister(tftpFiles, tftpBytes)
+		s.tftp.Sent = func(_ string, n int64) {
+			tftpFiles.Inc()
+			tftpBytes.Add(float64(n))
+		}
+	}
+	if ls.DHCP != nil {
+		replies := prometheus.NewCounterVec(prometheus.CounterOpts{
+			Name: "shoal_serve_dhcp_replies_total", Help: "DHCP replies sent, by message type and client kind."},
+			[]string{"type", "kind"})
+		s.reg.MustRegister(replies)
+		dc := dhcpd.Config{
+			Mode:          dhcpd.Mode(cfg.DHCP),
+			ServerIP:      ls.ServerIP,
+			Netmask:       ls.Netmask,
+			LeaseDuration: cfg.LeaseTime,
+			Booter:        &booter{inv: s.inv, baseURL: s.baseU},
+			Log:           log,
+			Replied: func(mt dhcpv4.MessageType, k dhcpd.Kind) {
+				replies.WithLabelValues(mt.String(), k.String()).Inc()
+			},
+		}
+		if cfg.DHCP == "full" {
+			first, last, err := dhcpd.ParseRange(cfg.Range)
+			if err != nil {
+				return nil, err
+			}
+			leasePath := cfg.Leases
+			if leasePath == "" && cfg.Inventory != "" {
+				leasePath = cfg.Inventory + ".leases.json"
+			}
+			if dc.Leases, err = dhcpd.NewFileLeases(leasePath, first, last); err != nil {
+				return nil, err
+			}
+			if cfg.Router != "" {
+				if dc.Router = net.ParseIP(cfg.Router).To4(); dc.Router == nil {
+					return nil, fmt.Errorf("--router %q: not an IPv4 address", cfg.Router)
+				}
+			}
+			for _, d := range strings.Split(cfg.DNS, ",") {
+				if d = strings.TrimSpace(d); d == "" {
+					continue
+				}
+				ip := net.ParseIP(d).To4()
+				if ip == nil {
+					return nil, fmt.Errorf("--dns %q: not an IPv4 address", d)
+				}
+				dc.DNS = append(dc.DNS, ip)
+			}
+		}
+		if s.dhcp, err = dhcpd.New(dc); err != nil {
+			return nil, err
+		}
+	}
+	return s, nil
+}
+
+func (s *Server) close() {
+	s.ls.Close()
+	if s.http != nil {
+		s.http.Close()
+	}
+	if s.tftp != nil {
+		s.tftp.Close()
+	}
+}
+
+// Inventory returns the server's inventory.
+func (s *Server) Inventory() *inventory.Store { return s.inv }
+
+// Serve runs every part until ctx is done or one of them fails; it then
+// stops the others, closes the listeners and returns the first error.
+func (s *Server) Serve(ctx context.Context) error {
+	defer s.close()
+	ctx, cancel := context.WithCancel(ctx)
+	defer cancel()
+	var (
+		wg       sync.WaitGroup
+		mu       sync.Mutex
+		firstErr error
+	)
+	start := func(name string, fn func(context.Context) error) {
+		wg.Add(1)
+		go func() {
+			defer wg.Done()
+			if err := fn(ctx); err != nil {
+				mu.Lock()
+				if firstErr == nil {
+					firstErr = fmt.Errorf("%s: %w", name, err)
+				}
+				mu.Unlock()
+				cancel()
+			}
+		}()
+	}
+	start("http", func(ctx context.Context) error { return s.http.Serve(ctx, s.ls.HTTP) })
+	if s.tftp != nil {
+		start("tftp", func(ctx context.Context) error { return s.tftp.Serve(ctx, s.ls.TFTP) })
+	}
+	if s.dhcp != nil {
+		start("dhcp", func(ctx context.Context) error { return s.dhcp.Serve(ctx, s.ls.DHCP) })
+	}
+	if s.ls.RA != nil {
+		start("ra", func(ctx context.Context) error { return ra.Serve(ctx, s.ls.RA, s.ls.ifIndex, s.log) })
+	}
+	s.log.Info("serving", "http", s.ls.HTTP.Addr().String(), "server", s.baseU,
+		"dhcp", s.cfg.DHCP, "tftp", s.tftp != nil, "repo", s.cfg.Repo, "boot", s.cfg.Boot)
+	wg.Wait()
+	return firstErr
+}
+
+// booter is the real boot policy: machines the inventory allows get the
+// iPXE binary for their firmware, then their iPXE script.
+type booter struct {
+	inv     *inventory.Store
+	baseURL string
+}
+
+func (b *booter) BootFile(mac net.HardwareAddr, k dhcpd.Kind) (string, bool) {
+	if !b.inv.Allowed(mac.String()) {
+		return "", false
+	}
+	switch k {
+	case dhcpd.PXEBIOS:
+		return "undionly.kpxe", true
+	case dhcpd.PXEUEFI:
+		return "ipxe.efi", true
+	case dhcpd.IPXE:
+		return b.baseURL + "/ipxe/" + mac.String(), b.baseURL != ""
+	case dhcpd.HTTPUEFI:
+		return b.baseURL + "/boot/ipxe.efi", b.baseURL != ""
+	}
+	return "", false
+}
