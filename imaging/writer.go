@@ -10,6 +10,7 @@ import (
 	"sync/atomic"
 
 	"golang.org/x/sync/errgroup"
+	"golang.org/x/sys/unix"
 
 	"github.com/shoal-project/shoal/partition"
 )
@@ -147,6 +148,10 @@ func (w *Writer) write(ref ChunkRef, plain []byte) error {
 	if _, err := w.t.File.WriteAt(plain, ref.OffsetBytes); err != nil {
 		return fmt.Errorf("write chunk %d at offset %d of %s: %w", ref.Index, ref.OffsetBytes, w.t.Path, err)
 	}
+	// Start writeback now, so the device writes while the next chunks are
+	// decoded and the final flush has little left to do. Best effort: the
+	// flush in Finish is what makes the data durable.
+	_ = unix.SyncFileRange(int(w.t.File.Fd()), ref.OffsetBytes, int64(len(plain)), unix.SYNC_FILE_RANGE_WRITE)
 	w.mu.Lock()
 	if !w.have[ref.Index] {
 		w.have[ref.Index] = true
