@@ -27,6 +27,8 @@ func commands() []command {
 		{"key", "manage signing keys (key gen --out PREFIX)", runKey},
 		{"image", "create, inspect, verify and apply images", runImage},
 		{"serve", "netboot server: DHCP/proxyDHCP, TFTP, HTTP boot, repository, inventory, dashboard", runServe},
+		{"send", "multicast an image to receivers on the LAN (send --repo DIR|URL --name NAME)", runSend},
+		{"receive", "receive a multicast image onto a target (receive --name NAME TARGET)", runReceive},
 	}
 }
 

@@ -152,6 +152,9 @@ type partial struct {
 	// The highest group seen and when any datagram of the chunk came.
 	maxGroup int
 	lastAny  time.Time
+	// firstPass: the chunk's data came from the first pass, whose
+	// cursor then says which groups are over.
+	firstPass bool
 }
 
 func newPartial(chunk int, l layout) *partial {
@@ -441,6 +444,7 @@ func (r *receiver) data(now time.Time, d wire.Data) {
 			return
 		}
 		p = newPartial(chunk, l)
+		p.firstPass = d.Flags&wire.DataFirstPass != 0
 		r.partials[chunk] = p
 		delete(r.wholeDue, chunk)
 	}
@@ -803,7 +807,7 @@ func (r *receiver) collectNeeds(now time.Time, needs []wire.Need) []wire.Need {
 			// Ask once the sender has moved past the group: the first
 			// pass is beyond it, this chunk's stream is at a later
 			// group, or the chunk's stream has stopped.
-			moved := before(groupKey{p.chunk, g}, r.cursor) || g < p.maxGroup || now.Sub(p.lastAny) > r.cfg.Retry
+			moved := p.firstPass && before(groupKey{p.chunk, g}, r.cursor) || g < p.maxGroup || now.Sub(p.lastAny) > r.cfg.Retry
 			if p.done[g] || !moved {
 				continue
 			}

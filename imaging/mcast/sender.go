@@ -636,7 +636,7 @@ func (s *sender) finished(now, start time.Time) (bool, string) {
 			return false, ""
 		}
 	}
-	if len(s.rx) < s.cfg.MinReceivers && now.Sub(start) < s.cfg.MaxWait {
+	if len(s.rx)+s.dropped < s.cfg.MinReceivers && now.Sub(start) < s.cfg.MaxWait {
 		return false, ""
 	}
 	if now.Sub(s.lastAsk) < s.cfg.Linger {

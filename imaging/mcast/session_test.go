@@ -3,6 +3,7 @@ package mcast
 import (
 	"bytes"
 	"context"
+	"errors"
 	"crypto/rand"
 	"fmt"
 	"log/slog"
@@ -15,6 +16,7 @@ import (
 	"time"
 
 	"github.com/shoal-project/shoal/imaging"
+	"github.com/shoal-project/shoal/imaging/mcast/wire"
 	"github.com/shoal-project/shoal/internal/netlab"
 	"github.com/shoal-project/shoal/partition"
 )
@@ -123,6 +125,7 @@ type rxSpec struct {
 	joinAfter    time.Duration // start late
 	killAfter    time.Duration // cancel mid-way (expect failure)
 	writeDelay   time.Duration // slow disk: per chunk
+	bufferChunks int
 }
 
 type rxResult struct {
@@ -195,7 +198,8 @@ func runSession(t *testing.T, img *imaging.Image, repo imaging.Repo, spec sessio
 					c, _, err := listenIn(n, g)
 					return c, err
 				},
-				Logger: testLogger(t, fmt.Sprintf("rx%d", i)),
+				Logger:       testLogger(t, fmt.Sprintf("rx%d", i)),
+				BufferChunks: rs.bufferChunks,
 			})
 		}()
 	}
@@ -275,5 +279,157 @@ func TestSession(t *testing.T) {
 			}
 			t.Logf("sender: %+v (image stored %d bytes)", st, img.Manifest.StoredBytes)
 		})
+	}
+}
+
+func checkAll(t *testing.T, src string, res []rxResult) {
+	t.Helper()
+	for i, r := range res {
+		if r.err != nil {
+			t.Errorf("receiver %d: Receive() = %v", i, r.err)
+			continue
+		}
+		checkTarget(t, src, r.path)
+		t.Logf("receiver %d: %+v", i, r.stats)
+	}
+}
+
+// TestLateJoiner starts a receiver when the first pass is about half way:
+// it gets the manifest and the chunks it missed through requests.
+func TestLateJoiner(t *testing.T) {
+	netlab.RequireRoot(t)
+	src, repo, img := testImage(t, 8<<20, 1<<20)
+	// 8 MiB at 50 Mbit/s: about 1.3 s of first pass.
+	st, res := runSession(t, img, repo, sessionSpec{rateBitsPerSec: 50e6, rx: []rxSpec{{}, {joinAfter: 600 * time.Millisecond}}})
+	checkAll(t, src, res)
+	t.Logf("sender: %+v", st)
+	if res[1].err == nil && res[1].stats.ReceivedBytes >= img.Manifest.StoredBytes && st.RepairBytes == 0 {
+		t.Errorf("late joiner got everything without repairs: sender %+v", st)
+	}
+}
+
+// TestSlowDisk gives one receiver a disk slower than the link and room for
+// two chunks: it drops what it cannot hold and catches up through requests,
+// while the other receiver finishes at the link's pace.
+func TestSlowDisk(t *testing.T) {
+	netlab.RequireRoot(t)
+	src, repo, img := testImage(t, 8<<20, 1<<20)
+	st, res := runSession(t, img, repo, sessionSpec{rateBitsPerSec: 200e6, rx: []rxSpec{{}, {writeDelay: 150 * time.Millisecond, bufferChunks: 2}}})
+	checkAll(t, src, res)
+	t.Logf("sender: %+v", st)
+	fast, slow := res[0].stats, res[1].stats
+	if slow.NoRoom == 0 {
+		t.Errorf("slow receiver dropped nothing for want of room (%+v): the test did not exercise the slow path", slow)
+	}
+	if fast.Elapsed >= slow.Elapsed {
+		t.Errorf("fast receiver took %v, slow one %v: the slow disk held the fast receiver back", fast.Elapsed, slow.Elapsed)
+	}
+}
+
+// TestKilledReceiver cancels one receiver mid-way: the others finish and the
+// sender forgets the dead one and ends.
+func TestKilledReceiver(t *testing.T) {
+	netlab.RequireRoot(t)
+	src, repo, img := testImage(t, 8<<20, 1<<20)
+	st, res := runSession(t, img, repo, sessionSpec{rateBitsPerSec: 50e6, rx: []rxSpec{{}, {killAfter: 500 * time.Millisecond}, {}}})
+	if !errors.Is(res[1].err, context.DeadlineExceeded) {
+		t.Errorf("killed receiver: Receive() = %v, want context.DeadlineExceeded", res[1].err)
+	}
+	checkAll(t, src, []rxResult{res[0], res[2]})
+	if st.Dropped != 1 || st.Done != 2 {
+		t.Errorf("sender: %d receivers dropped, %d done; want 1 and 2 (%+v)", st.Dropped, st.Done, st)
+	}
+}
+
+// TestGarbage sends garbage, other sessions' datagrams and forged data of
+// the right session to the control and data groups: receivers count and
+// drop what does not parse, drop chunks that fail their hash, ask again and
+// still write exactly the image.
+func TestGarbage(t *testing.T) {
+	netlab.RequireRoot(t)
+	src, repo, img := testImage(t, 8<<20, 1<<20)
+	var forged, junk int
+	garbage := func(ctx context.Context, n *netlab.Node, img *imaging.Image) error {
+		c, _, err := listenIn(n, DefaultControl)
+		if err != nil {
+			return err
+		}
+		defer c.Close()
+		// Learn the session from the sender's announce, like an attacker
+		// on the LAN could.
+		buf := make([]byte, 2048)
+		var hdr wire.Header
+		var ann wire.Announce
+		for {
+			if err := c.SetReadDeadline(time.Now().Add(5 * time.Second)); err != nil {
+				return err
+			}
+			m, _, err := c.ReadFrom(buf)
+			if err != nil {
+				return fmt.Errorf("waiting for an announce: %w", err)
+			}
+			h, body, err := wire.ParseHeader(buf[:m])
+			if err != nil || h.Type != wire.TypeAnnounce {
+				continue
+			}
+			if ann, err = wire.ParseAnnounce(body); err == nil {
+				hdr = h
+				break
+			}
+		}
+		ctrl, data := udpAddr(DefaultControl), udpAddr(ann.Data)
+		l := layout{blockBytes: int(ann.BlockBytes), groupBlocks: int(ann.GroupBlocks)}
+		other := hdr
+		other.Session++
+		for i := 0; ctx.Err() == nil && i < 2000; i++ {
+			var b []byte
+			dst := data
+			switch i % 5 {
+			case 0: // random bytes
+				b = make([]byte, 1+i%1400)
+				rand.Read(b)
+				if i%2 == 0 {
+					dst = ctrl
+				}
+			case 1: // a good header, then junk
+				b = append(wire.AppendStatus(nil, hdr, &wire.Status{Receiver: 1, State: wire.StateDone})[:wire.HeaderBytes], make([]byte, 7)...)
+				b[6], b[7] = 0, 7
+				dst = ctrl
+			case 2: // another session
+				b = wire.AppendData(nil, other, &wire.Data{Chunk: 0, Group: 0, Shard: 0, Block: make([]byte, l.blockBytes)})
+			case 3: // a request for nonsense
+				b, _ = wire.AppendRequest(nil, hdr, &wire.Request{Receiver: 7, Needs: []wire.Need{{Chunk: 1 << 30, Group: 3, Need: 9}}})
+				dst = ctrl
+			case 4: // forged data of the right session, now and then
+				if i%50 != 4 {
+					continue
+				}
+				chunk := (i / 50) % len(img.Chunks)
+				l.storedBytes = int(img.Chunks[chunk].StoredBytes)
+				g := (i / 7) % l.groups()
+				s := (i / 3) % (2 * l.groupData(g))
+				block := make([]byte, l.blockLen(g, s))
+				rand.Read(block)
+				b = wire.AppendData(nil, hdr, &wire.Data{Chunk: uint32(chunk), Group: uint16(g), Shard: uint16(s), Flags: wire.DataFirstPass, Block: block})
+				forged++
+			}
+			junk++
+			if _, err := c.WriteTo(b, dst); err != nil {
+				return err
+			}
+			time.Sleep(200 * time.Microsecond)
+		}
+		return nil
+	}
+	st, res := runSession(t, img, repo, sessionSpec{rateBitsPerSec: 50e6, rx: []rxSpec{{}, {}}, garbage: garbage})
+	checkAll(t, src, res)
+	t.Logf("sender: %+v; garbage sent: %d datagrams, %d forged data", st, junk, forged)
+	for i, r := range res {
+		if r.stats.Malformed == 0 || r.stats.Foreign == 0 {
+			t.Errorf("receiver %d counted %d malformed and %d foreign datagrams; want some of each", i, r.stats.Malformed, r.stats.Foreign)
+		}
+	}
+	if st.Malformed == 0 {
+		t.Errorf("sender counted no malformed control datagrams")
 	}
 }

@@ -1,0 +1,114 @@
+package main
+
+import (
+	"context"
+	"crypto/ed25519"
+	"errors"
+	"fmt"
+	"io"
+	"log/slog"
+	"net"
+	"net/netip"
+	"os"
+	"time"
+
+	"github.com/shoal-project/shoal/imaging"
+	"github.com/shoal-project/shoal/imaging/mcast"
+	"github.com/shoal-project/shoal/imaging/sign"
+	"github.com/shoal-project/shoal/internal/progress"
+	"github.com/shoal-project/shoal/partition"
+)
+
+const receiveUsage = "shoal receive --name NAME [--pub PREFIX.pub] [--iface IF] TARGET"
+
+// targetSink writes through imaging.Writer and closes the target at the end.
+type targetSink struct {
+	*imaging.Writer
+	t *partition.Target
+}
+
+func (s *targetSink) Finish() error {
+	if err := s.Writer.Finish(); err != nil {
+		return err
+	}
+	return s.t.Close()
+}
+
+func runReceive(ctx context.Context, args []string, stdout, stderr io.Writer) error {
+	fs := newFlagSet("receive", stderr, receiveUsage)
+	name := fs.String("name", "", "image to receive (empty: the first one announced)")
+	pubPath := fs.String("pub", "", "public key: the manifest must carry a good signature by it")
+	var mf mcastFlags
+	mf.register(fs)
+	joinTimeout := fs.Duration("timeout", 5*time.Minute, "longest wait for a sender's announce (0: for ever)")
+	senderTimeout := fs.Duration("sender-timeout", 10*time.Second, "give up when the sender is silent that long")
+	buffer := fs.Int("buffer-chunks", 16, "chunks held in memory (assembling or waiting for the disk)")
+	pos, err := parseInterspersed(fs, args)
+	if err != nil {
+		return err
+	}
+	if len(pos) != 1 {
+		fs.Usage()
+		return usageErr("receive: one TARGET is required")
+	}
+	target := pos[0]
+	var pub ed25519.PublicKey
+	if *pubPath != "" {
+		if pub, err = sign.LoadPublic(*pubPath); err != nil {
+			return fmt.Errorf("receive: %w", err)
+		}
+	}
+	conn, ifi, ctrl, err := mf.open(ctx)
+	if err != nil {
+		return fmt.Errorf("receive: %w", err)
+	}
+	defer conn.Close()
+	var t *partition.Target
+	term := progress.IsTerminal(stderr)
+	st, err := mcast.Receive(ctx, conn, mcast.ReceiverConfig{
+		Name: *name, Pub: pub, Iface: ifi, Control: ctrl,
+		JoinTimeout: *joinTimeout, SenderTimeout: *senderTimeout, BufferChunks: *buffer,
+		OpenData: func(ctx context.Context, g netip.AddrPort) (net.PacketConn, error) {
+			return mcast.ListenGroup(ctx, ifi, g, mcast.GroupOptions{})
+		},
+		Open: func(img *imaging.Image) (mcast.Sink, error) {
+			var err error
+			t, err = partition.OpenTarget(target, img.Requirements(), partition.TargetOptions{})
+			if err != nil {
+				return nil, err
+			}
+			w, err := imaging.NewWriter(img, t, nil)
+			if err != nil {
+				return nil, err
+			}
+			return &targetSink{Writer: w, t: t}, nil
+		},
+		Logger: slog.Default(),
+		Progress: func(s mcast.ReceiverStats) {
+			if term {
+				fmt.Fprintf(stderr, "\r\033[Kreceive: %d/%d chunks, %s written, %s received (%s duplicate)",
+					s.ChunksDone, s.Chunks, progress.Bytes(s.WrittenBytes), progress.Bytes(s.ReceivedBytes), progress.Bytes(s.DuplicateBytes))
+			}
+		},
+	})
+	if term {
+		fmt.Fprintln(stderr)
+	}
+	if werr := writeStats(mf.stats, st); werr != nil && err == nil {
+		err = werr
+	}
+	if err != nil {
+		if t != nil {
+			t.Close()
+			if t.Created {
+				if rerr := os.Remove(target); rerr != nil && !errors.Is(rerr, os.ErrNotExist) {
+					slog.Warn("remove partial target", "target", target, "err", rerr)
+				}
+			}
+		}
+		return fmt.Errorf("receive to %s: %w; no partition table was written", target, err)
+	}
+	fmt.Fprintf(stdout, "received image %s to %s in %s: %d chunks verified, %s received (%s duplicate)\n",
+		st.Image.String()[:16], target, st.Elapsed.Round(time.Millisecond), st.Chunks, progress.Bytes(st.ReceivedBytes), progress.Bytes(st.DuplicateBytes))
+	return nil
+}
