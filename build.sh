@@ -5,6 +5,8 @@
 #   ./build.sh test     install what the tests need (as root), then run every
 #                       test: gofmt, go vet, staticcheck, unit tests with -race
 #                       (fuzz seeds included), network-namespace and QEMU tests
+#   ./build.sh demo     build, then run scripts/demo.sh (the nearest working
+#                       demo of the main job)
 #   ./build.sh deps     only install the Debian packages listed in
 #                       build/apt-packages (idempotent; quick when installed)
 set -euo pipefail
@@ -72,6 +74,11 @@ unit() {
 case "${1:-build}" in
 build) build ;;
 deps) deps ;;
+demo)
+	deps
+	build
+	SHOAL="$OUT/shoal" scripts/demo.sh
+	;;
 test)
 	deps
 	build
@@ -79,7 +86,7 @@ test)
 	unit
 	;;
 *)
-	echo "usage: $0 [build|test|deps]" >&2
+	echo "usage: $0 [build|test|demo|deps]" >&2
 	exit 2
 	;;
 esac
