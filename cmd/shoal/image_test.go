@@ -375,3 +375,39 @@ func TestUsageErrors(t *testing.T) {
 		})
 	}
 }
+
+// TestCreateFromBlockDevice makes the same image from a loop device over a
+// disk as from the disk's file: same content hash.
+func TestCreateFromBlockDevice(t *testing.T) {
+	dir := t.TempDir()
+	src := testdisk.GPT(t, dir, 64<<20)
+	dev := testdisk.Loop(t, src.Path, 512)
+	repo := filepath.Join(dir, "repo")
+	mustShoal(t, "image", "create", "--repo", repo, "--name", "fromfile", src.Path)
+	mustShoal(t, "image", "create", "--repo", repo, "--name", "fromdev", dev)
+	a, err := imaging.LoadImage(context.Background(), imaging.DirRepo(repo), "fromfile", nil)
+	if err != nil {
+		t.Fatal(err)
+	}
+	b, err := imaging.LoadImage(context.Background(), imaging.DirRepo(repo), "fromdev", nil)
+	if err != nil {
+		t.Fatal(err)
+	}
+	if a.Manifest.ContentHash != b.Manifest.ContentHash {
+		t.Errorf("content hash from device %s = %s, from file %s", dev, b.Manifest.ContentHash, a.Manifest.ContentHash)
+	}
+	if a.ID == b.ID {
+		t.Errorf("images named differently have the same ID %s", a.ID)
+	}
+	// Applying onto a block device holding old data: same result as a file.
+	tfile := filepath.Join(dir, "target.img")
+	if err := os.WriteFile(tfile, bytes.Repeat([]byte{0xee}, 80<<20), 0o644); err != nil {
+		t.Fatal(err)
+	}
+	tdev := testdisk.Loop(t, tfile, 512)
+	mustShoal(t, "image", "apply", "--repo", repo, "--name", "fromdev", tdev)
+	checkPartitions(t, src, tdev)
+	if out := testdisk.Run(t, "sgdisk", "-v", tdev); !strings.Contains(out, "No problems found") {
+		t.Errorf("sgdisk -v %s:\n%s", tdev, out)
+	}
+}
