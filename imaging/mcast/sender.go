@@ -365,6 +365,7 @@ func (s *sender) request(n wire.Need) {
 			return
 		}
 		if !s.loSet[chunk] {
+			s.log.Debug("whole chunk asked", "chunk", chunk)
 			s.loSet[chunk] = true
 			s.lo = append(s.lo, chunk)
 		}

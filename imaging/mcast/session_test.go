@@ -3,8 +3,8 @@ package mcast
 import (
 	"bytes"
 	"context"
-	"errors"
 	"crypto/rand"
+	"errors"
 	"fmt"
 	"log/slog"
 	"net"
@@ -253,14 +253,16 @@ func checkTarget(t *testing.T, src, target string) {
 func TestSession(t *testing.T) {
 	netlab.RequireRoot(t)
 	src, repo, img := testImage(t, 8<<20, 1<<20)
-	tests := []struct {
+	type testCase struct {
 		name      string
 		receivers int
 		loss      int // permille
-	}{
-		{"1rx-0loss", 1, 0},
-		{"4rx-1loss", 4, 10},
-		{"8rx-5loss", 8, 50},
+	}
+	var tests []testCase
+	for _, n := range []int{1, 4, 8} {
+		for _, loss := range []int{0, 10, 50} {
+			tests = append(tests, testCase{fmt.Sprintf("%drx-%d.%d%%loss", n, loss/10, loss%10), n, loss})
+		}
 	}
 	for _, tc := range tests {
 		t.Run(tc.name, func(t *testing.T) {
