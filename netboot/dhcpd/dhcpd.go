@@ -161,7 +161,7 @@ func (s *Server) fullReply(req *dhcpv4.DHCPv4, kind Kind, file string, boot bool
 		var err error
 		ip, err = s.cfg.Leases.Offer(mac, now)
 		if err != nil {
-			s.log.Warn("dhcp: no address to offer", "mac", mac, "err", err)
+			s.log.Warn("dhcp: no address to offer", "mac", mac.String(), "err", err)
 			return nil, nil
 		}
 		mt = dhcpv4.MessageTypeOffer
@@ -177,7 +177,7 @@ func (s *Server) fullReply(req *dhcpv4.DHCPv4, kind Kind, file string, boot bool
 			return s.nak(req, "no address requested")
 		}
 		if err := s.cfg.Leases.Commit(mac, ip, now, s.cfg.LeaseDuration); err != nil {
-			s.log.Info("dhcp: nak", "mac", mac, "ip", ip, "err", err)
+			s.log.Info("dhcp: nak", "mac", mac.String(), "ip", ip, "err", err)
 			return s.nak(req, "address not available")
 		}
 		mt = dhcpv4.MessageTypeAck
@@ -190,7 +190,7 @@ func (s *Server) fullReply(req *dhcpv4.DHCPv4, kind Kind, file string, boot bool
 			ip = req.RequestedIPAddress()
 		}
 		if err := s.cfg.Leases.Release(mac, ip); err != nil {
-			s.log.Warn("dhcp: release", "mac", mac, "err", err)
+			s.log.Warn("dhcp: release", "mac", mac.String(), "err", err)
 		}
 		return nil, nil
 	case dhcpv4.MessageTypeInform:
@@ -321,7 +321,7 @@ func (s *Server) Serve(ctx context.Context, conn net.PacketConn) error {
 func (s *Server) handle(conn net.PacketConn, peer net.Addr, req *dhcpv4.DHCPv4) {
 	resp, err := s.Reply(req, time.Now())
 	if err != nil {
-		s.log.Warn("dhcp: reply", "mac", req.ClientHWAddr, "err", err)
+		s.log.Warn("dhcp: reply", "mac", req.ClientHWAddr.String(), "err", err)
 		return
 	}
 	if resp == nil {
@@ -333,7 +333,7 @@ func (s *Server) handle(conn net.PacketConn, peer net.Addr, req *dhcpv4.DHCPv4) 
 		return
 	}
 	kind := Classify(req)
-	s.log.Debug("dhcp: reply", "type", resp.MessageType(), "mac", req.ClientHWAddr, "kind", kind, "ip", resp.YourIPAddr, "file", resp.BootFileName)
+	s.log.Debug("dhcp: reply", "type", resp.MessageType(), "mac", req.ClientHWAddr.String(), "kind", kind, "ip", resp.YourIPAddr, "file", resp.BootFileName)
 	if s.cfg.Replied != nil {
 		s.cfg.Replied(resp.MessageType(), kind)
 	}
