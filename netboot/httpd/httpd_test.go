@@ -23,6 +23,7 @@ const machinesFile = `52:54:00:12:34:56  reimage  debian-12  /dev/vda
 
 type fixture struct {
 	srv     *httptest.Server
+	handler http.Handler
 	invPath string
 	inv     *inventory.Store
 	dir     string
@@ -73,7 +74,7 @@ func newFixture(t *testing.T, key []byte, unknown string) *fixture {
 		srv.Close()
 		s.Close()
 	})
-	return &fixture{srv: srv, invPath: invPath, inv: inv, dir: dir}
+	return &fixture{srv: srv, handler: s.Handler(), invPath: invPath, inv: inv, dir: dir}
 }
 
 func get(t *testing.T, url string, hdr map[string]string) (int, string) {
