@@ -94,3 +94,17 @@ func TestListenRejectsBadConfig(t *testing.T) {
 		})
 	}
 }
+
+// TestSampleConfigParses keeps docs/serve.sample.conf in step with the flags.
+func TestSampleConfigParses(t *testing.T) {
+	cfg := Default()
+	fs := flag.NewFlagSet("serve", flag.ContinueOnError)
+	cfg.RegisterFlags(fs)
+	fs.Parse(nil)
+	if err := LoadFile(fs, "../../docs/serve.sample.conf"); err != nil {
+		t.Fatalf("sample config: %v", err)
+	}
+	if cfg.DHCP != "full" || cfg.Iface != "eth1" || cfg.Cmdline != "console=ttyS0,115200 console=tty0" {
+		t.Errorf("sample config gave %+v", cfg)
+	}
+}
