@@ -22,7 +22,7 @@ import (
 )
 
 // netbootRequire returns path, or skips (fails in CI) when it is missing.
-func netbootRequire(t *testing.T, path, why string) string {
+func netbootRequire(t testing.TB, path, why string) string {
 	t.Helper()
 	if _, err := os.Stat(path); err == nil {
 		return path
@@ -35,7 +35,7 @@ func netbootRequire(t *testing.T, path, why string) string {
 }
 
 // netbootKernel finds Debian's kernel that build/deps.d/kernel.sh caches.
-func netbootKernel(t *testing.T) string {
+func netbootKernel(t testing.TB) string {
 	t.Helper()
 	cache := os.Getenv("SHOAL_KERNEL_CACHE")
 	if cache == "" {
@@ -46,7 +46,7 @@ func netbootKernel(t *testing.T) string {
 
 // netbootBuild builds shoal and the test init into dir (the Go build
 // cache makes the second test's build quick).
-func netbootBuild(t *testing.T, dir string) (shoal, initBin string) {
+func netbootBuild(t testing.TB, dir string) (shoal, initBin string) {
 	t.Helper()
 	for _, b := range []struct{ out, pkg string }{
 		{"shoal", "../cmd/shoal"},
@@ -62,7 +62,7 @@ func netbootBuild(t *testing.T, dir string) (shoal, initBin string) {
 }
 
 // netbootInitramfs writes a zstd-compressed newc cpio with /init and /dev.
-func netbootInitramfs(t *testing.T, initBin, dst string) {
+func netbootInitramfs(t testing.TB, initBin, dst string) {
 	t.Helper()
 	initData, err := os.ReadFile(initBin)
 	if err != nil {
@@ -101,7 +101,7 @@ func netbootInitramfs(t *testing.T, initBin, dst string) {
 	}
 }
 
-func netbootCopy(t *testing.T, src, dst string) {
+func netbootCopy(t testing.TB, src, dst string) {
 	t.Helper()
 	data, err := os.ReadFile(src)
 	if err != nil {
@@ -116,10 +116,24 @@ func TestNetbootBIOS(t *testing.T) { testNetboot(t, "bios", "52:54:00:5e:00:01")
 
 func TestNetbootUEFI(t *testing.T) { testNetboot(t, "uefi", "52:54:00:5e:00:02") }
 
+// BenchmarkNetbootRA measures what answering router solicitations saves:
+// QEMU start to the marker on serial, BIOS iPXE, with and without --ra, in
+// the same run. Run: go test -run XXX -bench NetbootRA -benchtime 1x ./qemu-tests
+func BenchmarkNetbootRA(b *testing.B) {
+	var with, without time.Duration
+	for i := 0; i < b.N; i++ {
+		with += testNetboot(b, "bios", "52:54:00:5e:00:03")
+		without += testNetboot(b, "bios", "52:54:00:5e:00:04", "--ra=false")
+	}
+	b.ReportMetric(with.Seconds()/float64(b.N), "s/boot-with-ra")
+	b.ReportMetric(without.Seconds()/float64(b.N), "s/boot-without-ra")
+	b.ReportMetric(with.Seconds()/without.Seconds(), "ratio")
+}
+
 // testNetboot PXE-boots a QEMU machine from `shoal serve --dhcp full`
 // running in a namespace of a netlab LAN, with QEMU on a tap of the same
 // bridge, and waits for the test init's marker on the serial console.
-func testNetboot(t *testing.T, firmware, mac string) {
+func testNetboot(t testing.TB, firmware, mac string, extraServeArgs ...string) time.Duration {
 	netlab.RequireRoot(t)
 	qemu := netlab.RequireTool(t, "qemu-system-x86_64")
 	kernel := netbootKernel(t)
@@ -158,9 +172,10 @@ func testNetboot(t *testing.T, firmware, mac string) {
 	srvNode := lan.Nodes[0]
 	ip := srvNode.IP.To4()
 	rng := fmt.Sprintf("%d.%d.%d.100-%d.%d.%d.120", ip[0], ip[1], ip[2], ip[0], ip[1], ip[2])
-	srv := srvNode.Command(ctx, shoal, "serve", "--iface", "eth0", "--dhcp", "full", "--range", rng,
+	serveArgs := append([]string{"serve", "--iface", "eth0", "--dhcp", "full", "--range", rng,
 		"--boot", bootDir, "--repo", repoDir, "--inventory", inv,
-		"--cmdline", "console=ttyS0 panic=-1", "-v")
+		"--cmdline", "console=ttyS0 panic=-1", "-v"}, extraServeArgs...)
+	srv := srvNode.Command(ctx, shoal, serveArgs...)
 	var srvLog bytes.Buffer
 	srv.Stderr = &srvLog
 	stdout, err := srv.StdoutPipe()
@@ -247,7 +262,8 @@ func testNetboot(t *testing.T, firmware, mac string) {
 			found = bytes.Contains(console, []byte("SHOAL-NETBOOT-OK"))
 		}
 	}
-	t.Logf("%s: QEMU start to marker on serial: %v", firmware, time.Since(start).Round(100*time.Millisecond))
+	bootTime := time.Since(start)
+	t.Logf("%s: QEMU start to marker on serial: %v", firmware, bootTime.Round(100*time.Millisecond))
 
 	// The kernel got the machine's command line from the iPXE script.
 	var cmdline string
@@ -291,6 +307,7 @@ func testNetboot(t *testing.T, firmware, mac string) {
 	if !bytes.Contains(metrics, []byte(`shoal_serve_dhcp_replies_total{kind="ipxe",type="ACK"}`)) {
 		t.Errorf("no DHCP ACK to iPXE counted in /metrics:\n%s", grepLines(metrics, "dhcp"))
 	}
+	return bootTime
 }
 
 func grepLines(b []byte, s string) string {
