@@ -10,6 +10,7 @@ import (
 	"net"
 	"net/netip"
 	"os"
+	"runtime/pprof"
 	"time"
 
 	"github.com/shoal-project/shoal/imaging"
@@ -43,6 +44,7 @@ func runReceive(ctx context.Context, args []string, stdout, stderr io.Writer) er
 	joinTimeout := fs.Duration("timeout", 5*time.Minute, "longest wait for a sender's announce (0: for ever)")
 	senderTimeout := fs.Duration("sender-timeout", 10*time.Second, "give up when the sender is silent that long")
 	buffer := fs.Int("buffer-chunks", 16, "chunks held in memory (assembling or waiting for the disk)")
+	cpuProfile := fs.String("cpuprofile", "", "write a CPU profile here (for debugging)")
 	pos, err := parseInterspersed(fs, args)
 	if err != nil {
 		return err
@@ -52,6 +54,17 @@ func runReceive(ctx context.Context, args []string, stdout, stderr io.Writer) er
 		return usageErr("receive: one TARGET is required")
 	}
 	target := pos[0]
+	if *cpuProfile != "" {
+		f, err := os.Create(*cpuProfile)
+		if err != nil {
+			return err
+		}
+		defer f.Close()
+		if err := pprof.StartCPUProfile(f); err != nil {
+			return err
+		}
+		defer pprof.StopCPUProfile()
+	}
 	var pub ed25519.PublicKey
 	if *pubPath != "" {
 		if pub, err = sign.LoadPublic(*pubPath); err != nil {

@@ -13,9 +13,11 @@ import (
 	"net"
 	"net/netip"
 	"sync"
+	"syscall"
 	"time"
 
 	"golang.org/x/net/ipv4"
+	"golang.org/x/sys/unix"
 
 	"github.com/shoal-project/shoal/imaging"
 	"github.com/shoal-project/shoal/imaging/mcast/wire"
@@ -152,6 +154,12 @@ type partial struct {
 	// The highest group seen and when any datagram of the chunk came.
 	maxGroup int
 	lastAny  time.Time
+	// lastSeq is the receiver's datagram count at the chunk's last
+	// datagram; reqSeq, per group, the count when it was last asked for.
+	// Counting datagrams rather than time keeps a receiver that was not
+	// scheduled for a while from asking for what sits in its socket.
+	lastSeq int64
+	reqSeq  []int64
 	// firstPass: the chunk's data came from the first pass, whose
 	// cursor then says which groups are over.
 	firstPass bool
@@ -164,6 +172,7 @@ func newPartial(chunk int, l layout) *partial {
 		buf:  make([]byte, l.blocks()*l.blockBytes),
 		have: make([][]bool, g), count: make([]int, g), par: make([][][]byte, g),
 		done: make([]bool, g), left: g, due: make([]time.Time, g), last: make([]time.Time, g),
+		reqSeq: make([]int64, g),
 	}
 }
 
@@ -190,7 +199,12 @@ type receiver struct {
 	written    []bool
 	nwritten   int
 	wholeDue   map[int]time.Time // whole-chunk requests: when due next
-	cursor     groupKey          // first pass position seen
+	cursor     groupKey          // first pass position seen in data
+	seq        int64             // data datagrams of the session received
+	lastData   time.Time         // when the last one came
+	fpDoneAt   time.Time         // when the first announce saying the first pass is done came
+	dataRaw    syscall.RawConn   // the data socket, to see whether data waits in it
+	backlog    bool              // data was waiting in the socket at this tick
 	lastFP     [3]int            // chunk, group, shard of the last first-pass datagram
 	lastFPok   bool
 	lossExp    int64 // first-pass shards expected since the last status
@@ -249,6 +263,9 @@ func Receive(ctx context.Context, ctrl net.PacketConn, cfg ReceiverConfig) (Rece
 	}
 	defer closeOnDone(ctx, dc)()
 	defer dc.Close()
+	if sc, ok := dc.(syscall.Conn); ok {
+		r.dataRaw, _ = sc.SyscallConn()
+	}
 	wg.Add(1)
 	go func() { defer wg.Done(); r.readLoop(ctx, ipv4.NewPacketConn(dc), true) }()
 	for range cfg.Writers {
@@ -373,7 +390,9 @@ func (r *receiver) announce(now time.Time, h wire.Header, a wire.Announce) {
 	}
 	r.heard = now
 	r.ann.Flags, r.ann.RateBitsPerSec = a.Flags, a.RateBitsPerSec
-	r.advance(groupKey{chunkIndex(a.CursorChunk), int(a.CursorGroup)})
+	if a.Flags&wire.FlagFirstPassDone != 0 && r.fpDoneAt.IsZero() {
+		r.fpDoneAt = now
+	}
 	if a.Flags&wire.FlagEnding != 0 {
 		r.ending = true
 	}
@@ -396,9 +415,31 @@ func (r *receiver) advance(k groupKey) {
 	}
 }
 
-// passed reports whether the first pass is past group k.
-func (r *receiver) passed(k groupKey) bool {
-	return r.ann.Flags&wire.FlagFirstPassDone != 0 || before(k, r.cursor)
+// passed reports whether the first pass is past group k: its data went
+// past it, or it ended a while ago, or it ended and no data is coming.
+func (r *receiver) passed(now time.Time, k groupKey) bool {
+	if before(k, r.cursor) {
+		return true
+	}
+	return !r.fpDoneAt.IsZero() && !r.backlog && (now.Sub(r.fpDoneAt) > 25*r.cfg.Retry || r.idle(now))
+}
+
+// idle reports whether no data came for a while and none waits in the
+// socket (a receiver not scheduled for a while has data waiting).
+func (r *receiver) idle(now time.Time) bool { return !r.backlog && now.Sub(r.lastData) > r.cfg.Retry }
+
+// waiting reports whether datagrams wait in the data socket.
+func (r *receiver) waiting() bool {
+	if r.dataRaw == nil {
+		return false
+	}
+	n := 0
+	if err := r.dataRaw.Control(func(fd uintptr) {
+		n, _ = unix.IoctlGetInt(int(fd), unix.SIOCINQ)
+	}); err != nil {
+		return false
+	}
+	return n > 0
 }
 
 func (r *receiver) layout(chunk int) (layout, bool) {
@@ -420,6 +461,8 @@ func (r *receiver) data(now time.Time, d wire.Data) {
 	g, s := int(d.Group), int(d.Shard)
 	n := int64(len(d.Block))
 	r.stats.ReceivedBytes += n
+	r.seq++
+	r.lastData = now
 	if r.opening || chunk >= 0 && r.img == nil {
 		r.stats.NoRoom++ // no manifest yet
 		return
@@ -464,6 +507,7 @@ func (r *receiver) data(now time.Time, d wire.Data) {
 	p.count[g]++
 	p.last[g] = now
 	p.lastAny = now
+	p.lastSeq = r.seq
 	p.maxGroup = max(p.maxGroup, g)
 	if s < k {
 		copy(p.buf[l.offset(g, s):], d.Block)
@@ -710,6 +754,7 @@ func (r *receiver) suppress(now time.Time, needs []wire.Need) {
 		k := p.l.groupData(g)
 		if int(n.Need) >= k-p.count[g] {
 			p.due[g] = now.Add(r.cfg.Retry)
+			p.reqSeq[g] = r.seq
 			r.stats.Suppressed++
 		}
 	}
@@ -736,8 +781,10 @@ func (r *receiver) tickLoop(ctx context.Context, start time.Time) error {
 			return r.finish(ctx)
 		case <-tick.C:
 		}
+		backlog := r.waiting()
 		now := time.Now()
 		r.mu.Lock()
+		r.backlog = backlog
 		if r.fatal != nil {
 			err := r.fatal
 			r.mu.Unlock()
@@ -802,12 +849,19 @@ func (r *receiver) collectNeeds(now time.Time, needs []wire.Need) []wire.Need {
 			return needs
 		}
 	}
+	idle := r.idle(now)
 	for _, p := range r.partials {
 		for g := range p.done {
 			// Ask once the sender has moved past the group: the first
 			// pass is beyond it, this chunk's stream is at a later
 			// group, or the chunk's stream has stopped.
-			moved := p.firstPass && before(groupKey{p.chunk, g}, r.cursor) || g < p.maxGroup || now.Sub(p.lastAny) > r.cfg.Retry
+			// Groups beyond the highest seen may just not be sent yet
+			// (a sender that was not scheduled for a while): only a long
+			// silence makes them due.
+			moved := p.firstPass && before(groupKey{p.chunk, g}, r.cursor) || g < p.maxGroup ||
+				r.seq-p.lastSeq > int64(2*p.l.groupBlocks) ||
+				idle && g == p.maxGroup && now.Sub(r.lastData) > 2*r.cfg.Retry ||
+				idle && now.Sub(r.lastData) > 10*r.cfg.Retry
 			if p.done[g] || !moved {
 				continue
 			}
@@ -820,8 +874,12 @@ func (r *receiver) collectNeeds(now time.Time, needs []wire.Need) []wire.Need {
 			if now.Before(p.due[g]) || now.Sub(p.last[g]) < r.cfg.Backoff {
 				continue
 			}
+			if p.reqSeq[g] != 0 && r.seq-p.reqSeq[g] < int64(4*p.l.groupBlocks) && !idle {
+				continue // asked already; the answer may be in the socket
+			}
 			needs = append(needs, wire.Need{Chunk: wireChunk(p.chunk), Group: uint16(g), Need: uint16(k - p.count[g])})
 			p.due[g] = now.Add(r.cfg.Retry)
+			p.reqSeq[g] = max(r.seq, 1)
 		}
 	}
 	if r.img == nil {
@@ -830,7 +888,7 @@ func (r *receiver) collectNeeds(now time.Time, needs []wire.Need) []wire.Need {
 	// Whole chunks the first pass has passed, as far as there is room.
 	room := r.cfg.BufferChunks - len(r.partials) - len(r.writing)
 	for c := 0; c < r.chunks && room > 0; c++ {
-		if r.written[c] || r.writing[c] || r.partials[c] != nil || !r.passed(groupKey{c, 1 << 30}) {
+		if r.written[c] || r.writing[c] || r.partials[c] != nil || !r.passed(now, groupKey{c, 1 << 30}) {
 			continue
 		}
 		due, ok := r.wholeDue[c]

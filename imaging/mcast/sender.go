@@ -785,11 +785,12 @@ func (o *output) flush(ctx context.Context) error {
 	for _, m := range o.msgs[:o.n] {
 		size += float64(len(m.Buffers[0]) + wireOverheadBytes)
 	}
-	// Token bucket: at most 4 ms of burst.
+	// Token bucket: up to 20 ms of burst, so that a sender not scheduled
+	// for a while catches up (the link's queue absorbs it).
 	for {
 		now := time.Now()
 		if !o.last.IsZero() {
-			o.tokens = min(o.tokens+now.Sub(o.last).Seconds()*o.rate, max(o.rate*0.004, size))
+			o.tokens = min(o.tokens+now.Sub(o.last).Seconds()*o.rate, max(o.rate*0.020, size))
 		}
 		o.last = now
 		if o.tokens >= size {

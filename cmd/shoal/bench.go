@@ -1,0 +1,104 @@
+package main
+
+import (
+	"context"
+	"fmt"
+	"io"
+	"os"
+	"strconv"
+	"strings"
+
+	"github.com/shoal-project/shoal/internal/bench"
+)
+
+const benchUsage = `shoal bench [--size 256MiB] [--rate 200Mbit] [--receivers 1,8] [--loss 0,1] [--tools shoal,udpcast,uftp,http] [--plot bench.png] [--json FILE]
+
+Builds a LAN of network namespaces (a bridge, one veth per node, tc tbf at
+--rate on every link, nftables random loss on the receivers' links), makes an
+image of random (incompressible) data, and runs each tool on it for each
+receiver count and loss rate: shoal send/receive, udpcast
+(udp-sender/udp-receiver), uftp (uftp/uftpd) and unicast HTTP (curl from a Go
+file server). It prints a table (seconds until every receiver is done,
+fraction of link rate, server egress over the image's stored size, duplicate
+data per receiver) and writes a plot of time against receivers. Every target
+is checked byte for byte. Needs root; run it by hand, it takes minutes.`
+
+func splitInts(s string, scale float64) ([]int, error) {
+	var out []int
+	for _, f := range strings.Split(s, ",") {
+		v, err := strconv.ParseFloat(strings.TrimSpace(f), 64)
+		if err != nil || v < 0 {
+			return nil, fmt.Errorf("%q: want comma-separated numbers", s)
+		}
+		out = append(out, int(v*scale+0.5))
+	}
+	return out, nil
+}
+
+func runBench(ctx context.Context, args []string, stdout, stderr io.Writer) error {
+	fs := newFlagSet("bench", stderr, benchUsage)
+	size := int64(256 << 20)
+	fs.Var(bytesFlag{&size}, "size", "image size (random data)")
+	rate := fs.String("rate", "200Mbit", "link rate")
+	receivers := fs.String("receivers", "1,8", "receiver counts, comma-separated")
+	loss := fs.String("loss", "0,1", "loss rates in percent on each receiver's link, comma-separated")
+	tools := fs.String("tools", strings.Join(bench.Tools, ","), "tools to run, comma-separated")
+	lateJoin := fs.Bool("late-join", true, "also measure a shoal receiver that joins half way")
+	dir := fs.String("dir", "", "work directory (default: a new temporary directory, removed at the end)")
+	plotPath := fs.String("plot", "bench.png", "write the plot here (empty: no plot)")
+	jsonPath := fs.String("json", "", "write the raw figures as JSON here")
+	shoalBin := fs.String("shoal", "", "shoal binary to run (default: this one)")
+	pos, err := parseInterspersed(fs, args)
+	if err != nil {
+		return err
+	}
+	if len(pos) != 0 {
+		fs.Usage()
+		return usageErr("bench: no arguments expected")
+	}
+	cfg := bench.Config{SizeBytes: size, LateJoin: *lateJoin, Log: stderr, ShoalBin: *shoalBin, Tools: strings.Split(*tools, ",")}
+	if cfg.RateBitsPerSec, err = parseRate(*rate); err != nil {
+		return usageErr("bench: %v", err)
+	}
+	if cfg.Receivers, err = splitInts(*receivers, 1); err != nil {
+		return usageErr("bench: --receivers %v", err)
+	}
+	if cfg.LossPermille, err = splitInts(*loss, 10); err != nil {
+		return usageErr("bench: --loss %v", err)
+	}
+	if cfg.ShoalBin == "" {
+		if cfg.ShoalBin, err = os.Executable(); err != nil {
+			return fmt.Errorf("bench: %w", err)
+		}
+	}
+	cfg.Dir = *dir
+	if cfg.Dir == "" {
+		if cfg.Dir, err = os.MkdirTemp("", "shoal-bench-"); err != nil {
+			return err
+		}
+		defer os.RemoveAll(cfg.Dir)
+	}
+	rep, err := bench.Run(ctx, cfg)
+	if rep != nil {
+		fmt.Fprintln(stdout)
+		if terr := rep.WriteTable(stdout); terr != nil && err == nil {
+			err = terr
+		}
+		if *jsonPath != "" {
+			if jerr := rep.WriteJSON(*jsonPath); jerr != nil && err == nil {
+				err = jerr
+			}
+		}
+		if *plotPath != "" {
+			if perr := rep.Plot(*plotPath); perr != nil && err == nil {
+				err = perr
+			} else if perr == nil {
+				fmt.Fprintf(stdout, "plot: %s\n", *plotPath)
+			}
+		}
+	}
+	if err != nil {
+		return fmt.Errorf("bench: %w", err)
+	}
+	return nil
+}
