@@ -320,6 +320,9 @@ func startDnsmasq(t *testing.T, n *netlab.Node, first, last net.IP) {
 	ctx, cancel := context.WithCancel(context.Background())
 	cmd := n.Command(ctx, "dnsmasq", "--no-daemon", "--conf-file=/dev/null", "--port=0",
 		"--interface=eth0", "--bind-interfaces", "--dhcp-authoritative",
+		// Without --no-ping dnsmasq pings each address for up to 3 s
+		// before offering it, longer than udhcpc waits.
+		"--no-ping",
 		"--dhcp-range="+first.String()+","+last.String()+",255.255.255.0,1h",
 		"--dhcp-leasefile="+filepath.Join(dir, "leases"), "--pid-file="+filepath.Join(dir, "pid"),
 		"--user=root", "--log-facility=-")
