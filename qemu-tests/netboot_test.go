@@ -112,9 +112,28 @@ func netbootCopy(t testing.TB, src, dst string) {
 	}
 }
 
-func TestNetbootBIOS(t *testing.T) { testNetboot(t, "bios", "52:54:00:5e:00:01") }
+func TestNetbootBIOS(t *testing.T) {
+	testNetboot(t, netbootCase{firmware: "bios", mac: "52:54:00:5e:00:01", dhcp: "full"})
+}
 
-func TestNetbootUEFI(t *testing.T) { testNetboot(t, "uefi", "52:54:00:5e:00:02") }
+func TestNetbootUEFI(t *testing.T) {
+	testNetboot(t, netbootCase{firmware: "uefi", mac: "52:54:00:5e:00:02", dhcp: "full"})
+}
+
+// TestNetbootProxyBIOS boots with shoal in proxy mode beside dnsmasq, the
+// "site's" DHCP server: the address comes from dnsmasq, the boot script
+// from shoal.
+func TestNetbootProxyBIOS(t *testing.T) {
+	testNetboot(t, netbootCase{firmware: "bios", mac: "52:54:00:5e:00:05", dhcp: "proxy"})
+}
+
+// netbootCase is one netboot run.
+type netbootCase struct {
+	firmware  string // bios or uefi
+	mac       string
+	dhcp      string   // full, or proxy beside dnsmasq
+	serveArgs []string // extra flags for shoal serve
+}
 
 // BenchmarkNetbootRA measures what answering router solicitations saves:
 // QEMU start to the marker on serial, BIOS iPXE, with and without --ra, in
@@ -122,18 +141,19 @@ func TestNetbootUEFI(t *testing.T) { testNetboot(t, "uefi", "52:54:00:5e:00:02")
 func BenchmarkNetbootRA(b *testing.B) {
 	var with, without time.Duration
 	for i := 0; i < b.N; i++ {
-		with += testNetboot(b, "bios", "52:54:00:5e:00:03")
-		without += testNetboot(b, "bios", "52:54:00:5e:00:04", "--ra=false")
+		with += testNetboot(b, netbootCase{firmware: "bios", mac: "52:54:00:5e:00:03", dhcp: "full"})
+		without += testNetboot(b, netbootCase{firmware: "bios", mac: "52:54:00:5e:00:04", dhcp: "full", serveArgs: []string{"--ra=false"}})
 	}
 	b.ReportMetric(with.Seconds()/float64(b.N), "s/boot-with-ra")
 	b.ReportMetric(without.Seconds()/float64(b.N), "s/boot-without-ra")
 	b.ReportMetric(with.Seconds()/without.Seconds(), "ratio")
 }
 
-// testNetboot PXE-boots a QEMU machine from `shoal serve --dhcp full`
-// running in a namespace of a netlab LAN, with QEMU on a tap of the same
-// bridge, and waits for the test init's marker on the serial console.
-func testNetboot(t testing.TB, firmware, mac string, extraServeArgs ...string) time.Duration {
+// testNetboot PXE-boots a QEMU machine from `shoal serve` running in a
+// namespace of a netlab LAN, with QEMU on a tap of the same bridge, and
+// waits for the test init's marker on the serial console.
+func testNetboot(t testing.TB, c netbootCase) time.Duration {
+	firmware, mac := c.firmware, c.mac
 	netlab.RequireRoot(t)
 	qemu := netlab.RequireTool(t, "qemu-system-x86_64")
 	kernel := netbootKernel(t)
@@ -165,16 +185,20 @@ func testNetboot(t testing.TB, firmware, mac string, extraServeArgs ...string) t
 
 	ctx, cancel := context.WithTimeout(context.Background(), 3*time.Minute)
 	defer cancel()
-	lan := netlab.NewForTest(t, netlab.Config{Nodes: 1})
+	lan := netlab.NewForTest(t, netlab.Config{Nodes: 2})
 	if err := lan.AddTap(ctx, "tap0"); err != nil {
 		t.Fatal(err)
 	}
 	srvNode := lan.Nodes[0]
 	ip := srvNode.IP.To4()
 	rng := fmt.Sprintf("%d.%d.%d.100-%d.%d.%d.120", ip[0], ip[1], ip[2], ip[0], ip[1], ip[2])
-	serveArgs := append([]string{"serve", "--iface", "eth0", "--dhcp", "full", "--range", rng,
+	var siteLeases string
+	if c.dhcp == "proxy" {
+		siteLeases = netbootDnsmasq(t, ctx, lan.Nodes[1], fmt.Sprintf("%d.%d.%d.150,%d.%d.%d.159", ip[0], ip[1], ip[2], ip[0], ip[1], ip[2]))
+	}
+	serveArgs := append([]string{"serve", "--iface", "eth0", "--dhcp", c.dhcp, "--range", rng,
 		"--boot", bootDir, "--repo", repoDir, "--inventory", inv,
-		"--cmdline", "console=ttyS0 panic=-1", "-v"}, extraServeArgs...)
+		"--cmdline", "console=ttyS0 panic=-1", "-v"}, c.serveArgs...)
 	srv := srvNode.Command(ctx, shoal, serveArgs...)
 	var srvLog bytes.Buffer
 	srv.Stderr = &srvLog
@@ -304,10 +328,45 @@ func testNetboot(t testing.TB, firmware, mac string, extraServeArgs ...string) t
 	if firmware == "uefi" && (tftpLine == "" || strings.HasSuffix(tftpLine, " 0")) {
 		t.Errorf("UEFI boot: TFTP transfers in /metrics = %q, want at least 1", tftpLine)
 	}
-	if !bytes.Contains(metrics, []byte(`shoal_serve_dhcp_replies_total{kind="ipxe",type="ACK"}`)) {
-		t.Errorf("no DHCP ACK to iPXE counted in /metrics:\n%s", grepLines(metrics, "dhcp"))
+	t.Logf("DHCP replies: %s", strings.ReplaceAll(grepLines(metrics, "shoal_serve_dhcp_replies_total{"), "\n", "; "))
+	want := `shoal_serve_dhcp_replies_total{kind="ipxe",type="ACK"}`
+	if c.dhcp == "proxy" {
+		// The address came from the site's server.
+		if leases, err := os.ReadFile(siteLeases); err != nil || !bytes.Contains(leases, []byte(mac)) {
+			t.Errorf("dnsmasq leases = %q, %v; want a lease for %s", leases, err, mac)
+		}
+		want = `shoal_serve_dhcp_replies_total{kind="ipxe",type="OFFER"}`
+	}
+	if !bytes.Contains(metrics, []byte(want)) {
+		t.Errorf("/metrics lacks %s:\n%s", want, grepLines(metrics, "dhcp"))
 	}
 	return bootTime
+}
+
+// netbootDnsmasq runs dnsmasq as the site's DHCP server in node n until
+// the test ends.
+// It returns the path of its leases file.
+func netbootDnsmasq(t testing.TB, ctx context.Context, n *netlab.Node, rng string) string {
+	t.Helper()
+	netlab.RequireTool(t, "dnsmasq")
+	dir := t.TempDir()
+	cmd := n.Command(ctx, "dnsmasq", "--no-daemon", "--conf-file=/dev/null", "--port=0",
+		"--interface=eth0", "--bind-interfaces", "--no-ping", "--dhcp-range="+rng+",255.255.255.0,1h",
+		"--dhcp-leasefile="+filepath.Join(dir, "leases"), "--pid-file="+filepath.Join(dir, "pid"),
+		"--user=root", "--log-facility=-")
+	var out bytes.Buffer
+	cmd.Stdout, cmd.Stderr = &out, &out
+	if err := cmd.Start(); err != nil {
+		t.Fatalf("dnsmasq: %v", err)
+	}
+	t.Cleanup(func() {
+		cmd.Process.Kill()
+		cmd.Wait()
+		if t.Failed() {
+			t.Logf("dnsmasq:\n%s", out.String())
+		}
+	})
+	return filepath.Join(dir, "leases")
 }
 
 func grepLines(b []byte, s string) string {

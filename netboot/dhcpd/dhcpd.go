@@ -358,9 +358,19 @@ func replyAddr(req, resp *dhcpv4.DHCPv4, peer net.Addr) net.Addr {
 // ListenInterface opens a UDP socket on port 67 bound to the interface
 // ifname (SO_BINDTODEVICE), with SO_BROADCAST, for Serve.
 func ListenInterface(ifname string) (net.PacketConn, error) {
-	conn, err := server4.NewIPv4UDPConn(ifname, &net.UDPAddr{Port: dhcpv4.ServerPort})
+	return ListenInterfacePort(ifname, dhcpv4.ServerPort)
+}
+
+// PXEPort is where PXE clients send their ProxyDHCP REQUEST after they got
+// an address from the site's server (PXE specification 2.1, "port 4011").
+const PXEPort = 4011
+
+// ListenInterfacePort is ListenInterface on another port (PXEPort in
+// proxy mode).
+func ListenInterfacePort(ifname string, port int) (net.PacketConn, error) {
+	conn, err := server4.NewIPv4UDPConn(ifname, &net.UDPAddr{Port: port})
 	if err != nil {
-		return nil, fmt.Errorf("dhcpd: listen on %s: %w", ifname, err)
+		return nil, fmt.Errorf("dhcpd: listen on %s port %d: %w", ifname, port, err)
 	}
 	return conn, nil
 }

@@ -136,6 +136,7 @@ func LoadFile(fs *flag.FlagSet, path string) error {
 // Listeners are the sockets a Server serves, opened by Listen.
 type Listeners struct {
 	DHCP net.PacketConn // nil when DHCP is off
+	PXE  net.PacketConn // port 4011, proxy mode only
 	TFTP net.PacketConn // nil when TFTP is off
 	HTTP net.Listener
 	RA   *icmp.PacketConn // nil when not answering router solicitations
@@ -150,6 +151,9 @@ func (l *Listeners) Close() error {
 	var errs []error
 	if l.DHCP != nil {
 		errs = append(errs, l.DHCP.Close())
+	}
+	if l.PXE != nil {
+		errs = append(errs, l.PXE.Close())
 	}
 	if l.TFTP != nil {
 		errs = append(errs, l.TFTP.Close())
@@ -212,6 +216,11 @@ func Listen(cfg Config) (_ *Listeners, err error) {
 		}
 		if l.DHCP, err = dhcpd.ListenInterface(cfg.Iface); err != nil {
 			return nil, err
+		}
+		if cfg.DHCP == "proxy" {
+			if l.PXE, err = dhcpd.ListenInterfacePort(cfg.Iface, dhcpd.PXEPort); err != nil {
+				return nil, err
+			}
 		}
 	default:
 		return nil, fmt.Errorf("--dhcp %q: want full, proxy or off", cfg.DHCP)
@@ -394,6 +403,9 @@ func (s *Server) Serve(ctx context.Context) error {
 	}
 	if s.dhcp != nil {
 		start("dhcp", func(ctx context.Context) error { return s.dhcp.Serve(ctx, s.ls.DHCP) })
+		if s.ls.PXE != nil {
+			start("pxe", func(ctx context.Context) error { return s.dhcp.Serve(ctx, s.ls.PXE) })
+		}
 	}
 	if s.ls.RA != nil {
 		start("ra", func(ctx context.Context) error { return ra.Serve(ctx, s.ls.RA, s.ls.ifIndex, s.log) })
