@@ -28,6 +28,7 @@ import (
 	"errors"
 	"fmt"
 	"io"
+	"io/fs"
 	"log/slog"
 	"net"
 	"net/http"
@@ -125,8 +126,8 @@ func New(cfg Config) (*Server, error) {
 			return nil, fmt.Errorf("httpd: metrics: %w", err)
 		}
 	}
-	s.route("GET /repo/", "repo", http.StripPrefix("/repo/", http.FileServerFS(s.repo.FS())))
-	s.route("GET /boot/", "boot", http.StripPrefix("/boot/", http.FileServerFS(s.boot.FS())))
+	s.route("GET /repo/", "repo", http.StripPrefix("/repo/", http.FileServerFS(rootFS{s.repo.FS()})))
+	s.route("GET /boot/", "boot", http.StripPrefix("/boot/", http.FileServerFS(rootFS{s.boot.FS()})))
 	s.route("GET /ipxe/{mac}", "ipxe", http.HandlerFunc(s.script))
 	s.route("GET /api/v1/machines", "machines", http.HandlerFunc(s.machines))
 	s.route("POST /api/v1/machines/{mac}/status", "status", http.HandlerFunc(s.status))
@@ -165,6 +166,19 @@ func (s *Server) Serve(ctx context.Context, ln net.Listener) error {
 	case err := <-done:
 		return fmt.Errorf("httpd: %w", err)
 	}
+}
+
+// rootFS turns os.Root's refusals (a path or symlink leading out of the
+// root) into fs.ErrPermission, which the file server answers with 403
+// instead of 500.
+type rootFS struct{ fsys fs.FS }
+
+func (r rootFS) Open(name string) (fs.File, error) {
+	f, err := r.fsys.Open(name)
+	if err != nil && !errors.Is(err, fs.ErrNotExist) && !errors.Is(err, fs.ErrPermission) {
+		return nil, &fs.PathError{Op: "open", Path: name, Err: fs.ErrPermission}
+	}
+	return f, err
 }
 
 // statusWriter records the status code for metrics.

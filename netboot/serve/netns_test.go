@@ -398,6 +398,50 @@ func TestProxyModeBesideDnsmasq(t *testing.T) {
 	if !inRange(lease.ACK.YourIPAddr, siteFirst, siteLast) {
 		t.Errorf("nclient4 lease %v, want one from dnsmasq", lease.ACK.YourIPAddr)
 	}
+
+	// With its address, a PXE client may ask the proxy on port 4011: it
+	// gets an ACK with the boot file and still no address.
+	cip := lease.ACK.YourIPAddr
+	if err := client.Command(context.Background(), "ip", "addr", "add", cip.String()+"/24", "dev", "eth0").Run(); err != nil {
+		t.Fatal(err)
+	}
+	var conn net.PacketConn
+	if err := client.Do(func() error {
+		var err error
+		conn, err = net.ListenPacket("udp4", ":68")
+		return err
+	}); err != nil {
+		t.Fatal(err)
+	}
+	defer conn.Close()
+	req, err := dhcpv4.NewDiscovery(client.MAC,
+		dhcpv4.WithMessageType(dhcpv4.MessageTypeRequest),
+		dhcpv4.WithClientIP(cip),
+		dhcpv4.WithOption(dhcpv4.OptClassIdentifier(pxeBIOSClass)),
+		dhcpv4.WithOption(dhcpv4.OptServerIdentifier(shoal)))
+	if err != nil {
+		t.Fatal(err)
+	}
+	if _, err := conn.WriteTo(req.ToBytes(), &net.UDPAddr{IP: shoal, Port: 4011}); err != nil {
+		t.Fatalf("send to port 4011: %v", err)
+	}
+	conn.SetReadDeadline(time.Now().Add(3 * time.Second))
+	buf := make([]byte, 1500)
+	for {
+		n, _, err := conn.ReadFrom(buf)
+		if err != nil {
+			t.Fatalf("no answer on port 4011: %v", err)
+		}
+		ack, err := dhcpv4.FromBytes(buf[:n])
+		if err != nil || ack.TransactionID != req.TransactionID {
+			continue
+		}
+		if ack.MessageType() != dhcpv4.MessageTypeAck || !ack.YourIPAddr.IsUnspecified() || ack.BootFileName != "undionly.kpxe" {
+			t.Errorf("port 4011 answer: %v yiaddr %v file %q; want ACK, 0.0.0.0, undionly.kpxe",
+				ack.MessageType(), ack.YourIPAddr, ack.BootFileName)
+		}
+		break
+	}
 }
 
 func TestProxyModeAloneGivesNoAddress(t *testing.T) {
