@@ -140,6 +140,8 @@ type Listeners struct {
 	TFTP net.PacketConn // nil when TFTP is off
 	HTTP net.Listener
 	RA   *icmp.PacketConn // nil when not answering router solicitations
+	// RAErr says why RA is nil although asked for (e.g. no IPv6).
+	RAErr error
 
 	ServerIP net.IP
 	Netmask  net.IPMask
@@ -234,10 +236,9 @@ func Listen(cfg Config) (_ *Listeners, err error) {
 		return nil, fmt.Errorf("http: %w", err)
 	}
 	if cfg.RA && cfg.Iface != "" {
-		// Best effort: a host without IPv6 just does not answer.
-		if c, err := ra.Listen(l.ifIndex); err == nil {
-			l.RA = c
-		}
+		// Best effort: a host without IPv6 just does not answer (Serve
+		// logs why).
+		l.RA, l.RAErr = ra.Listen(l.ifIndex)
 	}
 	return l, nil
 }
@@ -406,6 +407,9 @@ func (s *Server) Serve(ctx context.Context) error {
 		if s.ls.PXE != nil {
 			start("pxe", func(ctx context.Context) error { return s.dhcp.Serve(ctx, s.ls.PXE) })
 		}
+	}
+	if s.ls.RAErr != nil {
+		s.log.Warn("not answering IPv6 router solicitations; iPXE may wait ~13 s for them", "err", s.ls.RAErr)
 	}
 	if s.ls.RA != nil {
 		start("ra", func(ctx context.Context) error { return ra.Serve(ctx, s.ls.RA, s.ls.ifIndex, s.log) })
