@@ -89,7 +89,7 @@ type ReceiverStats struct {
 	Corrupt        int   // chunks that failed their hash
 	Requests       int64 // request datagrams sent
 	Suppressed     int64 // needs not sent because another receiver asked
-	LostBlocks     int64 // first-pass blocks lost (estimated from gaps)
+	LostBlocks     int64 // datagrams lost (from gaps in their numbers)
 }
 
 // ErrSenderGone is returned when the sender stops or stays silent before
@@ -165,11 +165,16 @@ type partial struct {
 	firstPass bool
 }
 
-func newPartial(chunk int, l layout) *partial {
+func newPartial(chunk int, l layout, buf []byte) *partial {
 	g := l.groups()
+	if n := l.blocks() * l.blockBytes; cap(buf) >= n {
+		buf = buf[:n] // old bytes do no harm: every block is overwritten
+	} else {
+		buf = make([]byte, n)
+	}
 	return &partial{
 		chunk: chunk, l: l,
-		buf:  make([]byte, l.blocks()*l.blockBytes),
+		buf:  buf,
 		have: make([][]bool, g), count: make([]int, g), par: make([][][]byte, g),
 		done: make([]bool, g), left: g, due: make([]time.Time, g), last: make([]time.Time, g),
 		reqSeq: make([]int64, g),
@@ -203,11 +208,12 @@ type receiver struct {
 	seq        int64             // data datagrams of the session received
 	lastData   time.Time         // when the last one came
 	fpDoneAt   time.Time         // when the first announce saying the first pass is done came
+	free       [][]byte          // chunk buffers to reuse
 	dataRaw    syscall.RawConn   // the data socket, to see whether data waits in it
 	backlog    bool              // data was waiting in the socket at this tick
-	lastFP     [3]int            // chunk, group, shard of the last first-pass datagram
-	lastFPok   bool
-	lossExp    int64 // first-pass shards expected since the last status
+	seqHi      uint32 // highest data datagram number seen
+	seqOK      bool
+	lossExp    int64 // datagrams expected since the last status
 	lossGot    int64
 	writeQ     chan *partial
 	fatal      error
@@ -318,8 +324,17 @@ func (r *receiver) readLoop(ctx context.Context, p *ipv4.PacketConn, data bool) 
 			needs = r.handle(now, m.Buffers[0][:m.N], needs)
 		}
 		r.mu.Unlock()
+		if data && n < len(msgs)/4 {
+			// Caught up: let datagrams gather in the (large) socket
+			// buffer rather than waking for each one.
+			time.Sleep(batchWait)
+		}
 	}
 }
+
+// batchWait is how long the data reader lets datagrams gather once it has
+// caught up: about 35 full datagrams at 200 Mbit/s, 170 at 1 Gbit/s.
+const batchWait = 2 * time.Millisecond
 
 // handle handles one datagram; r.mu is held.
 func (r *receiver) handle(now time.Time, b []byte, needs []wire.Need) []wire.Need {
@@ -472,8 +487,8 @@ func (r *receiver) data(now time.Time, d wire.Data) {
 		r.stats.Malformed++
 		return
 	}
+	r.seqSeen(d.Seq)
 	if d.Flags&wire.DataFirstPass != 0 {
-		r.firstPassSeen(chunk, g, s)
 		r.advance(groupKey{chunk, g})
 	}
 	if (chunk < 0 && r.img != nil) || (chunk >= 0 && (r.written[chunk] || r.writing[chunk])) {
@@ -486,7 +501,11 @@ func (r *receiver) data(now time.Time, d wire.Data) {
 			r.stats.NoRoom++
 			return
 		}
-		p = newPartial(chunk, l)
+		var buf []byte
+		if n := len(r.free); n > 0 {
+			buf, r.free = r.free[n-1], r.free[:n-1]
+		}
+		p = newPartial(chunk, l, buf)
 		p.firstPass = d.Flags&wire.DataFirstPass != 0
 		r.partials[chunk] = p
 		delete(r.wholeDue, chunk)
@@ -546,40 +565,21 @@ func (r *receiver) data(now time.Time, d wire.Data) {
 	}
 }
 
-// firstPassSeen estimates loss from gaps in the first pass; r.mu is held.
-func (r *receiver) firstPassSeen(chunk, g, s int) {
-	cur := [3]int{chunk, g, s}
-	defer func() { r.lastFP, r.lastFPok = cur, true }()
-	if !r.lastFPok {
+// seqSeen counts loss from gaps in the sender's datagram numbers; r.mu
+// is held.
+func (r *receiver) seqSeen(seq uint32) {
+	if !r.seqOK {
+		r.seqOK, r.seqHi = true, seq
 		return
 	}
-	pc, pg, ps := r.lastFP[0], r.lastFP[1], r.lastFP[2]
-	per := func(c, g int) int {
-		l, ok := r.layout(c)
-		if !ok {
-			return 0
-		}
-		k := l.groupData(g)
-		return k + min(int(r.ann.ParityBlocks), k)
+	d := int64(int32(seq - r.seqHi)) // wraps; negative: late or repeated
+	if d <= 0 {
+		return
 	}
-	var gap int
-	switch {
-	case chunk == pc && g == pg && s > ps:
-		gap = s - ps - 1
-	case chunk == pc && g == pg+1:
-		gap = per(pc, pg) - ps - 1 + s
-	case chunk == pc+1 && g == 0:
-		l, ok := r.layout(pc)
-		if ok && pg == l.groups()-1 {
-			gap = per(pc, pg) - ps - 1 + s
-		}
-	default:
-		return // a jump: the estimate skips it
-	}
-	gap = max(gap, 0)
-	r.lossExp += int64(gap + 1)
+	r.seqHi = seq
+	r.lossExp += d
 	r.lossGot++
-	r.stats.LostBlocks += int64(gap)
+	r.stats.LostBlocks += d - 1
 }
 
 // decode rebuilds group g's missing data blocks from parity.
@@ -712,6 +712,9 @@ func (r *receiver) writeLoop(ctx context.Context) {
 		err := r.sink.WriteStored(p.chunk, p.buf[:p.l.storedBytes])
 		r.mu.Lock()
 		delete(r.writing, p.chunk)
+		if len(r.free) < r.cfg.BufferChunks {
+			r.free = append(r.free, p.buf)
+		}
 		switch {
 		case err == nil:
 			if !r.written[p.chunk] {
@@ -768,7 +771,7 @@ func (r *receiver) backoff() time.Duration {
 
 // tickLoop sends requests and statuses, and watches for the end.
 func (r *receiver) tickLoop(ctx context.Context, start time.Time) error {
-	tick := time.NewTicker(5 * time.Millisecond)
+	tick := time.NewTicker(10 * time.Millisecond)
 	defer tick.Stop()
 	lastStatus := time.Time{}
 	lastProg := time.Now()
@@ -928,13 +931,13 @@ func (r *receiver) finish(ctx context.Context) error {
 		r.sendStatus(wire.StateFailed)
 		return fmt.Errorf("finish: %w", err)
 	}
-	for i := range 4 {
+	for i := range 3 {
 		r.sendStatus(wire.StateDone)
-		if i < 3 {
+		if i < 2 {
 			select {
 			case <-ctx.Done():
 				return nil
-			case <-time.After(20 * time.Millisecond):
+			case <-time.After(10 * time.Millisecond):
 			}
 		}
 	}

@@ -45,7 +45,7 @@ func (r RepoSource) Chunk(ctx context.Context, i int, buf []byte) ([]byte, error
 // rate is a link rate as tc counts it.
 const wireOverheadBytes = 42
 
-// DefaultBlockBytes fills a 1500-byte MTU: 1500 - 20 (IP) - 8 (UDP) - 30.
+// DefaultBlockBytes fills a 1500-byte MTU: 1500 - 20 (IP) - 8 (UDP) - 34.
 const DefaultBlockBytes = 1500 - 28 - wire.DataHeaderBytes
 
 // SenderConfig configures Send.
@@ -458,8 +458,7 @@ func (s *sender) run(ctx context.Context, p *ipv4.PacketConn) error {
 	}
 	s.log.Info("first pass", "chunks", s.chunks, "rateBitsPerSec", s.cfg.RateBitsPerSec)
 	var (
-		stored   []byte
-		storedAt = -2
+		cache    chunkCache
 		lastAIMD = time.Now()
 		lastProg = time.Now()
 		loCur    = -2 // chunk being sent for the low-priority queue
@@ -469,16 +468,15 @@ func (s *sender) run(ctx context.Context, p *ipv4.PacketConn) error {
 		if chunk < 0 {
 			return s.blob, nil
 		}
-		if storedAt != chunk {
-			var err error
-			stored, err = s.cfg.Source.Chunk(ctx, chunk, stored)
-			if err != nil {
-				storedAt = -2
-				return nil, fmt.Errorf("chunk %d: %w", chunk, err)
-			}
-			storedAt = chunk
+		if b, ok := cache.get(chunk); ok {
+			return b, nil
 		}
-		return stored, nil
+		b, err := s.cfg.Source.Chunk(ctx, chunk, cache.spare())
+		if err != nil {
+			return nil, fmt.Errorf("chunk %d: %w", chunk, err)
+		}
+		cache.put(chunk, b)
+		return b, nil
 	}
 	for {
 		if err := ctx.Err(); err != nil {
@@ -658,7 +656,9 @@ func (s *sender) aimd(now time.Time, out *output) {
 	}
 	maxRate := float64(s.cfg.RateBitsPerSec) / 8
 	if worst > s.cfg.LossThresholdPermille {
-		out.rate = max(out.rate*0.75, 125e3) // never below 1 Mbit/s
+		// What got through, a little less: congestion loss says how
+		// much the path carries. Never below 1 Mbit/s.
+		out.rate = max(out.rate*(1-float64(worst)/1000)*0.9, 125e3)
 		for _, r := range s.rx {
 			r.loss = 0 // one decrease per report
 		}
@@ -720,6 +720,8 @@ func (s *sender) sendJob(ctx context.Context, out *output, j job, stored []byte)
 			d.Block = parity[sh-kd]
 		}
 		dataBytes += int64(len(d.Block))
+		d.Seq = out.seq
+		out.seq++
 		if err := out.add(ctx, wire.AppendData(out.buf(), s.hdr, &d)); err != nil {
 			return err
 		}
@@ -752,6 +754,7 @@ type output struct {
 	last      time.Time
 	sentBytes int64
 	datagrams int64
+	seq       uint32
 }
 
 const batch = 16
@@ -851,4 +854,43 @@ func (c *parityCache) put(k groupKey, p [][]byte) {
 	}
 	c.m[k] = p
 	c.order = append(c.order, k)
+}
+
+// chunkCache keeps the last few chunks sent: repairs of the chunks just
+// sent interleave with the first pass and would otherwise read them again.
+type chunkCache struct {
+	chunks []int
+	bufs   [][]byte
+	free   []byte
+}
+
+const cacheChunks = 4
+
+func (c *chunkCache) get(chunk int) ([]byte, bool) {
+	for i, ch := range c.chunks {
+		if ch == chunk {
+			return c.bufs[i], true
+		}
+	}
+	return nil, false
+}
+
+// spare returns a buffer to read the next chunk into.
+func (c *chunkCache) spare() []byte {
+	if len(c.chunks) < cacheChunks {
+		return nil
+	}
+	return c.free
+}
+
+func (c *chunkCache) put(chunk int, b []byte) {
+	if len(c.chunks) == cacheChunks {
+		// The oldest goes; its buffer was handed out by spare.
+		c.chunks, c.bufs = c.chunks[1:], c.bufs[1:]
+	}
+	c.chunks = append(c.chunks, chunk)
+	c.bufs = append(c.bufs, b)
+	if len(c.chunks) == cacheChunks {
+		c.free = c.bufs[0][:0]
+	}
 }

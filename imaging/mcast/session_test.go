@@ -126,6 +126,7 @@ type rxSpec struct {
 	killAfter    time.Duration // cancel mid-way (expect failure)
 	writeDelay   time.Duration // slow disk: per chunk
 	bufferChunks int
+	maxCorrupt   int
 }
 
 type rxResult struct {
@@ -139,6 +140,10 @@ type sessionSpec struct {
 	linkBitsPerSec int64 // netlab link rate (0: none)
 	fecParity      int
 	rx             []rxSpec
+	// source, when set, wraps the repository source.
+	source func(Source) Source
+	// progress, when set, gets the sender's progress.
+	progress func(SenderStats)
 	// garbage, when set, runs alongside in an extra node.
 	garbage func(ctx context.Context, n *netlab.Node, img *imaging.Image) error
 }
@@ -200,6 +205,7 @@ func runSession(t *testing.T, img *imaging.Image, repo imaging.Repo, spec sessio
 				},
 				Logger:       testLogger(t, fmt.Sprintf("rx%d", i)),
 				BufferChunks: rs.bufferChunks,
+				MaxCorrupt:   rs.maxCorrupt,
 			})
 		}()
 	}
@@ -221,11 +227,16 @@ func runSession(t *testing.T, img *imaging.Image, repo imaging.Repo, spec sessio
 			minRx++
 		}
 	}
+	var src Source = RepoSource{Repo: repo, Image: img}
+	if spec.source != nil {
+		src = spec.source(src)
+	}
 	st, err := Send(ctx, sc, SenderConfig{
-		Image: img, Source: RepoSource{Repo: repo, Image: img},
+		Image: img, Source: src,
 		RateBitsPerSec: spec.rateBitsPerSec, ParityBlocks: spec.fecParity,
 		MinReceivers: minRx, MaxWait: 20 * time.Second, Linger: 300 * time.Millisecond,
 		ReceiverTimeout: 2 * time.Second,
+		Progress:        spec.progress,
 		Logger:          testLogger(t, "tx"),
 	})
 	if err != nil {
@@ -433,5 +444,63 @@ func TestGarbage(t *testing.T) {
 	}
 	if st.Malformed == 0 {
 		t.Errorf("sender counted no malformed control datagrams")
+	}
+}
+
+// corruptSource is a Source whose chunks (but the first) have one byte
+// flipped: a sender that keeps sending bad data.
+type corruptSource struct{ Source }
+
+func (c corruptSource) Chunk(ctx context.Context, i int, buf []byte) ([]byte, error) {
+	b, err := c.Source.Chunk(ctx, i, buf)
+	if err == nil && i > 0 {
+		b[len(b)/2] ^= 0xff
+	}
+	return b, err
+}
+
+// TestBadSender: a sender whose chunks fail their hashes is given up on
+// with ErrBadSender, and no partition table (here: no complete image) is
+// written.
+func TestBadSender(t *testing.T) {
+	netlab.RequireRoot(t)
+	_, repo, img := testImage(t, 8<<20, 1<<20)
+	_, res := runSession(t, img, repo, sessionSpec{
+		rateBitsPerSec: 200e6, rx: []rxSpec{{maxCorrupt: 3}},
+		source: func(s Source) Source { return corruptSource{s} },
+	})
+	if !errors.Is(res[0].err, ErrBadSender) {
+		t.Errorf("Receive() from a corrupting sender = %v, want ErrBadSender", res[0].err)
+	}
+	if res[0].stats.Corrupt <= 3 || res[0].stats.ChunksDone > 1 {
+		t.Errorf("receiver stats %+v: want more than 3 corrupt chunks and at most chunk 0 written", res[0].stats)
+	}
+}
+
+// TestRateAdapts sends at four times the link rate: receivers lose most of
+// the first pass, report it, and the sender's AIMD brings its rate down
+// near the link's; everyone still gets the image.
+func TestRateAdapts(t *testing.T) {
+	netlab.RequireRoot(t)
+	src, repo, img := testImage(t, 8<<20, 1<<20)
+	var rates []int64
+	var mu sync.Mutex
+	spec := sessionSpec{rateBitsPerSec: 400e6, linkBitsPerSec: 100e6, rx: []rxSpec{{}, {}}}
+	spec.progress = func(s SenderStats) {
+		mu.Lock()
+		rates = append(rates, s.RateBitsPerSec)
+		mu.Unlock()
+	}
+	st, res := runSession(t, img, repo, spec)
+	checkAll(t, src, res)
+	mu.Lock()
+	defer mu.Unlock()
+	lowest := st.RateBitsPerSec
+	for _, r := range rates {
+		lowest = min(lowest, r)
+	}
+	t.Logf("sender %+v; rates seen %v", st, rates)
+	if lowest >= 200e6 {
+		t.Errorf("lowest rate %d bit/s on a 100 Mbit/s link with 400 Mbit/s asked: AIMD did not lower it", lowest)
 	}
 }

@@ -78,6 +78,11 @@ type Result struct {
 	// carrying more than its rate).
 	RcvbufDrops int64 `json:"rcvbufDrops"`
 	QdiscDrops  int64 `json:"qdiscDrops"`
+	// ReceiverCPUSeconds and SenderCPUSeconds are the user+system CPU
+	// time of the receiving processes (summed) and of the sender process
+	// (the kernel's softirq work for the bridge is not in them).
+	ReceiverCPUSeconds float64 `json:"receiverCPUSeconds"`
+	SenderCPUSeconds   float64 `json:"senderCPUSeconds"`
 	// Detail is what the tool itself reported (shoal: the receivers'
 	// summed counters).
 	Detail string `json:"detail,omitempty"`
@@ -215,8 +220,9 @@ func (r *Report) makeImage(ctx context.Context, cfg Config) error {
 }
 
 func (res Result) line() string {
-	s := fmt.Sprintf("%-8s rx=%d loss=%.1f%%: %7.2fs  link %.3f  egress %.3f  dup %.3f  drops rcvbuf %d qdisc %d", res.Tool, res.Receivers,
-		float64(res.LossPermille)/10, res.Seconds, res.LinkFraction, res.EgressRatio, res.DuplicateFraction, res.RcvbufDrops, res.QdiscDrops)
+	s := fmt.Sprintf("%-8s rx=%d loss=%.1f%%: %7.2fs  link %.3f  egress %.3f  dup %.3f  drops rcvbuf %d qdisc %d  cpu rx %.1fs tx %.1fs", res.Tool, res.Receivers,
+		float64(res.LossPermille)/10, res.Seconds, res.LinkFraction, res.EgressRatio, res.DuplicateFraction, res.RcvbufDrops, res.QdiscDrops,
+		res.ReceiverCPUSeconds, res.SenderCPUSeconds)
 	if !res.OK {
 		s += "  FAILED: " + res.Error
 	}
@@ -321,6 +327,7 @@ type proc struct {
 	out   bytes.Buffer
 	start time.Time
 	end   time.Time
+	cpu   time.Duration
 	err   error
 	done  chan struct{}
 }
@@ -335,9 +342,39 @@ func start(cmd *exec.Cmd, name string) (*proc, error) {
 	go func() {
 		p.err = cmd.Wait()
 		p.end = time.Now()
+		if st := cmd.ProcessState; st != nil {
+			p.cpu = st.UserTime() + st.SystemTime()
+		}
+		cpuMu.Lock()
+		cpuByRole[p.role()] += p.cpu
+		cpuMu.Unlock()
 		close(p.done)
 	}()
 	return p, nil
+}
+
+// CPU time of the processes of the current run, by role.
+var (
+	cpuMu     sync.Mutex
+	cpuByRole = map[string]time.Duration{}
+)
+
+func resetCPU() map[string]time.Duration {
+	cpuMu.Lock()
+	defer cpuMu.Unlock()
+	old := cpuByRole
+	cpuByRole = map[string]time.Duration{}
+	return old
+}
+
+// role is "rx" for receiving processes, "tx" for the sender.
+func (p *proc) role() string {
+	for _, s := range []string{"receive", "receiver", "uftpd", "curl"} {
+		if strings.Contains(p.name, s) {
+			return "rx"
+		}
+	}
+	return "tx"
 }
 
 func (p *proc) wait(ctx context.Context) error {
@@ -418,6 +455,7 @@ func (r *Report) runOne(ctx context.Context, cfg Config, tool string, n, loss in
 	if err != nil {
 		return fail(err)
 	}
+	resetCPU()
 	var elapsed time.Duration
 	switch tool {
 	case "shoal":
@@ -437,6 +475,8 @@ func (r *Report) runOne(ctx context.Context, cfg Config, tool string, n, loss in
 		return fail(err)
 	}
 	res.RcvbufDrops, res.QdiscDrops = rb1-rb0, qd1-qd0
+	cpu := resetCPU()
+	res.ReceiverCPUSeconds, res.SenderCPUSeconds = cpu["rx"].Seconds(), cpu["tx"].Seconds()
 	res.Seconds = elapsed.Seconds()
 	res.LinkFraction = float64(cfg.SizeBytes*8) / elapsed.Seconds() / float64(cfg.RateBitsPerSec)
 	hdr := int64(42)

@@ -79,14 +79,14 @@ func (r *Report) Plot(path string) error {
 		}
 		lines[k] = append(lines[k], plotter.XY{X: float64(res.Receivers), Y: res.Seconds})
 	}
-	for i, k := range keys {
+	for _, k := range keys {
 		xy := lines[k]
 		sort.Slice(xy, func(a, b int) bool { return xy[a].X < xy[b].X })
 		l, pts, err := plotter.NewLinePoints(xy)
 		if err != nil {
 			return err
 		}
-		c := plotutil.Color(i)
+		c := plotutil.Color(toolIndex(k.tool))
 		l.Color, pts.Color = c, c
 		if k.loss > 0 {
 			l.Dashes = []vg.Length{vg.Points(4), vg.Points(3)}
@@ -105,4 +105,13 @@ func (r *Report) Plot(path string) error {
 	}
 	p.Y.Min = 0
 	return p.Save(8*vg.Inch, 5*vg.Inch, path)
+}
+
+func toolIndex(tool string) int {
+	for i, t := range Tools {
+		if t == tool {
+			return i
+		}
+	}
+	return len(Tools)
 }

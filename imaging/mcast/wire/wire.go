@@ -23,7 +23,7 @@ const HeaderBytes = 20
 
 // DataHeaderBytes is the size of a data message's header, common header
 // included; the block follows it.
-const DataHeaderBytes = HeaderBytes + 10
+const DataHeaderBytes = HeaderBytes + 14
 
 // ManifestChunk is the chunk number of the manifest blob (manifest length,
 // manifest, signature), sent and repaired like any chunk.
@@ -222,6 +222,9 @@ type Data struct {
 	// block count a data block, from there on parity block Shard-k.
 	Shard uint16
 	Flags uint8
+	// Seq counts the sender's data datagrams: receivers measure loss
+	// from its gaps.
+	Seq   uint32
 	Block []byte // aliases the datagram when parsed
 }
 
@@ -234,6 +237,7 @@ func AppendData(dst []byte, h Header, d *Data) []byte {
 	dst = binary.BigEndian.AppendUint16(dst, d.Group)
 	dst = binary.BigEndian.AppendUint16(dst, d.Shard)
 	dst = append(dst, d.Flags, 0)
+	dst = binary.BigEndian.AppendUint32(dst, d.Seq)
 	dst = append(dst, d.Block...)
 	return finish(dst, start)
 }
@@ -248,7 +252,8 @@ func ParseData(body []byte) (Data, error) {
 	d.Group = binary.BigEndian.Uint16(body[4:])
 	d.Shard = binary.BigEndian.Uint16(body[6:])
 	d.Flags = body[8]
-	d.Block = body[10:]
+	d.Seq = binary.BigEndian.Uint32(body[10:])
+	d.Block = body[14:]
 	return d, nil
 }
 

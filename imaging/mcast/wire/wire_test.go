@@ -37,8 +37,8 @@ func TestRoundTrip(t *testing.T) {
 		want  any
 	}{
 		{"announce", ann, TypeAnnounce, func(b []byte) (any, error) { return ParseAnnounce(b) }, *sampleAnnounce()},
-		{"data", AppendData(nil, testHeader, &Data{Chunk: 5, Group: 6, Shard: 7, Flags: DataFirstPass, Block: []byte("hello")}), TypeData,
-			func(b []byte) (any, error) { return ParseData(b) }, Data{Chunk: 5, Group: 6, Shard: 7, Flags: DataFirstPass, Block: []byte("hello")}},
+		{"data", AppendData(nil, testHeader, &Data{Chunk: 5, Group: 6, Shard: 7, Flags: DataFirstPass, Seq: 99, Block: []byte("hello")}), TypeData,
+			func(b []byte) (any, error) { return ParseData(b) }, Data{Chunk: 5, Group: 6, Shard: 7, Flags: DataFirstPass, Seq: 99, Block: []byte("hello")}},
 		{"request", req, TypeRequest, func(b []byte) (any, error) { return ParseRequest(b, nil) },
 			Request{Receiver: 9, Needs: []Need{{1, 2, 3}, {4, WholeChunk, 0}}}},
 		{"status", AppendStatus(nil, testHeader, &Status{Receiver: 3, State: StateDone, LossPermille: 12, ChunksDone: 5, Chunks: 6, ReceivedBytes: 1 << 40, DuplicateBytes: 7}), TypeStatus,
@@ -99,7 +99,7 @@ func TestParseBodyRejects(t *testing.T) {
 	if _, err := ParseStatus(make([]byte, statusBytes)); !errors.Is(err, ErrMalformed) {
 		t.Errorf("ParseStatus(state 0) = %v, want ErrMalformed", err)
 	}
-	if _, err := ParseData(make([]byte, 10)); !errors.Is(err, ErrMalformed) {
+	if _, err := ParseData(make([]byte, 14)); !errors.Is(err, ErrMalformed) {
 		t.Errorf("ParseData(empty block) = %v, want ErrMalformed", err)
 	}
 	ann, _ := AppendAnnounce(nil, testHeader, sampleAnnounce())
