@@ -211,7 +211,7 @@ type receiver struct {
 	free       [][]byte          // chunk buffers to reuse
 	dataRaw    syscall.RawConn   // the data socket, to see whether data waits in it
 	backlog    bool              // data was waiting in the socket at this tick
-	seqHi      uint32 // highest data datagram number seen
+	seqHi      uint32            // highest data datagram number seen
 	seqOK      bool
 	lossExp    int64 // datagrams expected since the last status
 	lossGot    int64
