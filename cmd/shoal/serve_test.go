@@ -98,3 +98,53 @@ func TestServeUsageErrors(t *testing.T) {
 		t.Errorf("shoal serve --dhcp full without --iface = %v, want an error naming --iface", err)
 	}
 }
+
+// TestServeRepositoryForImageClient serves a repository made by
+// `shoal image create` and verifies the image through shoal serve's /repo/
+// with `shoal image verify` (chunks fetched over HTTP).
+func TestServeRepositoryForImageClient(t *testing.T) {
+	dir := t.TempDir()
+	repo, boot := filepath.Join(dir, "repo"), filepath.Join(dir, "boot")
+	for _, d := range []string{repo, boot} {
+		if err := os.Mkdir(d, 0o755); err != nil {
+			t.Fatal(err)
+		}
+	}
+	disk := filepath.Join(dir, "disk.img")
+	data := make([]byte, 16<<20)
+	for i := 1 << 20; i < 5<<20; i++ {
+		data[i] = byte(i*7 + i>>11)
+	}
+	if err := os.WriteFile(disk, data, 0o644); err != nil {
+		t.Fatal(err)
+	}
+	ctx, cancel := context.WithCancel(context.Background())
+	defer cancel()
+	if err := run(ctx, []string{"image", "create", "--repo", repo, "--name", "img", disk}, io.Discard, io.Discard); err != nil {
+		t.Fatalf("image create: %v", err)
+	}
+	pr, pw := io.Pipe()
+	done := make(chan error, 1)
+	go func() {
+		err := run(ctx, []string{"serve", "--dhcp", "off", "--tftp", "off", "--http", "127.0.0.1:0",
+			"--repo", repo, "--boot", boot}, pw, io.Discard)
+		pw.Close()
+		done <- err
+	}()
+	defer func() {
+		cancel()
+		go io.Copy(io.Discard, pr)
+		if err := <-done; err != nil {
+			t.Errorf("shoal serve: %v", err)
+		}
+	}()
+	line, err := bufio.NewReader(pr).ReadString('\n')
+	if err != nil {
+		t.Fatal(err)
+	}
+	base := "http://" + strings.TrimSpace(strings.TrimPrefix(line, "shoal serve: http on "))
+	var out strings.Builder
+	if err := run(ctx, []string{"image", "verify", "--repo", base + "/repo/", "--name", "img"}, &out, &out); err != nil {
+		t.Fatalf("image verify through shoal serve: %v\n%s", err, out.String())
+	}
+}
