@@ -9,6 +9,7 @@ import (
 	"net"
 	"net/netip"
 	"os"
+	"runtime/pprof"
 	"strconv"
 	"strings"
 	"time"
@@ -108,6 +109,7 @@ func runSend(ctx context.Context, args []string, stdout, stderr io.Writer) error
 	minRx := fs.Int("min-receivers", 0, "wait for this many receivers (up to --max-wait) before sending")
 	maxWait := fs.Duration("max-wait", 60*time.Second, "longest wait for --min-receivers; also ends the session when no receiver is heard for that long")
 	linger := fs.Duration("linger", time.Second, "quiet time after every receiver is done before ending")
+	cpuProfile := fs.String("cpuprofile", "", "write a CPU profile here (for debugging)")
 	pos, err := parseInterspersed(fs, args)
 	if err != nil {
 		return err
@@ -115,6 +117,17 @@ func runSend(ctx context.Context, args []string, stdout, stderr io.Writer) error
 	if *repoArg == "" || *name == "" || len(pos) != 0 {
 		fs.Usage()
 		return usageErr("send: --repo and --name are required, and nothing else")
+	}
+	if *cpuProfile != "" {
+		f, err := os.Create(*cpuProfile)
+		if err != nil {
+			return err
+		}
+		defer f.Close()
+		if err := pprof.StartCPUProfile(f); err != nil {
+			return err
+		}
+		defer pprof.StopCPUProfile()
 	}
 	rateBits, err := parseRate(*rate)
 	if err != nil {

@@ -391,7 +391,7 @@ func (r *receiver) announce(now time.Time, h wire.Header, a wire.Announce) {
 			r.stats.Foreign++
 			return
 		}
-		if a.BlockBytes > 1500 || a.GroupBlocks > 128 {
+		if a.BlockBytes > 1500 || a.GroupBlocks > 128 || int64(a.ManifestBytes) > maxBlobBytes {
 			r.stats.Malformed++
 			return
 		}
@@ -412,6 +412,11 @@ func (r *receiver) announce(now time.Time, h wire.Header, a wire.Announce) {
 		r.ending = true
 	}
 }
+
+// maxBlobBytes bounds the manifest blob an announce may promise (the
+// receiver holds it in memory): the largest manifest, its length and a
+// signature.
+const maxBlobBytes = imaging.MaxManifestBytes + 4 + 1024
 
 func chunkIndex(c uint32) int {
 	if c == wire.ManifestChunk {
