@@ -303,7 +303,7 @@ func (r *receiver) fail(err error) {
 }
 
 func (r *receiver) readLoop(ctx context.Context, p *ipv4.PacketConn, data bool) {
-	msgs := make([]ipv4.Message, 64)
+	msgs := make([]ipv4.Message, 128)
 	for i := range msgs {
 		msgs[i].Buffers = [][]byte{make([]byte, 2048)}
 	}
@@ -333,8 +333,9 @@ func (r *receiver) readLoop(ctx context.Context, p *ipv4.PacketConn, data bool) 
 }
 
 // batchWait is how long the data reader lets datagrams gather once it has
-// caught up: about 35 full datagrams at 200 Mbit/s, 170 at 1 Gbit/s.
-const batchWait = 2 * time.Millisecond
+// caught up: about 85 full datagrams at 200 Mbit/s, 430 at 1 Gbit/s (the
+// socket buffer holds 8 MiB).
+const batchWait = 5 * time.Millisecond
 
 // handle handles one datagram; r.mu is held.
 func (r *receiver) handle(now time.Time, b []byte, needs []wire.Need) []wire.Need {

@@ -169,18 +169,19 @@ type sender struct {
 	parity parityCache // used by the sending goroutine only
 	log    *slog.Logger
 
-	mu         sync.Mutex
-	hi         []groupKey // repairs, in the order asked
-	hiNeed     map[groupKey]int
-	lo         []int // whole chunks, in the order asked (-1: manifest)
-	loSet      map[int]bool
-	nextRepair map[groupKey]int
-	rx         map[uint32]*rxInfo
-	dropped    int
-	lastHeard  time.Time // any request or status
-	lastAsk    time.Time // last request
-	wake       chan struct{}
-	stats      SenderStats
+	mu           sync.Mutex
+	hi           []groupKey // repairs, in the order asked
+	hiNeed       map[groupKey]int
+	lo           []int // whole chunks, in the order asked (-1: manifest)
+	loSet        map[int]bool
+	nextRepair   map[groupKey]int
+	rx           map[uint32]*rxInfo
+	dropped      int
+	lastHeard    time.Time // any request or status
+	lastAsk      time.Time // last request
+	lastDecrease time.Time
+	wake         chan struct{}
+	stats        SenderStats
 }
 
 // ManifestBlob is what the sender sends as chunk wire.ManifestChunk: the
@@ -644,6 +645,10 @@ func (s *sender) finished(now, start time.Time) (bool, string) {
 	return true, fmt.Sprintf("%d receivers done", len(s.rx))
 }
 
+// rateHold is how long the rate stays put after a decrease: about two
+// status intervals, so that the reports reflect the new rate.
+const rateHold = 500 * time.Millisecond
+
 // aimd adapts the rate to the loss the receivers report.
 func (s *sender) aimd(now time.Time, out *output) {
 	s.mu.Lock()
@@ -655,10 +660,16 @@ func (s *sender) aimd(now time.Time, out *output) {
 		}
 	}
 	maxRate := float64(s.cfg.RateBitsPerSec) / 8
+	s.log.Debug("aimd", "worstLossPermille", worst, "rateBitsPerSec", int64(out.rate*8))
+	if now.Sub(s.lastDecrease) < rateHold {
+		// Reports still describe the rate before the last decrease.
+		return
+	}
 	if worst > s.cfg.LossThresholdPermille {
 		// What got through, a little less: congestion loss says how
 		// much the path carries. Never below 1 Mbit/s.
 		out.rate = max(out.rate*(1-float64(worst)/1000)*0.9, 125e3)
+		s.lastDecrease = now
 		for _, r := range s.rx {
 			r.loss = 0 // one decrease per report
 		}

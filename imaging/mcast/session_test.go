@@ -479,10 +479,11 @@ func TestBadSender(t *testing.T) {
 
 // TestRateAdapts sends at four times the link rate: receivers lose most of
 // the first pass, report it, and the sender's AIMD brings its rate down
-// near the link's; everyone still gets the image.
+// near the link's; everyone still gets the image. The image is large enough
+// (24 MiB: 2 s at the link's rate) for several reports to come back.
 func TestRateAdapts(t *testing.T) {
 	netlab.RequireRoot(t)
-	src, repo, img := testImage(t, 8<<20, 1<<20)
+	src, repo, img := testImage(t, 24<<20, 1<<20)
 	var rates []int64
 	var mu sync.Mutex
 	spec := sessionSpec{rateBitsPerSec: 400e6, linkBitsPerSec: 100e6, rx: []rxSpec{{}, {}}}
