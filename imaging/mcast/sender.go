@@ -180,8 +180,13 @@ type sender struct {
 	lastHeard    time.Time // any request or status
 	lastAsk      time.Time // last request
 	lastDecrease time.Time
-	wake         chan struct{}
-	stats        SenderStats
+	// What the announces say.
+	annSent  groupKey
+	annFlags uint16
+	annRate  int64
+	annErr   error // the announce loop's failure
+	wake     chan struct{}
+	stats    SenderStats
 }
 
 // ManifestBlob is what the sender sends as chunk wire.ManifestChunk: the
@@ -402,39 +407,30 @@ func (s *sender) run(ctx context.Context, p *ipv4.PacketConn) error {
 	s.lastHeard, s.lastAsk = start, start
 	s.mu.Unlock()
 	out := &output{p: p, dst: udpAddr(s.cfg.Data), rate: float64(s.cfg.RateBitsPerSec) / 8}
-	ann := time.NewTicker(s.cfg.AnnounceInterval)
-	defer ann.Stop()
-	announce := func(flags uint16, cur groupKey) error {
-		b, err := wire.AppendAnnounce(nil, s.hdr, &wire.Announce{
-			ID: s.cfg.Image.ID, ManifestBytes: uint32(len(s.blob)), Chunks: uint32(s.chunks),
-			BlockBytes: uint16(s.cfg.BlockBytes), GroupBlocks: uint16(s.cfg.GroupBlocks),
-			ParityBlocks: uint16(s.cfg.ParityBlocks), Flags: flags,
-			CursorChunk: wireChunk(cur.chunk), CursorGroup: uint16(cur.group),
-			RateBitsPerSec: uint64(out.rate * 8), Data: s.cfg.Data, Name: s.cfg.Image.Manifest.Name,
-		})
-		if err != nil {
-			return err
+	s.mu.Lock()
+	s.annSent, s.annRate = groupKey{-1, 0}, s.cfg.RateBitsPerSec
+	s.mu.Unlock()
+	// Announces go out from their own goroutine, so that they continue
+	// while the source blocks (a leader waiting for its download).
+	annCtx, cancelAnn := context.WithCancel(ctx)
+	var annWG sync.WaitGroup
+	annWG.Add(1)
+	go func() {
+		defer annWG.Done()
+		if err := s.announceLoop(annCtx, p); err != nil {
+			s.mu.Lock()
+			s.annErr = err
+			s.mu.Unlock()
 		}
-		if _, err := p.WriteTo(b, nil, udpAddr(s.cfg.Control)); err != nil {
-			return fmt.Errorf("announce: %w", err)
-		}
-		return nil
+	}()
+	stopAnn := func() error {
+		cancelAnn()
+		annWG.Wait()
+		return s.announceErr()
 	}
+	defer stopAnn()
 	cur := groupKey{-1, 0} // first pass position: the next group
-	// The announce names the last group the first pass sent completely:
-	// receivers take groups before it as passed.
-	sent := groupKey{-1, 0}
 	firstPassDone := false
-	flags := func() uint16 {
-		if firstPassDone {
-			return wire.FlagFirstPassDone
-		}
-		return 0
-	}
-	// Wait for receivers.
-	if err := announce(0, sent); err != nil {
-		return err
-	}
 	waitUntil := start.Add(s.cfg.MaxWait)
 	for s.cfg.MinReceivers > 0 {
 		s.mu.Lock()
@@ -450,11 +446,11 @@ func (s *sender) run(ctx context.Context, p *ipv4.PacketConn) error {
 		select {
 		case <-ctx.Done():
 			return ctx.Err()
-		case <-ann.C:
-			if err := announce(0, sent); err != nil {
-				return err
-			}
 		case <-s.wake:
+		case <-time.After(s.cfg.AnnounceInterval):
+		}
+		if err := s.announceErr(); err != nil {
+			return err
 		}
 	}
 	s.log.Info("first pass", "chunks", s.chunks, "rateBitsPerSec", s.cfg.RateBitsPerSec)
@@ -484,12 +480,8 @@ func (s *sender) run(ctx context.Context, p *ipv4.PacketConn) error {
 			return err
 		}
 		now := time.Now()
-		select {
-		case <-ann.C:
-			if err := announce(flags(), sent); err != nil {
-				return err
-			}
-		default:
+		if err := s.announceErr(); err != nil {
+			return err
 		}
 		if now.Sub(lastAIMD) >= 200*time.Millisecond {
 			lastAIMD = now
@@ -523,6 +515,7 @@ func (s *sender) run(ctx context.Context, p *ipv4.PacketConn) error {
 				if cur.chunk >= s.chunks {
 					firstPassDone = true
 					s.stats.FirstPassDone = true
+					s.annFlags |= wire.FlagFirstPassDone
 					s.stats.Chunk = s.chunks
 					s.log.Info("first pass done", "elapsed", time.Since(start))
 				}
@@ -535,8 +528,14 @@ func (s *sender) run(ctx context.Context, p *ipv4.PacketConn) error {
 			if firstPassDone {
 				if done, why := s.finished(now, start); done {
 					s.log.Info("session over", "why", why)
+					if err := stopAnn(); err != nil {
+						return err
+					}
+					s.mu.Lock()
+					s.annFlags |= wire.FlagEnding
+					s.mu.Unlock()
 					for range 3 {
-						if err := announce(wire.FlagFirstPassDone|wire.FlagEnding, sent); err != nil {
+						if err := s.announce(p); err != nil {
 							return err
 						}
 						time.Sleep(10 * time.Millisecond)
@@ -563,7 +562,11 @@ func (s *sender) run(ctx context.Context, p *ipv4.PacketConn) error {
 			return err
 		}
 		if j.firstPass {
-			sent = j.key
+			// The announce names the last group the first pass sent
+			// completely.
+			s.mu.Lock()
+			s.annSent = j.key
+			s.mu.Unlock()
 		}
 	}
 }
@@ -677,6 +680,51 @@ func (s *sender) aimd(now time.Time, out *output) {
 		out.rate = min(out.rate+maxRate/20, maxRate)
 	}
 	s.stats.RateBitsPerSec = int64(out.rate * 8)
+	s.annRate = s.stats.RateBitsPerSec
+}
+
+func (s *sender) announceErr() error {
+	s.mu.Lock()
+	defer s.mu.Unlock()
+	return s.annErr
+}
+
+// announceLoop announces the session every AnnounceInterval until ctx is
+// done.
+func (s *sender) announceLoop(ctx context.Context, p *ipv4.PacketConn) error {
+	t := time.NewTicker(s.cfg.AnnounceInterval)
+	defer t.Stop()
+	for {
+		if err := s.announce(p); err != nil {
+			return err
+		}
+		select {
+		case <-ctx.Done():
+			return nil
+		case <-t.C:
+		}
+	}
+}
+
+// announce sends one announce of the current state.
+func (s *sender) announce(p *ipv4.PacketConn) error {
+	s.mu.Lock()
+	a := wire.Announce{
+		ID: s.cfg.Image.ID, ManifestBytes: uint32(len(s.blob)), Chunks: uint32(s.chunks),
+		BlockBytes: uint16(s.cfg.BlockBytes), GroupBlocks: uint16(s.cfg.GroupBlocks),
+		ParityBlocks: uint16(s.cfg.ParityBlocks), Flags: s.annFlags,
+		CursorChunk: wireChunk(s.annSent.chunk), CursorGroup: uint16(s.annSent.group),
+		RateBitsPerSec: uint64(s.annRate), Data: s.cfg.Data, Name: s.cfg.Image.Manifest.Name,
+	}
+	s.mu.Unlock()
+	b, err := wire.AppendAnnounce(nil, s.hdr, &a)
+	if err != nil {
+		return err
+	}
+	if _, err := p.WriteTo(b, nil, udpAddr(s.cfg.Control)); err != nil {
+		return fmt.Errorf("announce: %w", err)
+	}
+	return nil
 }
 
 func wireChunk(chunk int) uint32 {
