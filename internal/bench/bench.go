@@ -729,7 +729,7 @@ func (r *Report) lateJoin(ctx context.Context, cfg Config) LateJoinResult {
 		time.Sleep(200 * time.Millisecond)
 		t0 := time.Now()
 		tx, err := start(lan.Nodes[0].Command(ctx, cfg.ShoalBin, "send", "--repo", r.repo, "--name", r.name, "--iface", "eth0",
-			"--rate", strconv.FormatInt(cfg.RateBitsPerSec, 10), "--min-receivers", "1", "--max-wait", "30s", "--linger", "200ms"), "shoal send")
+			"--rate", strconv.FormatInt(cfg.RateBitsPerSec, 10), "--min-receivers", "1", "--max-wait", "30s", "--linger", "2s"), "shoal send")
 		if err != nil {
 			return err
 		}

@@ -30,7 +30,7 @@ func TestSmoke(t *testing.T) {
 	}
 	var log bytes.Buffer
 	cfg := Config{
-		SizeBytes: 4 << 20, RateBitsPerSec: 500e6, Receivers: []int{2}, LossPermille: []int{0},
+		SizeBytes: 4 << 20, RateBitsPerSec: 100e6, Receivers: []int{2}, LossPermille: []int{0},
 		LateJoin: true, ShoalBin: bin, Dir: filepath.Join(dir, "work"), Log: &log, RunTimeout: 90 * time.Second,
 	}
 	rep, err := Run(context.Background(), cfg)
