@@ -96,6 +96,11 @@ type ReceiverStats struct {
 // the image is complete.
 var ErrSenderGone = errors.New("sender gone")
 
+// ErrNoData is returned when the sender's announces arrive but its data does
+// not (multicast not forwarded to this port: IGMP snooping without a querier,
+// a firewall).
+var ErrNoData = errors.New("announces heard but no data")
+
 // ErrBadSender is returned when the sender's data keeps failing its hashes.
 var ErrBadSender = errors.New("sender keeps sending bad data")
 
@@ -208,6 +213,7 @@ type receiver struct {
 	seq        int64             // data datagrams of the session received
 	lastData   time.Time         // when the last one came
 	fpDoneAt   time.Time         // when the first announce saying the first pass is done came
+	sendingAt  time.Time         // when the first announce saying data flows came
 	free       [][]byte          // chunk buffers to reuse
 	dataRaw    syscall.RawConn   // the data socket, to see whether data waits in it
 	backlog    bool              // data was waiting in the socket at this tick
@@ -408,6 +414,9 @@ func (r *receiver) announce(now time.Time, h wire.Header, a wire.Announce) {
 	r.ann.Flags, r.ann.RateBitsPerSec = a.Flags, a.RateBitsPerSec
 	if a.Flags&wire.FlagFirstPassDone != 0 && r.fpDoneAt.IsZero() {
 		r.fpDoneAt = now
+	}
+	if a.Flags&wire.FlagSending != 0 && r.sendingAt.IsZero() {
+		r.sendingAt = now
 	}
 	if a.Flags&wire.FlagEnding != 0 {
 		r.ending = true
@@ -803,6 +812,13 @@ func (r *receiver) tickLoop(ctx context.Context, start time.Time) error {
 		if now.Sub(r.heard) > r.cfg.SenderTimeout {
 			r.mu.Unlock()
 			return fmt.Errorf("%w: nothing heard for %v", ErrSenderGone, r.cfg.SenderTimeout)
+		}
+		if !r.sendingAt.IsZero() && now.Sub(r.sendingAt) > r.cfg.SenderTimeout && now.Sub(r.lastData) > r.cfg.SenderTimeout {
+			group := r.ann.Data
+			r.mu.Unlock()
+			r.sendStatus(wire.StateFailed)
+			return fmt.Errorf("%w: the sender (session %d) is sending, but nothing came on data group %v for %v (is multicast forwarded to this port?)",
+				ErrNoData, r.hdr.Session, group, r.cfg.SenderTimeout)
 		}
 		if r.ending && (r.img == nil || r.nwritten < r.chunks) {
 			r.mu.Unlock()

@@ -454,6 +454,9 @@ func (s *sender) run(ctx context.Context, p *ipv4.PacketConn) error {
 		}
 	}
 	s.log.Info("first pass", "chunks", s.chunks, "rateBitsPerSec", s.cfg.RateBitsPerSec)
+	s.mu.Lock()
+	s.annFlags |= wire.FlagSending
+	s.mu.Unlock()
 	var (
 		cache    chunkCache
 		lastAIMD = time.Now()

@@ -127,6 +127,9 @@ type rxSpec struct {
 	writeDelay   time.Duration // slow disk: per chunk
 	bufferChunks int
 	maxCorrupt   int
+	// deafData joins another group than the announced one: data never
+	// arrives (like a switch that does not forward the group).
+	deafData bool
 }
 
 type rxResult struct {
@@ -200,12 +203,16 @@ func runSession(t *testing.T, img *imaging.Image, repo imaging.Repo, spec sessio
 				Open:  openTarget(res.path, rs.writeDelay),
 				Iface: ifi,
 				OpenData: func(ctx context.Context, g netip.AddrPort) (net.PacketConn, error) {
+					if rs.deafData {
+						g = netip.MustParseAddrPort("239.255.77.99:7799")
+					}
 					c, _, err := listenIn(n, g)
 					return c, err
 				},
-				Logger:       testLogger(t, fmt.Sprintf("rx%d", i)),
-				BufferChunks: rs.bufferChunks,
-				MaxCorrupt:   rs.maxCorrupt,
+				SenderTimeout: senderTimeout(rs),
+				Logger:        testLogger(t, fmt.Sprintf("rx%d", i)),
+				BufferChunks:  rs.bufferChunks,
+				MaxCorrupt:    rs.maxCorrupt,
 			})
 		}()
 	}
@@ -503,5 +510,27 @@ func TestRateAdapts(t *testing.T) {
 	t.Logf("sender %+v; rates seen %v", st, rates)
 	if lowest >= 200e6 {
 		t.Errorf("lowest rate %d bit/s on a 100 Mbit/s link with 400 Mbit/s asked: AIMD did not lower it", lowest)
+	}
+}
+
+func senderTimeout(rs rxSpec) time.Duration {
+	if rs.deafData {
+		return time.Second
+	}
+	return 0
+}
+
+// TestNoData: a receiver that hears the announces but gets no data (its
+// data socket is on another group) fails with ErrNoData instead of waiting
+// for ever, and the sender, told it failed, ends.
+func TestNoData(t *testing.T) {
+	netlab.RequireRoot(t)
+	_, repo, img := testImage(t, 8<<20, 1<<20)
+	st, res := runSession(t, img, repo, sessionSpec{rateBitsPerSec: 50e6, rx: []rxSpec{{deafData: true}}})
+	if !errors.Is(res[0].err, ErrNoData) {
+		t.Errorf("Receive() with no data arriving = %v, want ErrNoData", res[0].err)
+	}
+	if st.Dropped != 1 {
+		t.Errorf("sender dropped %d receivers, want 1 (%+v)", st.Dropped, st)
 	}
 }

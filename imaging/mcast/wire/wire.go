@@ -126,6 +126,7 @@ func ParseHeader(b []byte) (Header, []byte, error) {
 const (
 	FlagFirstPassDone = 1 << 0 // every chunk was sent once
 	FlagEnding        = 1 << 1 // the sender is about to stop
+	FlagSending       = 1 << 2 // the first pass has started: data is flowing
 )
 
 // Announce is the sender's repeated description of its session.
