@@ -3,6 +3,7 @@ package partition_test
 import (
 	"bytes"
 	"errors"
+	"fmt"
 	"os"
 	"os/exec"
 	"path/filepath"
@@ -11,6 +12,7 @@ import (
 
 	"github.com/shoal-project/shoal/internal/testdisk"
 	"github.com/shoal-project/shoal/partition"
+	"golang.org/x/sys/unix"
 )
 
 func fileOf(t *testing.T, sizeBytes int64, fill byte) string {
@@ -118,19 +120,45 @@ func TestOpenTargetRefuses(t *testing.T) {
 	}
 }
 
-// TestRootDeviceRefused checks the disk holding / when there is one.
+// TestRootDeviceRefused checks that the disk holding / is refused: a loop
+// device that a mount table names as / (so that the rule is tested on any
+// machine, containers included), and the real root disk when there is one.
 func TestRootDeviceRefused(t *testing.T) {
-	dev := rootDisk(t)
-	if dev == "" {
-		if testdisk.InCI() {
-			t.Fatal("/ is not on a block device: CI's machine must have its root on a disk for this test")
+	req := partition.Requirements{MinSizeBytes: 512, LogicalSectorBytes: 512}
+	t.Run("loop-as-root", func(t *testing.T) {
+		testdisk.NeedRoot(t)
+		img := filepath.Join(t.TempDir(), "root.img")
+		if err := os.WriteFile(img, make([]byte, 4<<20), 0o644); err != nil {
+			t.Fatal(err)
 		}
-		t.Skip("/ is not on a block device here")
-	}
-	err := partition.CheckTarget(dev, partition.Requirements{MinSizeBytes: 512, LogicalSectorBytes: 512}, partition.TargetOptions{})
-	if !errors.Is(err, partition.ErrBootDevice) && !errors.Is(err, partition.ErrMounted) {
-		t.Errorf("CheckTarget(%s) = %v, want %v", dev, err, partition.ErrBootDevice)
-	}
+		dev := testdisk.Loop(t, img, 512)
+		var st unix.Stat_t
+		if err := unix.Stat(dev, &st); err != nil {
+			t.Fatal(err)
+		}
+		mi := filepath.Join(t.TempDir(), "mountinfo")
+		line := fmt.Sprintf("22 1 %d:%d / / rw,relatime shared:1 - ext4 %s rw\n", unix.Major(st.Rdev), unix.Minor(st.Rdev), dev)
+		if err := os.WriteFile(mi, []byte(line), 0o644); err != nil {
+			t.Fatal(err)
+		}
+		err := partition.CheckTarget(dev, req, partition.TargetOptions{Mountinfo: mi})
+		if !errors.Is(err, partition.ErrBootDevice) {
+			t.Errorf("CheckTarget(%s) with %s as / = %v, want %v", dev, dev, err, partition.ErrBootDevice)
+		}
+		if err := partition.CheckTarget(dev, req, partition.TargetOptions{Mountinfo: filepath.Join(t.TempDir(), "none")}); err != nil {
+			t.Errorf("CheckTarget(%s) with no mount table = %v, want nil", dev, err)
+		}
+	})
+	t.Run("real-root", func(t *testing.T) {
+		dev := rootDisk(t)
+		if dev == "" {
+			t.Skip("/ is not on a block device on this machine (a container?)")
+		}
+		err := partition.CheckTarget(dev, req, partition.TargetOptions{})
+		if !errors.Is(err, partition.ErrBootDevice) && !errors.Is(err, partition.ErrMounted) {
+			t.Errorf("CheckTarget(%s) = %v, want %v", dev, err, partition.ErrBootDevice)
+		}
+	})
 }
 
 // rootDisk returns the /dev node of the block device mounted on /.

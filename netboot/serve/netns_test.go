@@ -474,7 +474,7 @@ func TestProxyModeAloneGivesNoAddress(t *testing.T) {
 func TestTFTPHPAAndCurlRange(t *testing.T) {
 	l := netlab.NewForTest(t, netlab.Config{Nodes: 2})
 	cfg := baseConfig(t, l, "off", "")
-	startServer(t, l.Nodes[0], cfg)
+	startServerProcess(t, l.Nodes[0], cfg)
 	client := l.Nodes[1]
 	server := l.Nodes[0].IP.String()
 	ctx, cancel := context.WithTimeout(context.Background(), 60*time.Second)

@@ -102,17 +102,20 @@ func (s *Server) read(name string, rf io.ReaderFrom) error {
 }
 
 // Serve answers read requests on conn (usually UDP port 69) until ctx is
-// done, then closes conn. Every transfer uses conn itself (single-port
-// mode), so Serve needs only the one socket.
+// done, then closes conn. Each transfer runs on its own ephemeral port, as
+// RFC 1350 has it, from the address the request was sent to. (pin/tftp's
+// single-port mode races a transfer's end against the packets still
+// arriving for it: the race detector caught it, and it can panic with a
+// send on a closed channel.) Transfer sockets are made in pin/tftp's own
+// goroutines, so a process serving TFTP must sit wholly in one network
+// namespace.
 func (s *Server) Serve(ctx context.Context, conn net.PacketConn) error {
 	srv := tftp.NewServer(s.read, nil)
-	srv.EnableSinglePort()
 	done := make(chan error, 1)
 	go func() { done <- srv.Serve(conn) }()
 	select {
 	case <-ctx.Done():
-		srv.Shutdown() // in single-port mode: stops the loop, does not close conn
-		conn.Close()
+		srv.Shutdown() // closes conn and waits for transfers in flight
 		<-done
 		return nil
 	case err := <-done:
