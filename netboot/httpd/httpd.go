@@ -75,6 +75,7 @@ type Server struct {
 	mux        *http.ServeMux
 
 	requests *prometheus.CounterVec
+	sent     *prometheus.CounterVec
 	reports  *prometheus.CounterVec
 }
 
@@ -117,11 +118,15 @@ func New(cfg Config) (*Server, error) {
 		Name: "shoal_serve_http_requests_total",
 		Help: "HTTP requests served, by route and status code.",
 	}, []string{"route", "code"})
+	s.sent = prometheus.NewCounterVec(prometheus.CounterOpts{
+		Name: "shoal_serve_http_response_bytes_total",
+		Help: "Response body bytes sent, by route (route repo is the image data the server sent).",
+	}, []string{"route"})
 	s.reports = prometheus.NewCounterVec(prometheus.CounterOpts{
 		Name: "shoal_serve_status_reports_total",
 		Help: "Status reports received, by result (accepted, bad_signature, unknown_machine, bad_request).",
 	}, []string{"result"})
-	for _, c := range []prometheus.Collector{s.requests, s.reports, machineCollector{cfg.Inventory}} {
+	for _, c := range []prometheus.Collector{s.requests, s.sent, s.reports, machineCollector{cfg.Inventory}} {
 		if err := cfg.Registry.Register(c); err != nil {
 			s.Close()
 			return nil, fmt.Errorf("httpd: metrics: %w", err)
@@ -182,10 +187,11 @@ func (r rootFS) Open(name string) (fs.File, error) {
 	return f, err
 }
 
-// statusWriter records the status code for metrics.
+// statusWriter records the status code and the body bytes for metrics.
 type statusWriter struct {
 	http.ResponseWriter
-	code int
+	code      int
+	sentBytes int64
 }
 
 func (w *statusWriter) WriteHeader(code int) {
@@ -199,7 +205,9 @@ func (w *statusWriter) Write(b []byte) (int, error) {
 	if w.code == 0 {
 		w.code = http.StatusOK
 	}
-	return w.ResponseWriter.Write(b)
+	n, err := w.ResponseWriter.Write(b)
+	w.sentBytes += int64(n)
+	return n, err
 }
 
 // Flush lets streaming handlers flush through the wrapper.
@@ -217,6 +225,7 @@ func (s *Server) route(pattern, name string, h http.Handler) {
 			sw.code = http.StatusOK
 		}
 		s.requests.WithLabelValues(name, strconv.Itoa(sw.code)).Inc()
+		s.sent.WithLabelValues(name).Add(float64(sw.sentBytes))
 		s.log.Debug("http", "method", r.Method, "path", r.URL.Path, "code", sw.code, "remote", r.RemoteAddr)
 	}))
 }

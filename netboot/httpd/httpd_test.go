@@ -264,6 +264,7 @@ func TestMetricsAndDashboard(t *testing.T) {
 		`shoal_serve_machines{action="reimage",state="writing"} 1`,
 		`shoal_serve_status_reports_total{result="accepted"} 1`,
 		`shoal_serve_http_requests_total{code="200",route="repo"} 1`,
+		`shoal_serve_http_response_bytes_total{route="repo"} 16`, // the 16-byte chunk
 	} {
 		if !strings.Contains(body, want) {
 			t.Errorf("/metrics lacks %q", want)
