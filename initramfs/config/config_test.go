@@ -1,0 +1,161 @@
+package config
+
+import (
+	"errors"
+	"strings"
+	"testing"
+
+	"github.com/google/go-cmp/cmp"
+)
+
+func TestParseCmdline(t *testing.T) {
+	for _, tc := range []struct {
+		name, in string
+		want     map[string]string
+		err      error
+	}{
+		{"netboot", `BOOT_IMAGE=vmlinuz initrd=shoal-initramfs.cpio.zst console=ttyS0 shoal.server=http://10.0.0.1:8080 shoal.repo=http://10.0.0.1:8080/repo/ shoal.image=debian-12 shoal.mac=52:54:00:12:34:56 shoal.disk=/dev/vda`,
+			map[string]string{"server": "http://10.0.0.1:8080", "repo": "http://10.0.0.1:8080/repo/", "image": "debian-12", "mac": "52:54:00:12:34:56", "disk": "/dev/vda"}, nil},
+		{"quoted", `shoal.disk="model=Samsung SSD*" quiet`, map[string]string{"disk": "model=Samsung SSD*"}, nil},
+		{"none", "console=ttyS0 panic=-1", map[string]string{}, nil},
+		{"unknown", "shoal.imgae=x", nil, ErrSyntax},
+		{"novalue", "shoal.image", nil, ErrSyntax},
+	} {
+		t.Run(tc.name, func(t *testing.T) {
+			c, err := ParseCmdline(tc.in)
+			if !errors.Is(err, tc.err) {
+				t.Fatalf("ParseCmdline(%q) error = %v, want %v", tc.in, err, tc.err)
+			}
+			if err != nil {
+				return
+			}
+			if diff := cmp.Diff(tc.want, values(c)); diff != "" {
+				t.Errorf("ParseCmdline(%q) (-want +got):\n%s", tc.in, diff)
+			}
+		})
+	}
+}
+
+func values(c Config) map[string]string {
+	m := map[string]string{}
+	for _, k := range Keys {
+		if v := c.Get(k); v != "" {
+			m[k] = v
+		}
+	}
+	return m
+}
+
+func TestParseConf(t *testing.T) {
+	for _, tc := range []struct {
+		name, in string
+		want     map[string]string
+		err      error
+	}{
+		{"example", "# shoal.conf\nrepo = http://images.example/repo/\nimage=debian-12  # the fleet's\n\nshoal.disk = \"size=8G\"\nAFTER = poweroff\n",
+			map[string]string{"repo": "http://images.example/repo/", "image": "debian-12", "disk": "size=8G", "after": "poweroff"}, nil},
+		{"empty", "", map[string]string{}, nil},
+		{"noequals", "repo http://x/\n", nil, ErrSyntax},
+		{"unknown", "colour = blue\n", nil, ErrSyntax},
+	} {
+		t.Run(tc.name, func(t *testing.T) {
+			c, err := ParseConf(strings.NewReader(tc.in))
+			if !errors.Is(err, tc.err) {
+				t.Fatalf("ParseConf(%q) error = %v, want %v", tc.in, err, tc.err)
+			}
+			if err != nil {
+				return
+			}
+			if diff := cmp.Diff(tc.want, values(c)); diff != "" {
+				t.Errorf("ParseConf(%q) (-want +got):\n%s", tc.in, diff)
+			}
+		})
+	}
+}
+
+func TestParseMachines(t *testing.T) {
+	body := `[{"mac":"52:54:00:00:00:01","action":"reimage","image":"a","disk":"/dev/sda"},
+	          {"mac":"52:54:00:00:00:02","action":"reimage","image":"b","disk":""}]`
+	c, err := ParseMachines([]byte(body), "52-54-00-00-00-02")
+	if err != nil {
+		t.Fatal(err)
+	}
+	if diff := cmp.Diff(map[string]string{"image": "b"}, values(c)); diff != "" {
+		t.Errorf("ParseMachines (-want +got):\n%s", diff)
+	}
+	if c.Source["image"] != SourceServer {
+		t.Errorf("Source[image] = %q, want %q", c.Source["image"], SourceServer)
+	}
+	if _, err := ParseMachines([]byte("{"), "52:54:00:00:00:02"); !errors.Is(err, ErrSyntax) {
+		t.Errorf("ParseMachines(bad JSON) error = %v, want ErrSyntax", err)
+	}
+}
+
+// TestPrecedence: the command line wins over the server, the server over
+// shoal.conf; Finish fills the defaults.
+func TestPrecedence(t *testing.T) {
+	cmd, _ := ParseCmdline("shoal.image=fromcmd shoal.server=http://s/")
+	srv, _ := ParseMachines([]byte(`[{"mac":"52:54:00:00:00:01","image":"fromserver","disk":"/dev/vdb"}]`), "52:54:00:00:00:01")
+	conf, _ := ParseConf(strings.NewReader("image = fromconf\ndisk = /dev/sda\nrepo = http://r/repo/\n"))
+	c := cmd.Merge(srv).Merge(conf)
+	if err := c.Finish(); err != nil {
+		t.Fatal(err)
+	}
+	want := map[string]string{"image": "fromcmd", "server": "http://s/", "disk": "/dev/vdb", "repo": "http://r/repo/", "after": "reboot"}
+	if diff := cmp.Diff(want, values(c)); diff != "" {
+		t.Errorf("merged (-want +got):\n%s", diff)
+	}
+	wantSrc := map[string]string{"image": SourceCmdline, "server": SourceCmdline, "disk": SourceServer, "repo": SourceConf, "after": SourceDefault}
+	if diff := cmp.Diff(wantSrc, c.Source); diff != "" {
+		t.Errorf("sources (-want +got):\n%s", diff)
+	}
+}
+
+func TestFinish(t *testing.T) {
+	for _, tc := range []struct {
+		name string
+		c    Config
+		err  error
+	}{
+		{"ok", Config{Repo: "http://r/", Image: "a"}, nil},
+		{"norepo", Config{Image: "a"}, ErrMissing},
+		{"noimage", Config{Repo: "http://r/"}, ErrMissing},
+		{"ftp", Config{Repo: "ftp://r/", Image: "a"}, ErrInvalid},
+		{"badname", Config{Repo: "http://r/", Image: "../a"}, ErrInvalid},
+		{"after", Config{Repo: "http://r/", Image: "a", After: "explode"}, ErrInvalid},
+		{"mac", Config{Repo: "http://r/", Image: "a", MAC: "nope"}, ErrInvalid},
+	} {
+		t.Run(tc.name, func(t *testing.T) {
+			if err := tc.c.Finish(); !errors.Is(err, tc.err) {
+				t.Errorf("Finish(%+v) = %v, want %v", tc.c, err, tc.err)
+			}
+		})
+	}
+}
+
+// FuzzParse: no input makes a parser panic, and what parses and finishes
+// is a valid configuration.
+func FuzzParse(f *testing.F) {
+	f.Add("shoal.repo=http://a/ shoal.image=x shoal.disk=\"model=A B\"")
+	f.Add("repo = http://a/\nimage = x # c\n")
+	f.Add(`[{"mac":"52:54:00:00:00:01","image":"x","disk":"/dev/sda"}]`)
+	f.Add("\"\"\"shoal.after=")
+	f.Fuzz(func(t *testing.T, s string) {
+		for _, parse := range []func(string) (Config, error){
+			ParseCmdline,
+			func(s string) (Config, error) { return ParseConf(strings.NewReader(s)) },
+			func(s string) (Config, error) { return ParseMachines([]byte(s), "52:54:00:00:00:01") },
+		} {
+			c, err := parse(s)
+			if err != nil {
+				continue
+			}
+			if c.Finish() == nil {
+				if c.Repo == "" || c.Image == "" || c.Disk == "" || c.After == "" {
+					t.Errorf("Finish accepted %+v", c)
+				}
+			}
+			_ = c.String()
+		}
+	})
+}
