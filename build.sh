@@ -7,6 +7,9 @@
 #                       (fuzz seeds included), network-namespace and QEMU tests
 #   ./build.sh demo     build, then run scripts/demo.sh (the nearest working
 #                       demo of the main job)
+#   ./build.sh lab      build, then run `shoal lab` (the virtual lab: QEMU
+#                       machines PXE-boot and are reimaged by multicast);
+#                       arguments after "lab" go to shoal lab
 #   ./build.sh deps     only install the Debian packages listed in
 #                       build/apt-packages (idempotent; quick when installed)
 set -euo pipefail
@@ -79,6 +82,12 @@ demo)
 	build
 	SHOAL="$OUT/shoal" scripts/demo.sh
 	;;
+lab)
+	deps
+	build
+	shift
+	"$OUT/shoal" lab --out "$OUT" "$@"
+	;;
 test)
 	deps
 	build
@@ -86,7 +95,7 @@ test)
 	unit
 	;;
 *)
-	echo "usage: $0 [build|test|demo|deps]" >&2
+	echo "usage: $0 [build|test|demo|lab|deps]" >&2
 	exit 2
 	;;
 esac

@@ -1,0 +1,558 @@
+// Package lab is `shoal lab`, the virtual lab that shows the whole product
+// work on one machine: a private network of namespaces, `shoal serve` as
+// the DHCP, TFTP and HTTP server with an image in its repository, and N
+// QEMU machines that PXE-boot the appliance, reimage their blank disks
+// (one leader from the server, the others from it by multicast), reboot
+// and come up in the new OS from their own disks. It shows a live table of
+// the machines and ends with a summary; it removes everything it made.
+package lab
+
+import (
+	"bufio"
+	"context"
+	"encoding/json"
+	"errors"
+	"fmt"
+	"io"
+	"log/slog"
+	"net"
+	"net/http"
+	"net/http/httputil"
+	"net/url"
+	"os"
+	"os/exec"
+	"path/filepath"
+	"sort"
+	"strings"
+	"sync"
+	"time"
+
+	"github.com/shoal-project/shoal/imaging"
+	"github.com/shoal-project/shoal/internal/netlab"
+	"github.com/shoal-project/shoal/internal/sampleos"
+	"github.com/shoal-project/shoal/internal/vm"
+	"github.com/shoal-project/shoal/netboot/inventory"
+)
+
+// Config configures a lab run.
+type Config struct {
+	// Nodes is the number of machines (default 3). Their firmware
+	// alternates SeaBIOS, OVMF, SeaBIOS, ... unless Firmware is set.
+	Nodes    int
+	Firmware []string
+	// Image is the source disk image (default Out/sample-os.img, built
+	// when missing). Machines are checked for its marker after the reboot
+	// only when it is the sample OS.
+	Image string
+	// Out holds the boot files: vmlinuz, shoal-initramfs.cpio.zst,
+	// undionly.kpxe, ipxe.efi (default "out").
+	Out string
+	// Shoal is the shoal binary that runs `shoal serve` and `shoal image
+	// create` (default: this program).
+	Shoal string
+	// MemMiB is each machine's memory (default 512).
+	MemMiB int
+	// Stagger is the delay between machine starts (default 1 s).
+	Stagger time.Duration
+	// Timeout bounds the whole run (default 15 min).
+	Timeout time.Duration
+	// Dashboard is the host address the dashboard is proxied to (default
+	// 127.0.0.1:8088; "off" for none).
+	Dashboard string
+	// Cmdline is extra kernel arguments for the appliance.
+	Cmdline string
+	// Table gets the live table and the summary (nil: none).
+	Table  io.Writer
+	Logger *slog.Logger
+	// Keep keeps the work directory (disks, logs) for inspection.
+	Keep bool
+}
+
+// Summary is what a lab run did; `shoal lab --summary FILE` writes it.
+type Summary struct {
+	Seconds           float64       `json:"seconds"`
+	ImageBytes        int64         `json:"image_bytes"`         // what the server would send once
+	ServerEgressBytes int64         `json:"server_egress_bytes"` // what it sent (repository route)
+	Nodes             []NodeSummary `json:"nodes"`
+}
+
+// NodeSummary is one machine's result.
+type NodeSummary struct {
+	Name            string  `json:"name"`
+	MAC             string  `json:"mac"`
+	Firmware        string  `json:"firmware"`
+	Role            string  `json:"role"`
+	State           string  `json:"state"`
+	Verified        bool    `json:"verified"`
+	BootedNewOS     bool    `json:"booted_new_os"`
+	BytesFromServer int64   `json:"bytes_from_server"`
+	BytesFromPeers  int64   `json:"bytes_from_peers"`
+	Seconds         float64 `json:"seconds"`
+	Error           string  `json:"error,omitempty"`
+}
+
+// ErrNodesFailed means the run ended with at least one machine that was
+// not reimaged and booted into its new OS.
+var ErrNodesFailed = errors.New("lab: some machines failed")
+
+func (c *Config) defaults() error {
+	if c.Nodes <= 0 {
+		c.Nodes = 3
+	}
+	if c.Nodes > 200 {
+		return fmt.Errorf("lab: %d machines: at most 200", c.Nodes)
+	}
+	if len(c.Firmware) == 0 {
+		c.Firmware = []string{"bios", "uefi"}
+	}
+	for _, f := range c.Firmware {
+		if f != "bios" && f != "uefi" {
+			return fmt.Errorf("lab: firmware %q: want bios or uefi", f)
+		}
+	}
+	if c.Out == "" {
+		c.Out = "out"
+	}
+	if c.Shoal == "" {
+		exe, err := os.Executable()
+		if err != nil {
+			return err
+		}
+		c.Shoal = exe
+	}
+	if c.MemMiB == 0 {
+		c.MemMiB = 512
+	}
+	if c.Stagger == 0 {
+		c.Stagger = time.Second
+	}
+	if c.Timeout == 0 {
+		c.Timeout = 15 * time.Minute
+	}
+	if c.Dashboard == "" {
+		c.Dashboard = "127.0.0.1:8088"
+	}
+	if c.Table == nil {
+		c.Table = io.Discard
+	}
+	if c.Logger == nil {
+		c.Logger = slog.New(slog.DiscardHandler)
+	}
+	return nil
+}
+
+// BootFiles are the files Out must hold.
+var BootFiles = []string{"vmlinuz", "shoal-initramfs.cpio.zst", "undionly.kpxe", "ipxe.efi"}
+
+// node is one machine of the lab.
+type node struct {
+	NodeSummary
+	m       *vm.Machine
+	dir     string
+	disk    string
+	started time.Time
+	doneAt  time.Time
+}
+
+// Run runs the lab and returns its summary. The error wraps
+// ErrNodesFailed when any machine failed.
+func Run(ctx context.Context, cfg Config) (Summary, error) {
+	var sum Summary
+	if err := cfg.defaults(); err != nil {
+		return sum, err
+	}
+	ctx, cancel := context.WithTimeout(ctx, cfg.Timeout)
+	defer cancel()
+	log := cfg.Logger
+	start := time.Now()
+
+	for _, f := range BootFiles {
+		if _, err := os.Stat(filepath.Join(cfg.Out, f)); err != nil {
+			return sum, fmt.Errorf("lab: boot file %s missing in %s (run ./build.sh): %w", f, cfg.Out, err)
+		}
+	}
+	sample := cfg.Image == ""
+	if sample {
+		cfg.Image = filepath.Join(cfg.Out, "sample-os.img")
+		if _, err := os.Stat(cfg.Image); err != nil {
+			log.Info("building the sample OS disk", "path", cfg.Image)
+			if err := sampleos.Build(ctx, sampleos.Options{Kernel: filepath.Join(cfg.Out, "vmlinuz"), Out: cfg.Image}); err != nil {
+				return sum, err
+			}
+		}
+	}
+	fi, err := os.Stat(cfg.Image)
+	if err != nil {
+		return sum, fmt.Errorf("lab: image: %w", err)
+	}
+
+	work, err := os.MkdirTemp("", "shoal-lab-")
+	if err != nil {
+		return sum, err
+	}
+	if cfg.Keep {
+		fmt.Fprintf(cfg.Table, "work directory (kept): %s\n", work)
+	} else {
+		defer os.RemoveAll(work)
+	}
+
+	// The repository.
+	repo := filepath.Join(work, "repo")
+	const imageName = "lab"
+	if out, err := exec.CommandContext(ctx, cfg.Shoal, "image", "create", "--repo", repo, "--name", imageName, cfg.Image).CombinedOutput(); err != nil {
+		return sum, fmt.Errorf("lab: shoal image create: %w\n%s", err, out)
+	}
+	dr, err := imaging.OpenRepo(repo)
+	if err != nil {
+		return sum, err
+	}
+	img, err := imaging.LoadImage(ctx, dr, imageName, nil)
+	if err != nil {
+		return sum, err
+	}
+	sum.ImageBytes = img.Manifest.StoredBytes + int64(len(img.Raw))
+	diskBytes := img.Manifest.DiskSizeBytes
+	if diskBytes < fi.Size() {
+		diskBytes = fi.Size()
+	}
+	diskBytes = (diskBytes*3/2 + 1<<20 - 1) &^ (1<<20 - 1) // room to grow
+
+	// The network.
+	lan, err := netlab.New(ctx, netlab.Config{Nodes: 1})
+	if err != nil {
+		return sum, err
+	}
+	defer lan.Close()
+	srvNode := lan.Nodes[0]
+	ip := srvNode.IP.To4()
+	rng := fmt.Sprintf("%d.%d.%d.100-%d.%d.%d.199", ip[0], ip[1], ip[2], ip[0], ip[1], ip[2])
+
+	nodes := make([]*node, cfg.Nodes)
+	var inv strings.Builder
+	for i := range nodes {
+		n := &node{}
+		n.Name = fmt.Sprintf("node%d", i+1)
+		n.MAC = fmt.Sprintf("52:54:00:5e:%02x:%02x", (i+1)>>8, (i+1)&0xff)
+		n.Firmware = cfg.Firmware[i%len(cfg.Firmware)]
+		n.dir = filepath.Join(work, n.Name)
+		if err := os.MkdirAll(n.dir, 0o755); err != nil {
+			return sum, err
+		}
+		n.disk = filepath.Join(n.dir, "disk.img")
+		if err := makeBlank(n.disk, diskBytes); err != nil {
+			return sum, err
+		}
+		if err := lan.AddTap(ctx, fmt.Sprintf("tap%d", i)); err != nil {
+			return sum, err
+		}
+		fmt.Fprintf(&inv, "%s reimage %s /dev/vda\n", n.MAC, imageName)
+		nodes[i] = n
+	}
+	invPath := filepath.Join(work, "machines")
+	if err := os.WriteFile(invPath, []byte(inv.String()), 0o644); err != nil {
+		return sum, err
+	}
+
+	// The server.
+	srvLog, err := os.Create(filepath.Join(work, "serve.log"))
+	if err != nil {
+		return sum, err
+	}
+	defer srvLog.Close()
+	cmdline := strings.TrimSpace("console=ttyS0 panic=-1 " + cfg.Cmdline)
+	srv := srvNode.Command(ctx, cfg.Shoal, "serve", "--iface", "eth0", "--dhcp", "full", "--range", rng,
+		"--boot", cfg.Out, "--repo", repo, "--inventory", invPath, "--leases", filepath.Join(work, "leases"),
+		"--cmdline", cmdline)
+	srv.Stderr = srvLog
+	srvOut, err := srv.StdoutPipe()
+	if err != nil {
+		return sum, err
+	}
+	if err := srv.Start(); err != nil {
+		return sum, fmt.Errorf("lab: shoal serve: %w", err)
+	}
+	srvDone := make(chan struct{})
+	go func() { srv.Wait(); close(srvDone) }()
+	defer func() {
+		srv.Process.Kill() // the process this run started, by PID
+		<-srvDone
+	}()
+	line, err := bufio.NewReader(srvOut).ReadString('\n')
+	if err != nil || !strings.Contains(line, "http on") {
+		b, _ := os.ReadFile(srvLog.Name())
+		return sum, fmt.Errorf("lab: shoal serve did not start: %q %v\n%s", line, err, b)
+	}
+	go io.Copy(io.Discard, srvOut)
+	api := &http.Client{Timeout: 5 * time.Second, Transport: &http.Transport{
+		DialContext: func(ctx context.Context, network, addr string) (net.Conn, error) {
+			var c net.Conn
+			err := srvNode.Do(func() error {
+				var err error
+				c, err = (&net.Dialer{}).DialContext(ctx, network, addr)
+				return err
+			})
+			return c, err
+		},
+	}}
+	base := "http://" + net.JoinHostPort(srvNode.IP.String(), "8080")
+
+	if cfg.Dashboard != "off" {
+		stop, addr, err := proxyDashboard(ctx, cfg.Dashboard, base, api.Transport)
+		if err != nil {
+			log.Warn("dashboard proxy", "err", err)
+		} else {
+			defer stop()
+			fmt.Fprintf(cfg.Table, "dashboard: http://%s/\n", addr)
+		}
+	}
+
+	// The machines.
+	for i, n := range nodes {
+		if i > 0 {
+			select {
+			case <-ctx.Done():
+			case <-time.After(cfg.Stagger):
+			}
+		}
+		m, err := vm.Start(ctx, vm.Config{Name: n.Name, Firmware: n.Firmware, MemMiB: cfg.MemMiB, Dir: n.dir,
+			Disks:  []vm.Disk{{Path: n.disk}},
+			NICs:   []vm.NIC{{Tap: fmt.Sprintf("tap%d", i), MAC: n.MAC, NoROM: n.Firmware == "uefi"}},
+			Reboot: true,
+		}, lan.HubCommand)
+		if err != nil {
+			return sum, err
+		}
+		n.m, n.started = m, time.Now()
+		defer m.Kill()
+		log.Info("machine started", "name", n.Name, "mac", n.MAC, "firmware", n.Firmware, "pid", m.PID())
+	}
+
+	// Watch.
+	tick := time.NewTicker(time.Second)
+	defer tick.Stop()
+	var runErr error
+	for {
+		machines, err := fetchMachines(ctx, api, base)
+		if err != nil {
+			log.Debug("machines", "err", err)
+		}
+		allOver := true
+		for _, n := range nodes {
+			n.update(machines[n.MAC], sample)
+			if !n.over() {
+				allOver = false
+			}
+		}
+		printTable(cfg.Table, nodes, time.Since(start))
+		if allOver {
+			break
+		}
+		select {
+		case <-ctx.Done():
+			runErr = fmt.Errorf("lab: %w", ctx.Err())
+		case <-tick.C:
+		}
+		if runErr != nil {
+			break
+		}
+	}
+	sum.Seconds = time.Since(start).Seconds()
+	sum.ServerEgressBytes, err = repoEgress(api, base)
+	if err != nil {
+		log.Warn("server egress", "err", err)
+	}
+	failed := 0
+	for _, n := range nodes {
+		if !n.ok(sample) {
+			failed++
+			if n.Error == "" {
+				n.Error = fmt.Sprintf("state %q, booted new OS %v", n.State, n.BootedNewOS)
+			}
+		}
+		sum.Nodes = append(sum.Nodes, n.NodeSummary)
+	}
+	printSummary(cfg.Table, sum)
+	if runErr == nil && failed > 0 {
+		runErr = fmt.Errorf("%w: %d of %d", ErrNodesFailed, failed, len(nodes))
+	}
+	if runErr != nil && cfg.Keep {
+		fmt.Fprintf(cfg.Table, "logs: %s (serve.log, node*/serial.log)\n", work)
+	}
+	return sum, runErr
+}
+
+func makeBlank(path string, sizeBytes int64) error {
+	f, err := os.Create(path)
+	if err != nil {
+		return err
+	}
+	if err := f.Truncate(sizeBytes); err != nil {
+		f.Close()
+		return err
+	}
+	return f.Close()
+}
+
+// update takes the server's view of the machine and what its console
+// shows.
+func (n *node) update(m *inventory.Machine, sample bool) {
+	if m != nil && !m.LastReport.IsZero() {
+		st := m.Status
+		n.State = st.State
+		if st.Role != "" {
+			n.Role = st.Role
+		}
+		n.BytesFromServer, n.BytesFromPeers = st.BytesFromServer, st.BytesFromPeers
+		n.Verified = n.Verified || st.Verified
+		if st.Error != "" {
+			n.Error = st.Error
+		}
+		if st.State == "done" && n.doneAt.IsZero() {
+			n.doneAt = time.Now()
+			n.Seconds = n.doneAt.Sub(n.started).Seconds()
+		}
+	}
+	if n.m != nil && !n.BootedNewOS {
+		if con := n.m.Serial(); sample && strings.Contains(string(con), fmt.Sprintf("%s host=%s ", sampleos.Marker, n.Name)) {
+			n.BootedNewOS = true
+		}
+	}
+}
+
+// over: the machine has nothing more to do (failed, or reimaged and then
+// booted its new OS, or its QEMU has exited).
+func (n *node) over() bool {
+	if n.State == "failed" {
+		return true
+	}
+	if n.m != nil {
+		select {
+		case <-n.m.Done():
+			return true
+		default:
+		}
+	}
+	return n.BootedNewOS
+}
+
+func (n *node) ok(sample bool) bool {
+	if n.State != "done" || !n.Verified {
+		return false
+	}
+	return !sample || n.BootedNewOS
+}
+
+func fetchMachines(ctx context.Context, c *http.Client, base string) (map[string]*inventory.Machine, error) {
+	req, err := http.NewRequestWithContext(ctx, "GET", base+"/api/v1/machines", nil)
+	if err != nil {
+		return nil, err
+	}
+	resp, err := c.Do(req)
+	if err != nil {
+		return nil, err
+	}
+	defer resp.Body.Close()
+	if resp.StatusCode != 200 {
+		return nil, fmt.Errorf("GET /api/v1/machines: %s", resp.Status)
+	}
+	var ms []inventory.Machine
+	if err := json.NewDecoder(resp.Body).Decode(&ms); err != nil {
+		return nil, fmt.Errorf("GET /api/v1/machines: %w", err)
+	}
+	out := make(map[string]*inventory.Machine, len(ms))
+	for i := range ms {
+		out[ms[i].MAC] = &ms[i]
+	}
+	return out, nil
+}
+
+// repoEgress reads the bytes the server sent from its repository.
+func repoEgress(c *http.Client, base string) (int64, error) {
+	resp, err := c.Get(base + "/metrics")
+	if err != nil {
+		return 0, err
+	}
+	defer resp.Body.Close()
+	b, err := io.ReadAll(resp.Body)
+	if err != nil {
+		return 0, err
+	}
+	return ParseRepoEgress(string(b))
+}
+
+// ParseRepoEgress finds the repository route's response bytes in
+// Prometheus text.
+func ParseRepoEgress(metrics string) (int64, error) {
+	const key = `shoal_serve_http_response_bytes_total{route="repo"} `
+	for _, l := range strings.Split(metrics, "\n") {
+		if v, ok := strings.CutPrefix(l, key); ok {
+			var f float64
+			if _, err := fmt.Sscanf(v, "%g", &f); err != nil {
+				return 0, fmt.Errorf("metrics: %q: %w", l, err)
+			}
+			return int64(f), nil
+		}
+	}
+	return 0, nil // nothing served from the repository yet
+}
+
+// proxyDashboard serves the server's HTTP (dashboard, API) on a host
+// address, dialing into the namespace; it returns a stop function.
+func proxyDashboard(ctx context.Context, addr, base string, tr http.RoundTripper) (func(), string, error) {
+	ln, err := net.Listen("tcp", addr)
+	if err != nil {
+		ln, err = net.Listen("tcp", "127.0.0.1:0")
+		if err != nil {
+			return nil, "", err
+		}
+	}
+	u, _ := url.Parse(base)
+	rp := httputil.NewSingleHostReverseProxy(u)
+	rp.Transport = tr
+	hs := &http.Server{Handler: rp, ReadHeaderTimeout: 10 * time.Second}
+	var wg sync.WaitGroup
+	wg.Add(1)
+	go func() { defer wg.Done(); hs.Serve(ln) }()
+	return func() { hs.Close(); wg.Wait() }, ln.Addr().String(), nil
+}
+
+func printTable(w io.Writer, nodes []*node, elapsed time.Duration) {
+	fmt.Fprintf(w, "\n%s  %-8s %-5s %-17s %-12s %-9s %9s %9s %-8s\n", fmtDur(elapsed), "machine", "fw", "mac", "state", "role", "server", "peers", "new OS")
+	sorted := append([]*node(nil), nodes...)
+	sort.Slice(sorted, func(i, j int) bool { return sorted[i].Name < sorted[j].Name })
+	for _, n := range sorted {
+		state := n.State
+		if state == "" {
+			state = "booting"
+		}
+		os := "-"
+		if n.BootedNewOS {
+			os = "booted"
+		}
+		fmt.Fprintf(w, "%8s  %-8s %-5s %-17s %-12s %-9s %9s %9s %-8s\n", "", n.Name, n.Firmware, n.MAC, state, n.Role,
+			mib(n.BytesFromServer), mib(n.BytesFromPeers), os)
+	}
+}
+
+func printSummary(w io.Writer, s Summary) {
+	fmt.Fprintf(w, "\nsummary: %.1f s; image %s; server sent %s (%.2fx the image)\n",
+		s.Seconds, mib(s.ImageBytes), mib(s.ServerEgressBytes), ratio(s.ServerEgressBytes, s.ImageBytes))
+	for _, n := range s.Nodes {
+		fmt.Fprintf(w, "  %-8s %-5s %-9s verified=%-5v booted_new_os=%-5v server=%s peers=%s %.1f s %s\n",
+			n.Name, n.Firmware, n.Role, n.Verified, n.BootedNewOS, mib(n.BytesFromServer), mib(n.BytesFromPeers), n.Seconds, n.Error)
+	}
+}
+
+func ratio(a, b int64) float64 {
+	if b == 0 {
+		return 0
+	}
+	return float64(a) / float64(b)
+}
+
+func mib(n int64) string { return fmt.Sprintf("%.1fMiB", float64(n)/(1<<20)) }
+
+func fmtDur(d time.Duration) string {
+	d = d.Round(time.Second)
+	return fmt.Sprintf("%02d:%02d", int(d.Minutes()), int(d.Seconds())%60)
+}
