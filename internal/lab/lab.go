@@ -66,6 +66,18 @@ type Config struct {
 	Logger *slog.Logger
 	// Keep keeps the work directory (disks, logs) for inspection.
 	Keep bool
+	// Faults injects failures, for the end-to-end tests.
+	Faults Faults
+}
+
+// Faults are failures a lab run injects.
+type Faults struct {
+	// KillLeaderAt kills the QEMU of the first machine that reports the
+	// leader role once its progress reaches this fraction (0: never).
+	KillLeaderAt float64
+	// TinyDisk gives machine number TinyDisk (1-based) a disk too small
+	// for the image (0: none).
+	TinyDisk int
 }
 
 // Summary is what a lab run did; `shoal lab --summary FILE` writes it.
@@ -89,6 +101,10 @@ type NodeSummary struct {
 	BytesFromPeers  int64   `json:"bytes_from_peers"`
 	Seconds         float64 `json:"seconds"`
 	Error           string  `json:"error,omitempty"`
+	// Killed: the lab killed this machine (Faults.KillLeaderAt).
+	Killed bool `json:"killed,omitempty"`
+	// Progress is the last progress the machine reported (0..1).
+	Progress float64 `json:"progress"`
 }
 
 // ErrNodesFailed means the run ended with at least one machine that was
@@ -152,6 +168,7 @@ type node struct {
 	disk    string
 	started time.Time
 	doneAt  time.Time
+	tiny    bool // given a disk too small on purpose: must fail
 }
 
 // Run runs the lab and returns its summary. The error wraps
@@ -239,7 +256,11 @@ func Run(ctx context.Context, cfg Config) (Summary, error) {
 			return sum, err
 		}
 		n.disk = filepath.Join(n.dir, "disk.img")
-		if err := makeBlank(n.disk, diskBytes); err != nil {
+		size := diskBytes
+		if cfg.Faults.TinyDisk == i+1 {
+			size, n.tiny = 8<<20, true
+		}
+		if err := makeBlank(n.disk, size); err != nil {
 			return sum, err
 		}
 		if err := lan.AddTap(ctx, fmt.Sprintf("tap%d", i)); err != nil {
@@ -331,6 +352,7 @@ func Run(ctx context.Context, cfg Config) (Summary, error) {
 	tick := time.NewTicker(time.Second)
 	defer tick.Stop()
 	var runErr error
+	killed := false
 	for {
 		machines, err := fetchMachines(ctx, api, base)
 		if err != nil {
@@ -339,6 +361,12 @@ func Run(ctx context.Context, cfg Config) (Summary, error) {
 		allOver := true
 		for _, n := range nodes {
 			n.update(machines[n.MAC], sample)
+			if at := cfg.Faults.KillLeaderAt; at > 0 && !killed && n.Role == "leader" && n.Progress >= at && n.m != nil {
+				log.Info("killing the leader", "name", n.Name, "progress", n.Progress, "pid", n.m.PID())
+				fmt.Fprintf(cfg.Table, "killing the leader %s at %.0f%%\n", n.Name, 100*n.Progress)
+				n.m.Kill()
+				n.Killed, killed = true, true
+			}
 			if !n.over() {
 				allOver = false
 			}
@@ -363,7 +391,18 @@ func Run(ctx context.Context, cfg Config) (Summary, error) {
 	}
 	failed := 0
 	for _, n := range nodes {
-		if !n.ok(sample) {
+		switch {
+		case n.Killed:
+			// The run killed it.
+		case n.tiny:
+			if n.State != "failed" {
+				failed++
+				n.Error = fmt.Sprintf("disk too small, yet state %q", n.State)
+			} else if zero, err := allZero(n.disk); err != nil || !zero {
+				failed++
+				n.Error = fmt.Sprintf("disk too small, yet written to (%v)", err)
+			}
+		case !n.ok(sample):
 			failed++
 			if n.Error == "" {
 				n.Error = fmt.Sprintf("state %q, booted new OS %v", n.State, n.BootedNewOS)
@@ -379,6 +418,20 @@ func Run(ctx context.Context, cfg Config) (Summary, error) {
 		fmt.Fprintf(cfg.Table, "logs: %s (serve.log, node*/serial.log)\n", work)
 	}
 	return sum, runErr
+}
+
+// allZero reports whether the file holds only zero bytes.
+func allZero(path string) (bool, error) {
+	b, err := os.ReadFile(path)
+	if err != nil {
+		return false, err
+	}
+	for _, c := range b {
+		if c != 0 {
+			return false, nil
+		}
+	}
+	return true, nil
 }
 
 func makeBlank(path string, sizeBytes int64) error {
@@ -403,6 +456,7 @@ func (n *node) update(m *inventory.Machine, sample bool) {
 			n.Role = st.Role
 		}
 		n.BytesFromServer, n.BytesFromPeers = st.BytesFromServer, st.BytesFromPeers
+		n.Progress = st.Progress
 		n.Verified = n.Verified || st.Verified
 		if st.Error != "" {
 			n.Error = st.Error
