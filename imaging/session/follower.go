@@ -1,0 +1,170 @@
+package session
+
+import (
+	"context"
+	"errors"
+	"fmt"
+	"net"
+	"net/netip"
+	"sync/atomic"
+	"time"
+
+	"github.com/shoal-project/shoal/imaging"
+	"github.com/shoal-project/shoal/imaging/mcast"
+)
+
+// follow receives the image from leader l's data session (imaging/mcast's
+// receiver on the group l names), requesting it until data flows. It goes
+// to the election when l stops announcing or leaves before we are
+// complete, to a leader of a higher epoch when one appears, and to the
+// server when the data does not come. failed reports a data session that
+// failed while l still leads (run counts them against MaxAttempts).
+func (n *node) follow(ctx context.Context, l leaderInfo) (nx next, failed bool, err error) {
+	n.setRole(RoleFollower, l.epoch, l.node)
+	n.log.Info("following", "leader", l.node, "epoch", l.epoch, "group", l.group, "held", n.held())
+	fctx, cancel := context.WithCancel(ctx)
+	defer cancel()
+	var conn net.PacketConn
+	if err := n.cfg.Netns(func() error {
+		var err error
+		conn, err = mcast.ListenGroup(fctx, n.cfg.Iface, l.group, mcast.GroupOptions{})
+		return err
+	}); err != nil {
+		return next{state: stFallback, why: fmt.Sprintf("cannot join the leader's group %v: %v", l.group, err)}, false, nil
+	}
+	defer conn.Close()
+	type result struct {
+		st  mcast.ReceiverStats
+		err error
+	}
+	done := make(chan result, 1)
+	var rxBytes atomic.Int64
+	go func() {
+		st, err := mcast.Receive(fctx, conn, mcast.ReceiverConfig{
+			Name: n.cfg.Name, Pub: n.cfg.Pub, Open: n.openSink,
+			OpenData: func(ctx context.Context, g netip.AddrPort) (net.PacketConn, error) {
+				var c net.PacketConn
+				err := n.cfg.Netns(func() error {
+					var err error
+					c, err = mcast.ListenGroup(ctx, n.cfg.Iface, g, mcast.GroupOptions{})
+					return err
+				})
+				return c, err
+			},
+			Iface: n.cfg.Iface, Control: l.group,
+			// The session layer watches the leader; the transport
+			// watches the data once it flows.
+			JoinTimeout: 0, SenderTimeout: n.cfg.DataTimeout,
+			Logger: n.log.With("part", "receiver"),
+			ID:     n.cfg.NodeID,
+			Progress: func(s mcast.ReceiverStats) {
+				rxBytes.Store(s.ReceivedBytes)
+			},
+		})
+		done <- result{st, err}
+	}()
+	stop := func() {
+		cancel()
+		<-done
+	}
+	start := time.Now()
+	var lastReq, sendingSince time.Time
+	lastRx, lastRxAt := int64(0), start
+	tick := time.NewTicker(n.cfg.AnnounceInterval / 4)
+	defer tick.Stop()
+	for {
+		now := time.Now()
+		rx := rxBytes.Load()
+		if rx != lastRx {
+			lastRx, lastRxAt = rx, now
+		}
+		// Request until data flows.
+		if rx == 0 && now.Sub(lastReq) >= n.cfg.AnnounceInterval {
+			lastReq = now
+			n.send(TypeRequest, l.epoch, 0, netip.AddrPort{})
+		}
+		cur, ok := n.leader(l.node)
+		if !ok || cur.epoch != l.epoch || now.Sub(cur.lastSeen) > n.cfg.LeaderTimeout || cur.flags&FlagLeaving != 0 {
+			stop()
+			if n.complete() {
+				return next{state: stDone}, false, nil
+			}
+			why := "stopped announcing"
+			if ok && cur.flags&FlagLeaving != 0 {
+				why = "left"
+			}
+			n.log.Warn("leader gone", "leader", l.node, "epoch", l.epoch, "why", why, "missing", n.missing())
+			return next{state: stElect}, false, nil
+		}
+		if b, ok := n.bestLeader(now); ok && b.epoch > l.epoch {
+			stop()
+			n.log.Info("a leader of a higher epoch: following it", "leader", b.node, "epoch", b.epoch)
+			return next{state: stFollow, leader: b}, false, nil
+		}
+		// Announces heard, leader sending, no data: multicast does not
+		// reach us (a switch dropping the group, a firewall).
+		if cur.sending() {
+			if sendingSince.IsZero() {
+				sendingSince = now
+			}
+		} else {
+			sendingSince = time.Time{}
+		}
+		if !sendingSince.IsZero() && now.Sub(sendingSince) > n.cfg.DataTimeout && now.Sub(lastRxAt) > n.cfg.DataTimeout {
+			stop()
+			return next{state: stFallback, why: fmt.Sprintf("%v: leader %d multicasts on group %v, but nothing reached this node for %v (is multicast forwarded to this port?)",
+				mcast.ErrNoData, l.node, l.group, n.cfg.DataTimeout)}, false, nil
+		}
+		select {
+		case <-ctx.Done():
+			stop()
+			return next{}, false, ctx.Err()
+		case r := <-done:
+			if r.err == nil || n.complete() {
+				return next{state: stDone}, false, nil
+			}
+			if ctx.Err() != nil {
+				return next{}, false, ctx.Err()
+			}
+			n.setErr(r.err)
+			n.log.Warn("data session failed", "leader", l.node, "epoch", l.epoch, "err", r.err, "missing", n.missing())
+			if errors.Is(r.err, mcast.ErrNoData) || errors.Is(r.err, mcast.ErrBadSender) || errors.Is(r.err, ErrOtherImage) {
+				return next{state: stFallback, why: r.err.Error()}, false, nil
+			}
+			return next{state: stFollow, leader: l}, true, nil
+		case <-tick.C:
+		}
+	}
+}
+
+// openSink is the receiver's Open: the manifest that came with the data
+// must be the one of our image (when we have it from the server), and the
+// target is opened once for all the sessions the node takes part in.
+func (n *node) openSink(img *imaging.Image) (mcast.Sink, error) {
+	if err := n.openWriter(img); err != nil {
+		return nil, err
+	}
+	return peerSink{n: n, w: n.writer()}, nil
+}
+
+// peerSink writes what the multicast brings (the writer verifies each
+// chunk) and counts it; Finish is the session's, not the transport's.
+type peerSink struct {
+	n *node
+	w *imaging.Writer
+}
+
+func (s peerSink) WriteStored(i int, stored []byte) error {
+	if s.w.Has(i) {
+		return nil
+	}
+	if err := s.w.WriteStored(i, stored); err != nil {
+		return err
+	}
+	s.n.fromPeers.Add(int64(len(stored)))
+	return nil
+}
+
+func (s peerSink) Has(i int) bool { return s.w.Has(i) }
+
+func (s peerSink) Finish() error { return nil }
