@@ -2,16 +2,20 @@ package main
 
 import (
 	"context"
+	"encoding/json"
+	"flag"
 	"fmt"
 	"io"
 	"os"
 	"strconv"
 	"strings"
+	"time"
 
 	"github.com/shoal-project/shoal/internal/bench"
 )
 
 const benchUsage = `shoal bench [--size 256MiB] [--rate 200Mbit] [--receivers 1,8] [--loss 0,1] [--tools shoal,udpcast,uftp,http] [--plot bench.png] [--json FILE]
+shoal bench --session [--size 1GiB] [--rate 200Mbit] [--nodes 8] [--spread 10s] [--runs alone,session,unicast,leader-killed]
 
 Builds a LAN of network namespaces (a bridge, one veth per node, tc tbf at
 --rate on every link, nftables random loss on the receivers' links), makes an
@@ -21,7 +25,13 @@ receiver count and loss rate: shoal send/receive, udpcast
 file server). It prints a table (seconds until every receiver is done,
 fraction of link rate, server egress over the image's stored size, duplicate
 data per receiver) and writes a plot of time against receivers. Every target
-is checked byte for byte. Needs root; run it by hand, it takes minutes.`
+is checked byte for byte. Needs root; run it by hand, it takes minutes.
+
+With --session it measures the peer session instead: --nodes nodes started
+evenly over --spread run shoal fetch from a plain HTTP server, against one
+node alone, against every node downloading from the server (shoal image
+apply), and with the leader (the first node) killed once the server has
+sent half the image; it prints time and server egress for each.`
 
 func splitInts(s string, scale float64) ([]int, error) {
 	var out []int
@@ -48,6 +58,10 @@ func runBench(ctx context.Context, args []string, stdout, stderr io.Writer) erro
 	plotPath := fs.String("plot", "bench.png", "write the plot here (empty: no plot)")
 	jsonPath := fs.String("json", "", "write the raw figures as JSON here")
 	shoalBin := fs.String("shoal", "", "shoal binary to run (default: this one)")
+	session := fs.Bool("session", false, "measure the peer session (shoal fetch) instead of send/receive")
+	nodes := fs.Int("nodes", 8, "--session: number of nodes")
+	spread := fs.Duration("spread", 10*time.Second, "--session: nodes start evenly over this time")
+	runs := fs.String("runs", strings.Join(bench.SessionRuns, ","), "--session: runs, comma-separated")
 	pos, err := parseInterspersed(fs, args)
 	if err != nil {
 		return err
@@ -55,6 +69,15 @@ func runBench(ctx context.Context, args []string, stdout, stderr io.Writer) erro
 	if len(pos) != 0 {
 		fs.Usage()
 		return usageErr("bench: no arguments expected")
+	}
+	if *session {
+		sizeSet := false
+		fs.Visit(func(f *flag.Flag) { sizeSet = sizeSet || f.Name == "size" })
+		if !sizeSet {
+			size = 1 << 30
+		}
+		return runSessionBench(ctx, bench.SessionConfig{SizeBytes: size, Nodes: *nodes, Spread: *spread,
+			Runs: strings.Split(*runs, ","), ShoalBin: *shoalBin, Dir: *dir, Log: stderr}, *rate, *jsonPath, stdout)
 	}
 	cfg := bench.Config{SizeBytes: size, LateJoin: *lateJoin, Log: stderr, ShoalBin: *shoalBin, Tools: strings.Split(*tools, ",")}
 	if cfg.RateBitsPerSec, err = parseRate(*rate); err != nil {
@@ -94,6 +117,44 @@ func runBench(ctx context.Context, args []string, stdout, stderr io.Writer) erro
 				err = perr
 			} else if perr == nil {
 				fmt.Fprintf(stdout, "plot: %s\n", *plotPath)
+			}
+		}
+	}
+	if err != nil {
+		return fmt.Errorf("bench: %w", err)
+	}
+	return nil
+}
+
+func runSessionBench(ctx context.Context, cfg bench.SessionConfig, rate, jsonPath string, stdout io.Writer) error {
+	var err error
+	if cfg.RateBitsPerSec, err = parseRate(rate); err != nil {
+		return usageErr("bench: %v", err)
+	}
+	if cfg.ShoalBin == "" {
+		if cfg.ShoalBin, err = os.Executable(); err != nil {
+			return fmt.Errorf("bench: %w", err)
+		}
+	}
+	if cfg.Dir == "" {
+		if cfg.Dir, err = os.MkdirTemp("", "shoal-bench-"); err != nil {
+			return err
+		}
+		defer os.RemoveAll(cfg.Dir)
+	}
+	rep, err := bench.RunSession(ctx, cfg)
+	if rep != nil {
+		fmt.Fprintln(stdout)
+		if terr := rep.WriteTable(stdout); terr != nil && err == nil {
+			err = terr
+		}
+		if jsonPath != "" {
+			b, jerr := json.MarshalIndent(rep, "", "  ")
+			if jerr == nil {
+				jerr = os.WriteFile(jsonPath, append(b, '\n'), 0o644)
+			}
+			if jerr != nil && err == nil {
+				err = jerr
 			}
 		}
 	}

@@ -1,0 +1,307 @@
+package bench
+
+import (
+	"context"
+	"fmt"
+	"io"
+	"net"
+	"net/http"
+	"os"
+	"path/filepath"
+	"sync"
+	"sync/atomic"
+	"time"
+
+	"github.com/shoal-project/shoal/internal/netlab"
+)
+
+// SessionConfig configures the peer-session bench (`shoal bench
+// --session`): nodes running `shoal fetch` from a plain HTTP server,
+// against one node alone and against every node downloading from the
+// server itself (`shoal image apply`, unicast).
+type SessionConfig struct {
+	SizeBytes      int64 // default 1 GiB
+	RateBitsPerSec int64 // default 200 Mbit/s
+	Nodes          int   // default 8
+	// Spread is the time over which the nodes start, evenly (default
+	// 10 s): node 0 at 0, the last at Spread.
+	Spread time.Duration
+	// KillLeaderAt kills node 0 (the first to start, so the leader) once
+	// the server has sent this fraction of the image (default 0.5).
+	KillLeaderAt float64
+	// Runs picks the runs: alone, session, unicast, leader-killed
+	// (default all).
+	Runs     []string
+	ShoalBin string
+	Dir      string
+	Log      io.Writer
+}
+
+// SessionRuns are the session bench's runs, in order.
+var SessionRuns = []string{"alone", "session", "unicast", "leader-killed"}
+
+// SessionResult is one run of the session bench.
+type SessionResult struct {
+	Run   string `json:"run"`
+	Nodes int    `json:"nodes"`
+	// Seconds is from the first node's start to the last node's end.
+	Seconds float64 `json:"seconds"`
+	// EgressBytes is what the HTTP server sent (response bodies);
+	// EgressRatio that over the image's stored size.
+	EgressBytes int64   `json:"egressBytes"`
+	EgressRatio float64 `json:"egressRatio"`
+	// NodeSeconds is each node's time from its start to its end.
+	NodeSeconds []float64 `json:"nodeSeconds"`
+	OK          bool      `json:"ok"`
+	Error       string    `json:"error,omitempty"`
+}
+
+// SessionReport is what the session bench measured.
+type SessionReport struct {
+	SizeBytes      int64           `json:"sizeBytes"`
+	StoredBytes    int64           `json:"storedBytes"`
+	RateBitsPerSec int64           `json:"rateBitsPerSec"`
+	Nodes          int             `json:"nodes"`
+	SpreadSeconds  float64         `json:"spreadSeconds"`
+	Results        []SessionResult `json:"results"`
+	r              *Report
+}
+
+func (c *SessionConfig) defaults() {
+	if c.SizeBytes <= 0 {
+		c.SizeBytes = 1 << 30
+	}
+	if c.RateBitsPerSec <= 0 {
+		c.RateBitsPerSec = 200e6
+	}
+	if c.Nodes <= 0 {
+		c.Nodes = 8
+	}
+	if c.Spread == 0 {
+		c.Spread = 10 * time.Second
+	}
+	if c.KillLeaderAt == 0 {
+		c.KillLeaderAt = 0.5
+	}
+	if len(c.Runs) == 0 {
+		c.Runs = SessionRuns
+	}
+	if c.Log == nil {
+		c.Log = io.Discard
+	}
+}
+
+// RunSession runs the session bench. It needs root.
+func RunSession(ctx context.Context, cfg SessionConfig) (*SessionReport, error) {
+	cfg.defaults()
+	if cfg.ShoalBin == "" {
+		return nil, fmt.Errorf("bench: no shoal binary")
+	}
+	if err := os.MkdirAll(cfg.Dir, 0o755); err != nil {
+		return nil, err
+	}
+	r := &Report{SizeBytes: cfg.SizeBytes, RateBitsPerSec: cfg.RateBitsPerSec, Started: time.Now().UTC(), name: "bench"}
+	if err := r.makeImage(ctx, Config{SizeBytes: cfg.SizeBytes, Dir: cfg.Dir}); err != nil {
+		return nil, err
+	}
+	rep := &SessionReport{SizeBytes: cfg.SizeBytes, StoredBytes: r.StoredBytes, RateBitsPerSec: cfg.RateBitsPerSec,
+		Nodes: cfg.Nodes, SpreadSeconds: cfg.Spread.Seconds(), r: r}
+	for _, run := range cfg.Runs {
+		res := rep.runSession(ctx, cfg, run)
+		fmt.Fprintf(cfg.Log, "%-13s nodes=%d %8.2fs egress %.3f ok=%v %s\n", res.Run, res.Nodes, res.Seconds, res.EgressRatio, res.OK, res.Error)
+		rep.Results = append(rep.Results, res)
+		if err := ctx.Err(); err != nil {
+			return rep, err
+		}
+	}
+	return rep, nil
+}
+
+// countingServer serves a repository directory and counts the body bytes
+// it sends.
+type countingServer struct {
+	h    http.Handler
+	sent atomic.Int64
+}
+
+type countingWriter struct {
+	http.ResponseWriter
+	n *atomic.Int64
+}
+
+func (w countingWriter) Write(b []byte) (int, error) {
+	n, err := w.ResponseWriter.Write(b)
+	w.n.Add(int64(n))
+	return n, err
+}
+
+func (s *countingServer) ServeHTTP(w http.ResponseWriter, r *http.Request) {
+	s.h.ServeHTTP(countingWriter{w, &s.sent}, r)
+}
+
+func (rep *SessionReport) runSession(ctx context.Context, cfg SessionConfig, run string) (res SessionResult) {
+	n := cfg.Nodes
+	if run == "alone" {
+		n = 1
+	}
+	res = SessionResult{Run: run, Nodes: n}
+	fail := func(err error) SessionResult {
+		res.OK, res.Error = false, err.Error()
+		return res
+	}
+	linkTime := time.Duration(float64(cfg.SizeBytes*8) / float64(cfg.RateBitsPerSec) * float64(time.Second))
+	timeout := max(2*time.Minute, 4*linkTime+cfg.Spread)
+	if run == "unicast" {
+		timeout = max(2*time.Minute, time.Duration(n+2)*linkTime+cfg.Spread)
+	}
+	ctx, cancel := context.WithTimeout(ctx, timeout)
+	defer cancel()
+	lan, err := netlab.New(ctx, netlab.Config{Nodes: n + 1, RateBitsPerSec: cfg.RateBitsPerSec})
+	if err != nil {
+		return fail(err)
+	}
+	defer lan.Close()
+
+	srvNode := lan.Nodes[0]
+	var ln net.Listener
+	if err := srvNode.Do(func() error {
+		var err error
+		ln, err = net.Listen("tcp4", net.JoinHostPort(srvNode.IP.String(), "8080"))
+		return err
+	}); err != nil {
+		return fail(err)
+	}
+	cs := &countingServer{h: http.FileServer(http.Dir(rep.r.repo))}
+	srv := &http.Server{Handler: cs, ReadHeaderTimeout: 10 * time.Second}
+	var wg sync.WaitGroup
+	wg.Add(1)
+	go func() { defer wg.Done(); _ = srv.Serve(ln) }()
+	defer func() { srv.Close(); wg.Wait() }()
+	url := fmt.Sprintf("http://%s:8080/", srvNode.IP)
+
+	runDir := filepath.Join(cfg.Dir, "run")
+	os.RemoveAll(runDir)
+	defer os.RemoveAll(runDir)
+	targets := make([]string, n)
+	for i := range targets {
+		d := filepath.Join(runDir, fmt.Sprintf("node%d", i))
+		if err := os.MkdirAll(d, 0o755); err != nil {
+			return fail(err)
+		}
+		targets[i] = filepath.Join(d, "disk.raw")
+		if err := os.WriteFile(targets[i], nil, 0o644); err != nil {
+			return fail(err)
+		}
+		if err := os.Truncate(targets[i], cfg.SizeBytes); err != nil {
+			return fail(err)
+		}
+	}
+
+	procs := make([]*proc, n)
+	defer func() {
+		for _, p := range procs {
+			if p != nil {
+				p.stop()
+			}
+		}
+	}()
+	t0 := time.Now()
+	for i := range targets {
+		if i > 0 && n > 1 {
+			at := t0.Add(cfg.Spread * time.Duration(i) / time.Duration(n-1))
+			select {
+			case <-ctx.Done():
+				return fail(ctx.Err())
+			case <-time.After(time.Until(at)):
+			}
+		}
+		args := []string{"fetch", "--repo", url, "--name", rep.r.name, "--iface", "eth0", targets[i]}
+		if run == "unicast" {
+			args = []string{"image", "apply", "--repo", url, "--name", rep.r.name, targets[i]}
+		}
+		p, err := start(lan.Nodes[1+i].Command(ctx, cfg.ShoalBin, args...), fmt.Sprintf("%s node %d", args[0], i))
+		if err != nil {
+			return fail(err)
+		}
+		procs[i] = p
+	}
+	killed := -1
+	if run == "leader-killed" {
+		limit := int64(cfg.KillLeaderAt * float64(rep.StoredBytes))
+		tick := time.NewTicker(20 * time.Millisecond)
+	wait:
+		for {
+			select {
+			case <-ctx.Done():
+				tick.Stop()
+				return fail(fmt.Errorf("waiting for the server to send %d bytes: %w", limit, ctx.Err()))
+			case <-procs[0].done:
+				tick.Stop()
+				return fail(fmt.Errorf("node 0 ended before it was killed: %v", procs[0].err))
+			case <-tick.C:
+				if cs.sent.Load() >= limit {
+					break wait
+				}
+			}
+		}
+		tick.Stop()
+		procs[0].stop() // SIGKILL by PID
+		killed = 0
+		fmt.Fprintf(cfg.Log, "leader-killed: node 0 killed at %.1fs, server had sent %.2f of the image\n",
+			time.Since(t0).Seconds(), float64(cs.sent.Load())/float64(rep.StoredBytes))
+	}
+	var last time.Time
+	for i, p := range procs {
+		if i == killed {
+			res.NodeSeconds = append(res.NodeSeconds, 0)
+			continue
+		}
+		if err := p.wait(ctx); err != nil {
+			return fail(err)
+		}
+		res.NodeSeconds = append(res.NodeSeconds, p.end.Sub(p.start).Seconds())
+		if p.end.After(last) {
+			last = p.end
+		}
+	}
+	res.Seconds = last.Sub(t0).Seconds()
+	res.EgressBytes = cs.sent.Load()
+	res.EgressRatio = float64(res.EgressBytes) / float64(rep.StoredBytes)
+	for i, t := range targets {
+		if i == killed {
+			continue
+		}
+		if err := rep.r.check(t); err != nil {
+			return fail(fmt.Errorf("node %d: %w", i, err))
+		}
+	}
+	res.OK = true
+	return res
+}
+
+// WriteTable prints the session bench's table and its ratios.
+func (rep *SessionReport) WriteTable(w io.Writer) error {
+	fmt.Fprintf(w, "image %d MiB (%d bytes stored), links %d Mbit/s, %d nodes started over %.0f s\n\n",
+		rep.SizeBytes>>20, rep.StoredBytes, rep.RateBitsPerSec/1e6, rep.Nodes, rep.SpreadSeconds)
+	fmt.Fprintf(w, "%-14s %5s %9s %12s  %s\n", "run", "nodes", "seconds", "egress/size", "ok")
+	by := map[string]SessionResult{}
+	for _, r := range rep.Results {
+		by[r.Run] = r
+		ok := "yes"
+		if !r.OK {
+			ok = "no: " + r.Error
+		}
+		fmt.Fprintf(w, "%-14s %5d %9.2f %12.3f  %s\n", r.Run, r.Nodes, r.Seconds, r.EgressRatio, ok)
+	}
+	alone, sess, killed := by["alone"], by["session"], by["leader-killed"]
+	if alone.OK && sess.OK {
+		fmt.Fprintf(w, "\nsession time / one node alone: %.3f (target <= 1.2)\n", sess.Seconds/alone.Seconds)
+		fmt.Fprintf(w, "session server egress / image: %.3f (target <= 1.05)\n", sess.EgressRatio)
+	}
+	if sess.OK && killed.OK {
+		fmt.Fprintf(w, "leader killed: time / fault-free: %.3f (target <= 1.3), egress %.3f (target <= 1.6)\n",
+			killed.Seconds/sess.Seconds, killed.EgressRatio)
+	}
+	_, err := fmt.Fprintln(w)
+	return err
+}
