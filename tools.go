@@ -7,6 +7,7 @@ package tools
 
 import (
 	_ "github.com/u-root/mkuimage/cmd/mkuimage"
+	_ "github.com/u-root/u-root/cmds/core/gosh"
 	_ "github.com/u-root/u-root/cmds/core/init"
 	_ "honnef.co/go/tools/cmd/staticcheck"
 )
