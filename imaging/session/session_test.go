@@ -2,12 +2,20 @@ package session
 
 import (
 	"context"
+	"crypto/rand"
+	"fmt"
+	"os/exec"
+	"strings"
 	"net"
 	"net/netip"
 	"testing"
 	"time"
 
 	"golang.org/x/sys/unix"
+
+	"github.com/shoal-project/shoal/imaging"
+	"github.com/shoal-project/shoal/imaging/mcast"
+	"github.com/shoal-project/shoal/internal/netlab"
 )
 
 // Sizes of the test images: 8 MiB in 64 chunks of 128 KiB.
@@ -313,4 +321,227 @@ func setBroadcast(c net.PacketConn) error {
 		return err
 	}
 	return serr
+}
+
+// dropData drops, on node i, the UDP datagrams of the data sessions' data
+// groups (DefaultDataPort+1): announces and the transport's control still
+// arrive, the data does not (a switch that does not forward the group).
+func (l *lab) dropData(i int) {
+	n := l.lan.Nodes[i]
+	rules := fmt.Sprintf(`table inet sessiontest {
+	chain in {
+		type filter hook input priority 0; policy accept;
+		udp dport %d drop
+	}
+}
+`, DefaultDataPort+1)
+	cmd := exec.Command("ip", "netns", "exec", n.Name, "nft", "-f", "-")
+	cmd.Stdin = strings.NewReader(rules)
+	if out, err := cmd.CombinedOutput(); err != nil {
+		l.t.Fatalf("nft: %v: %s", err, out)
+	}
+}
+
+// Rule 5: the multicast does not reach a follower (it hears the leader's
+// announces but no data): it says why and fetches what it misses from the
+// server.
+func TestFallbackNoData(t *testing.T) {
+	netlab.RequireTool(t, "nft")
+	l := newLab(t, 2, testSizeBytes, testChunkBytes, "img")
+	ctx, cancel := context.WithTimeout(context.Background(), time.Minute)
+	defer cancel()
+	l.srv.delay.Store(int64(40 * time.Millisecond))
+	l.dropData(2)
+	a := l.start(ctx, 1, "img", nil)
+	a.waitFor(t, "leading", 10*time.Second, func(s Status) bool { return s.Role == RoleLeader })
+	b := l.start(ctx, 2, "img", nil)
+	b.waitFor(t, "following", 10*time.Second, func(s Status) bool { return s.Role == RoleFollower })
+	a.wait(t, 30*time.Second)
+	b.wait(t, 30*time.Second)
+	l.checkDone(t, a, "img")
+	l.checkDone(t, b, "img")
+	if b.st.Fallbacks != 1 || b.st.BytesFromPeers != 0 {
+		t.Errorf("follower %+v: want one fallback and nothing from peers", b.st)
+	}
+	if !strings.Contains(b.st.LastError, "data") {
+		t.Errorf("follower's last error %q does not say that no data came", b.st.LastError)
+	}
+	within(t, "server egress", l.srv.served.Load(), 2*l.images["img"].storedBytes(), 1.0)
+}
+
+// Rule 6: nodes that start at the same moment end up with one leader, and
+// the server sends the image about once.
+func TestSimultaneousStart(t *testing.T) {
+	l := newLab(t, 4, testSizeBytes, testChunkBytes, "img")
+	ctx, cancel := context.WithTimeout(context.Background(), time.Minute)
+	defer cancel()
+	l.srv.delay.Store(int64(20 * time.Millisecond))
+	var ps []*peer
+	for i := 1; i <= 4; i++ {
+		ps = append(ps, l.start(ctx, i, "img", nil))
+	}
+	led := 0
+	for _, p := range ps {
+		p.wait(t, 30*time.Second)
+		l.checkDone(t, p, "img")
+		led += p.st.Led
+	}
+	if led != 1 {
+		t.Errorf("%d nodes led, want 1", led)
+	}
+	within(t, "server egress", l.srv.served.Load(), l.images["img"].storedBytes(), 1.1)
+}
+
+// Rule 7: two images on one LAN are two sessions: each node gets its own
+// image (from its own image's leader), and the server sends each once.
+func TestDifferentImages(t *testing.T) {
+	l := newLab(t, 4, testSizeBytes/2, testChunkBytes, "one", "two")
+	ctx, cancel := context.WithTimeout(context.Background(), time.Minute)
+	defer cancel()
+	l.srv.delay.Store(int64(40 * time.Millisecond))
+	a1 := l.start(ctx, 1, "one", nil)
+	a2 := l.start(ctx, 2, "two", nil)
+	a1.waitFor(t, "leading", 10*time.Second, func(s Status) bool { return s.Role == RoleLeader })
+	a2.waitFor(t, "leading", 10*time.Second, func(s Status) bool { return s.Role == RoleLeader })
+	b1 := l.start(ctx, 3, "one", nil)
+	b2 := l.start(ctx, 4, "two", nil)
+	for _, c := range []struct {
+		p, leader *peer
+		name      string
+	}{{a1, nil, "one"}, {a2, nil, "two"}, {b1, a1, "one"}, {b2, a2, "two"}} {
+		c.p.wait(t, 30*time.Second)
+		l.checkDone(t, c.p, c.name)
+		if c.leader == nil {
+			continue
+		}
+		if c.p.st.BytesFromServer != 0 || c.p.st.Fallbacks != 0 {
+			t.Errorf("follower %d of %q: %+v: want everything from its leader", c.p.id, c.name, c.p.st)
+		}
+		c.p.mu.Lock()
+		for _, h := range c.p.history {
+			if h.st.Role == RoleFollower && h.st.Leader != c.leader.id {
+				t.Errorf("node %d (image %q) followed node %d, want %d", c.p.id, c.name, h.st.Leader, c.leader.id)
+				break
+			}
+		}
+		c.p.mu.Unlock()
+	}
+	want := l.images["one"].storedBytes() + l.images["two"].storedBytes()
+	if got := l.srv.served.Load(); got != want {
+		t.Errorf("server served %d chunk bytes, want %d (each image once)", got, want)
+	}
+}
+
+// garbageSource forges data: random bytes of each chunk's stored size.
+type garbageSource struct{ img *imaging.Image }
+
+func (g garbageSource) Chunk(ctx context.Context, i int, buf []byte) ([]byte, error) {
+	b := make([]byte, g.img.Chunks[i].StoredBytes)
+	_, _ = rand.Read(b)
+	return b, nil
+}
+
+// rogue runs, from node i, a forged leader of ti: announces of a high epoch
+// naming a group on which it multicasts garbage for every chunk.
+func (l *lab) rogue(ctx context.Context, i int, ti *testImage) {
+	n := l.lan.Nodes[i]
+	group := netip.MustParseAddrPort("239.255.78.251:7711")
+	go l.broadcast(ctx, i, Msg{Type: TypeAnnounce, ID: ti.img.ID, Epoch: 99, Node: 666, Held: uint32(len(ti.img.Chunks)),
+		Group: group, Name: ti.name, Flags: FlagComplete}, nil, 50*time.Millisecond)
+	var c net.PacketConn
+	if err := n.Do(func() error {
+		ifi, err := net.InterfaceByName(n.Iface)
+		if err != nil {
+			return err
+		}
+		c, err = mcast.ListenGroup(ctx, ifi, group, mcast.GroupOptions{})
+		return err
+	}); err != nil {
+		l.t.Errorf("rogue: %v", err)
+		return
+	}
+	go func() {
+		defer c.Close()
+		for ctx.Err() == nil {
+			_, _ = mcast.Send(ctx, c, mcast.SenderConfig{Image: ti.img, Source: garbageSource{ti.img}, Data: dataGroup(group),
+				Control: group, RateBitsPerSec: 100e6, MaxWait: 5 * time.Second, Linger: 100 * time.Millisecond})
+		}
+	}()
+}
+
+// Rule 8: a rogue forges a leader (announces of a high epoch, data that
+// fails every hash). Without a key the node follows it, rejects every
+// forged chunk, falls back and completes with the right bytes; with a key
+// the forged announces are dropped and the node never follows the rogue.
+func TestRogue(t *testing.T) {
+	for _, key := range [][]byte{nil, []byte("site key")} {
+		t.Run(fmt.Sprintf("key=%v", key != nil), func(t *testing.T) {
+			l := newLab(t, 2, testSizeBytes/2, testChunkBytes, "img")
+			ctx, cancel := context.WithTimeout(context.Background(), time.Minute)
+			defer cancel()
+			rctx, stopRogue := context.WithCancel(ctx)
+			defer stopRogue()
+			l.rogue(rctx, 2, l.images["img"])
+			time.Sleep(200 * time.Millisecond)
+			a := l.start(ctx, 1, "img", func(c *Config) { c.Key = key })
+			a.wait(t, 40*time.Second)
+			stopRogue()
+			l.checkDone(t, a, "img")
+			a.mu.Lock()
+			followedRogue := false
+			for _, h := range a.history {
+				if h.st.Leader == 666 {
+					followedRogue = true
+				}
+			}
+			a.mu.Unlock()
+			if key == nil {
+				if !followedRogue || a.st.Fallbacks != 1 || a.st.BytesFromPeers != 0 {
+					t.Errorf("status %+v (followed the rogue: %v): want the rogue followed, its data rejected, one fallback", a.st, followedRogue)
+				}
+			} else if followedRogue || a.st.Led != 1 || a.st.Fallbacks != 0 {
+				t.Errorf("status %+v (followed the rogue: %v): want the forged announces dropped and the node leading", a.st, followedRogue)
+			}
+		})
+	}
+}
+
+// Rule 9: the server goes down mid-run: the follower keeps getting what the
+// leader has, and the leader resumes when the server is back; once the
+// server is down for good, a node that holds the whole image leads for a
+// late node, which gets the manifest and every chunk from it.
+func TestServerDown(t *testing.T) {
+	l := newLab(t, 3, testSizeBytes, testChunkBytes, "img")
+	ti := l.images["img"]
+	ctx, cancel := context.WithTimeout(context.Background(), time.Minute)
+	defer cancel()
+	l.srv.delay.Store(int64(40 * time.Millisecond))
+	linger := func(c *Config) { c.Linger = 6 * time.Second; c.DataTimeout = 5 * time.Second }
+	a := l.start(ctx, 1, "img", linger)
+	a.waitFor(t, "leading", 10*time.Second, func(s Status) bool { return s.Role == RoleLeader && s.ChunksDone > 4 })
+	b := l.start(ctx, 2, "img", linger)
+	a.waitFor(t, "a third of the download", 10*time.Second, func(s Status) bool { return s.ChunksDone > s.Chunks/3 })
+	l.srv.down.Store(true)
+	held := a.last().ChunksDone
+	b.waitFor(t, "what the leader holds", 10*time.Second, func(s Status) bool { return s.ChunksDone >= held })
+	time.Sleep(time.Second)
+	l.srv.down.Store(false)
+	b.wait(t, 30*time.Second)
+	l.checkDone(t, b, "img")
+	if b.st.BytesFromServer != 0 {
+		t.Errorf("follower fetched %d bytes from the server, want 0", b.st.BytesFromServer)
+	}
+	// Down for good; the leader still lingers with the whole image.
+	l.srv.down.Store(true)
+	c := l.start(ctx, 3, "img", linger)
+	c.wait(t, 30*time.Second)
+	l.checkDone(t, c, "img")
+	if c.st.BytesFromServer != 0 || c.st.BytesFromPeers != ti.storedBytes() {
+		t.Errorf("late node %+v: want the whole image from the peer", c.st)
+	}
+	a.wait(t, 30*time.Second)
+	l.checkDone(t, a, "img")
+	if got, want := l.srv.served.Load(), ti.storedBytes(); got != want {
+		t.Errorf("server served %d chunk bytes, want %d (once)", got, want)
+	}
 }
