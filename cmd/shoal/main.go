@@ -29,6 +29,7 @@ func commands() []command {
 		{"serve", "netboot server: DHCP/proxyDHCP, TFTP, HTTP boot, repository, inventory, dashboard", runServe},
 		{"send", "multicast an image to receivers on the LAN (send --repo DIR|URL --name NAME)", runSend},
 		{"receive", "receive a multicast image onto a target (receive --name NAME TARGET)", runReceive},
+		{"fetch", "fetch an image from a peer on the LAN or the server, relaying it to peers (fetch --repo URL --name NAME TARGET)", runFetch},
 		{"lab", "the virtual lab: QEMU machines PXE-boot and are reimaged by multicast on a namespace LAN (needs root)", runLab},
 		{"bench", "measure send/receive against udpcast, uftp and HTTP on a namespace LAN (needs root)", runBench},
 	}

@@ -1,0 +1,133 @@
+package main
+
+import (
+	"context"
+	"crypto/ed25519"
+	"errors"
+	"fmt"
+	"io"
+	"log/slog"
+	"net"
+	"net/netip"
+	"os"
+	"time"
+
+	"github.com/shoal-project/shoal/imaging"
+	"github.com/shoal-project/shoal/imaging/session"
+	"github.com/shoal-project/shoal/imaging/sign"
+	"github.com/shoal-project/shoal/internal/progress"
+	"github.com/shoal-project/shoal/partition"
+)
+
+const fetchUsage = "shoal fetch --repo URL --name NAME [--pub PREFIX.pub] [--iface IF] [--relay stream|after] [--key SITEKEY] TARGET"
+
+// runFetch runs the peer session (imaging/session): it gets the image from
+// a peer on the LAN that is downloading it, or downloads it and relays it
+// to the peers that ask.
+func runFetch(ctx context.Context, args []string, stdout, stderr io.Writer) error {
+	fs := newFlagSet("fetch", stderr, fetchUsage)
+	repoArg := fs.String("repo", "", "image server: repository http(s) URL (or directory)")
+	name := fs.String("name", "", "image name")
+	pubPath := fs.String("pub", "", "public key: the manifest must carry a good signature by it")
+	ifaceName := fs.String("iface", "", "network interface of the LAN (default: the first one with an IPv4 broadcast address)")
+	relay := fs.String("relay", session.RelayStream, "when leading: stream (relay each chunk once verified) or after (once the whole download succeeded)")
+	key := fs.String("key", "", "site key: control messages carry its HMAC and unauthenticated ones are dropped")
+	control := fs.String("control", "", "control multicast group (default: subnet broadcast on --port)")
+	port := fs.Int("port", session.DefaultControlPort, "UDP port of announces, requests and takeovers")
+	dataPort := fs.Int("data-port", session.DefaultDataPort, "port of the data sessions' groups (data on the next port)")
+	rateStr := fs.String("rate", "100Mbit", "highest multicast rate when leading")
+	var c session.Config
+	fs.DurationVar(&c.AnnounceInterval, "announce-interval", 200*time.Millisecond, "time between announces, requests and takeover claims")
+	fs.DurationVar(&c.ListenWindow, "listen", time.Second, "listen this long (plus up to a quarter) for a leader before leading")
+	fs.DurationVar(&c.LeaderTimeout, "leader-timeout", time.Second, "a leader silent this long is gone (takeover)")
+	fs.DurationVar(&c.ElectionWindow, "election", time.Second, "how long takeover claims are collected")
+	fs.DurationVar(&c.DataTimeout, "data-timeout", 5*time.Second, "fall back to the server when the multicast data stops this long")
+	fs.DurationVar(&c.Linger, "linger", 2*time.Second, "when leading with the whole image, stay this long after the last request")
+	fs.DurationVar(&c.ServerTimeout, "server-timeout", time.Minute, "give up when the server gives nothing for this long")
+	fs.IntVar(&c.Workers, "workers", 4, "chunks fetched from the server at once")
+	nodeID := fs.Uint("node-id", 0, "this node's ID (default: random)")
+	statsPath := fs.String("stats", "", "write the final status as JSON to this file")
+	pos, err := parseInterspersed(fs, args)
+	if err != nil {
+		return err
+	}
+	if *repoArg == "" || *name == "" || len(pos) != 1 {
+		fs.Usage()
+		return usageErr("fetch: --repo, --name and one TARGET are required")
+	}
+	target := pos[0]
+	if *relay != session.RelayStream && *relay != session.RelayAfter {
+		return usageErr("fetch: --relay %q: want stream or after", *relay)
+	}
+	if c.RateBitsPerSec, err = parseRate(*rateStr); err != nil {
+		return usageErr("fetch: --rate: %v", err)
+	}
+	if *control != "" {
+		if c.Control, err = netip.ParseAddrPort(*control); err != nil {
+			return usageErr("fetch: --control %q: %v", *control, err)
+		}
+	}
+	var pub ed25519.PublicKey
+	if *pubPath != "" {
+		if pub, err = sign.LoadPublic(*pubPath); err != nil {
+			return fmt.Errorf("fetch: %w", err)
+		}
+	}
+	if *ifaceName != "" {
+		if c.Iface, err = net.InterfaceByName(*ifaceName); err != nil {
+			return fmt.Errorf("fetch: --iface: %w", err)
+		}
+	}
+	repo, err := imaging.OpenRepo(*repoArg)
+	if err != nil {
+		return fmt.Errorf("fetch: %w", err)
+	}
+	c.Server, c.Name, c.Pub, c.Relay = repo, *name, pub, *relay
+	if *key != "" {
+		c.Key = []byte(*key)
+	}
+	c.ControlPort, c.DataPort, c.NodeID = *port, *dataPort, uint32(*nodeID)
+	c.Logger = slog.Default()
+	// The target: the same checks and writer as `shoal image apply`.
+	var t *partition.Target
+	c.Open = func(img *imaging.Image) (*imaging.Writer, error) {
+		var err error
+		t, err = partition.OpenTarget(target, img.Requirements(), partition.TargetOptions{})
+		if err != nil {
+			return nil, err
+		}
+		return imaging.NewWriter(img, t, nil)
+	}
+	term := progress.IsTerminal(stderr)
+	c.Progress = func(s session.Status) {
+		if term {
+			fmt.Fprintf(stderr, "\r\033[Kfetch: %s (epoch %d): %d/%d chunks, %s from the server, %s from peers, %s to peers",
+				s.Role, s.Epoch, s.ChunksDone, s.Chunks, progress.Bytes(s.BytesFromServer), progress.Bytes(s.BytesFromPeers), progress.Bytes(s.BytesToPeers))
+		}
+	}
+	st, err := session.Run(ctx, c)
+	if term {
+		fmt.Fprintln(stderr)
+	}
+	if t != nil {
+		if cerr := t.Close(); err == nil && cerr != nil {
+			err = fmt.Errorf("close %s: %w", target, cerr)
+		}
+	}
+	if werr := writeStats(*statsPath, st); werr != nil && err == nil {
+		err = werr
+	}
+	if err != nil {
+		if t != nil && t.Created {
+			// A file this run made holds nothing worth keeping.
+			if rerr := os.Remove(target); rerr != nil && !errors.Is(rerr, os.ErrNotExist) {
+				slog.Warn("remove partial target", "target", target, "err", rerr)
+			}
+		}
+		return fmt.Errorf("fetch %s to %s: %w; no partition table was written", *name, target, err)
+	}
+	fmt.Fprintf(stdout, "fetched image %s to %s in %s: %d chunks verified, %s from the server, %s from peers, %s multicast to peers (led %d, takeovers %d, fallbacks %d)\n",
+		*name, target, st.Elapsed.Round(time.Millisecond), st.Chunks, progress.Bytes(st.BytesFromServer), progress.Bytes(st.BytesFromPeers),
+		progress.Bytes(st.BytesToPeers), st.Led, st.Takeovers, st.Fallbacks)
+	return nil
+}
