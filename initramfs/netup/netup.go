@@ -96,7 +96,7 @@ func Up(ctx context.Context, o Options) ([]Lease, error) {
 	for _, l := range up {
 		log.Info("link has carrier", "iface", l.Attrs().Name, "mac", l.Attrs().HardwareAddr.String())
 	}
-	cfg := dhclient.Config{Timeout: o.DHCPTimeout, Retries: o.Retries, LogLevel: dhclient.LogSummary}
+	cfg := dhclient.Config{Timeout: o.DHCPTimeout, Retries: o.Retries, LogLevel: dhclient.LogInfo}
 	var leases []Lease
 	var errs []string
 	for r := range dhclient.SendRequests(ctx, up, true, false, cfg, 5*time.Second) {

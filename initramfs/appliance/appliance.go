@@ -1,0 +1,474 @@
+// Package appliance is what cmd/shoal-init does, from boot to a reimaged
+// disk: load the kernel modules, find the USB stick's shoal.conf, bring
+// the network up, gather the configuration (kernel command line, then the
+// server's answer, then shoal.conf), choose the target disk, reimage it
+// through the Reimage seam while showing progress on the console and
+// reporting it to shoal serve, and then reboot, kexec, power off or hand
+// over to a shell. A failure prints what failed, naming the image, the
+// disk and the URL, and what to do, reports it, and returns the error so
+// that init starts a shell: never a reboot loop, never a silent hang.
+package appliance
+
+import (
+	"context"
+	"crypto/ed25519"
+	"errors"
+	"fmt"
+	"io"
+	"log/slog"
+	"net/http"
+	"os"
+	"path/filepath"
+	"strings"
+	"sync"
+	"time"
+
+	"github.com/shoal-project/shoal/imaging"
+	"github.com/shoal-project/shoal/imaging/sign"
+	"github.com/shoal-project/shoal/initramfs/config"
+	"github.com/shoal-project/shoal/initramfs/disksel"
+	"github.com/shoal-project/shoal/initramfs/kmod"
+	"github.com/shoal-project/shoal/initramfs/netup"
+	"github.com/shoal-project/shoal/initramfs/report"
+	"github.com/shoal-project/shoal/internal/progress"
+	"github.com/shoal-project/shoal/partition"
+)
+
+// Options are the appliance's paths and hooks; the zero value means the
+// real machine.
+type Options struct {
+	Cmdline    string // path of the kernel command line (default /proc/cmdline)
+	ModulesDir string // kernel modules to load (default /lib/shoal/modules)
+	PubKey     string // image-signing public key (default /etc/shoal/pubkey.pem)
+	SysBlock   string // default /sys/block
+	DevDir     string // default /dev
+	// ConfWait is how long to wait for a USB stick with shoal.conf when the
+	// command line does not name the repository and image (default 20 s).
+	ConfWait time.Duration
+	// DiskWait is how long to wait for the target disk to appear (default 15 s).
+	DiskWait time.Duration
+	// Reimage writes the image; nil is SingleNode.
+	Reimage Reimager
+	// After performs the after-action; nil is the real one (reboot, kexec,
+	// poweroff; shell returns).
+	After func(ctx context.Context, action string, disk string, log *slog.Logger) error
+	// Console is where the operator reads (default os.Stdout).
+	Console io.Writer
+	Log     *slog.Logger
+}
+
+// Job is one reimaging: what the seam gets.
+type Job struct {
+	Repo   string // repository URL
+	Name   string // image name
+	Disk   string // target device path
+	Pub    ed25519.PublicKey
+	Boot   []string // devices never written (the USB stick)
+	Server string   // shoal serve, for the peer session
+	Iface  string   // the interface with the first lease
+	Relay  string
+	Key    string
+	// Progress is called as data reaches the disk.
+	Progress func(Progress)
+	Log      *slog.Logger
+}
+
+// Progress is the state of a reimaging.
+type Progress struct {
+	State      string // downloading, writing, ...
+	Role       string // leader, follower, server
+	Source     string // where bytes come from: server, peer
+	BytesDone  int64
+	BytesTotal int64
+	FromPeers  int64
+	FromServer int64
+}
+
+// Result is what a finished reimaging did.
+type Result struct {
+	ImageID    string
+	BytesTotal int64
+	Verified   bool
+}
+
+// Reimager writes j's image to j's disk. It is the seam between the
+// appliance and the transport: SingleNode today, the peer session
+// (imaging/session) when it lands.
+type Reimager func(ctx context.Context, j Job) (Result, error)
+
+// Step names the stage that failed, for the failure message.
+type Step string
+
+// Failure is the appliance's error: the step, what it was working on and
+// the cause.
+type Failure struct {
+	Step  Step
+	Image string
+	Disk  string
+	URL   string
+	Err   error
+}
+
+func (f *Failure) Error() string { return fmt.Sprintf("%s: %v", f.Step, f.Err) }
+func (f *Failure) Unwrap() error { return f.Err }
+
+type run struct {
+	o       Options
+	log     *slog.Logger
+	con     io.Writer
+	start   time.Time
+	cfg     config.Config
+	disk    string
+	boot    []string
+	leases  []netup.Lease
+	rep     *report.Reporter
+	conMu   sync.Mutex
+	pubNote string
+}
+
+// Run runs the appliance. It returns nil after a successful reimaging whose
+// after-action returned (shell), or the *Failure that was shown.
+func Run(ctx context.Context, o Options) error {
+	if o.Cmdline == "" {
+		o.Cmdline = "/proc/cmdline"
+	}
+	if o.ModulesDir == "" {
+		o.ModulesDir = "/lib/shoal/modules"
+	}
+	if o.PubKey == "" {
+		o.PubKey = "/etc/shoal/pubkey.pem"
+	}
+	if o.SysBlock == "" {
+		o.SysBlock = "/sys/block"
+	}
+	if o.DevDir == "" {
+		o.DevDir = "/dev"
+	}
+	if o.ConfWait == 0 {
+		o.ConfWait = 20 * time.Second
+	}
+	if o.DiskWait == 0 {
+		o.DiskWait = 15 * time.Second
+	}
+	if o.Reimage == nil {
+		o.Reimage = SingleNode
+	}
+	if o.After == nil {
+		o.After = After
+	}
+	if o.Console == nil {
+		o.Console = os.Stdout
+	}
+	if o.Log == nil {
+		o.Log = slog.New(slog.NewTextHandler(o.Console, nil))
+	}
+	r := &run{o: o, log: o.Log, con: o.Console, start: time.Now()}
+	err := r.run(ctx)
+	if err != nil {
+		r.fail(ctx, err)
+	}
+	return err
+}
+
+// say prints one line on the console.
+func (r *run) say(format string, args ...any) {
+	r.conMu.Lock()
+	defer r.conMu.Unlock()
+	fmt.Fprintf(r.con, "shoal: "+format+"\n", args...)
+}
+
+func (r *run) run(ctx context.Context) error {
+	r.say("appliance starting")
+	pub, err := loadPub(r.o.PubKey)
+	if err != nil {
+		return &Failure{Step: "public key", Err: err}
+	}
+	if pub == nil {
+		r.pubNote = "no image-signing key is built in: UNSIGNED images are accepted (build with PUBKEY=file to require signatures)"
+	} else {
+		r.pubNote = fmt.Sprintf("images must be signed by the built-in key %x", pub[:8])
+	}
+	r.say("%s", r.pubNote)
+
+	if loaded, err := kmod.LoadDir(r.o.ModulesDir, r.log); err != nil {
+		r.log.Warn("modules", "err", err)
+	} else if len(loaded) > 0 {
+		r.say("loaded %d kernel modules", len(loaded))
+	}
+
+	raw, err := os.ReadFile(r.o.Cmdline)
+	if err != nil {
+		return &Failure{Step: "kernel command line", Err: err}
+	}
+	cmd, err := config.ParseCmdline(string(raw))
+	if err != nil {
+		return &Failure{Step: "kernel command line", Err: err}
+	}
+	// shoal.conf on a USB stick: needed when the command line does not
+	// say what to write; also marks the stick as the boot medium.
+	var conf config.Config
+	wait := time.Duration(0)
+	if cmd.Repo == "" || cmd.Image == "" {
+		wait = r.o.ConfWait
+		r.say("no shoal.repo/shoal.image on the kernel command line: looking for shoal.conf on a USB stick (up to %v)", wait)
+	}
+	if c, dev, err := r.findConf(ctx, wait); err != nil {
+		return &Failure{Step: "shoal.conf", Disk: dev, Err: err}
+	} else if dev != "" {
+		conf = c
+		r.boot = append(r.boot, dev)
+		r.say("read shoal.conf from %s (the boot medium: never written)", dev)
+	}
+
+	r.say("bringing the network up")
+	r.leases, err = netup.Up(ctx, netup.Options{Log: r.log})
+	if err != nil {
+		return &Failure{Step: "network", Err: err}
+	}
+	for _, l := range r.leases {
+		r.say("DHCP lease: %s (%.1f s after start)", l, l.Took.Seconds())
+	}
+
+	c := cmd.Merge(conf)
+	if c.MAC == "" {
+		c.MAC = r.leases[0].MAC.String()
+	}
+	var srv config.Config
+	if c.Server != "" {
+		srv, err = askServer(ctx, c.Server, c.MAC)
+		if err != nil {
+			r.log.Warn("no answer from the server", "server", c.Server, "err", err)
+		}
+	}
+	r.cfg = cmd.Merge(srv).Merge(conf)
+	if r.cfg.MAC == "" {
+		r.cfg.MAC = c.MAC
+		r.cfg.Source["mac"] = "link " + r.leases[0].Iface
+	}
+	if err := r.cfg.Finish(); err != nil {
+		return &Failure{Step: "configuration", Err: err}
+	}
+	r.say("configuration:\n%s", strings.TrimRight(r.cfg.String(), "\n"))
+	r.rep = &report.Reporter{Server: r.cfg.Server, MAC: r.cfg.MAC, Key: []byte(r.cfg.Key), Log: r.log}
+	r.rep.Progress(ctx, report.Status{State: "booting"})
+
+	disk, err := r.chooseDisk(ctx)
+	if err != nil {
+		return &Failure{Step: "target disk", Image: r.cfg.Image, Disk: r.cfg.Disk, URL: r.cfg.Repo, Err: err}
+	}
+	r.disk = disk.Path
+	r.say("target disk: %s (chosen by %q)", disk, r.cfg.Disk)
+
+	res, err := r.reimage(ctx, pub)
+	if err != nil {
+		return &Failure{Step: "reimaging", Image: r.cfg.Image, Disk: r.disk, URL: r.cfg.Repo, Err: err}
+	}
+	r.say("SUCCESS: image %s (%s) written to %s and verified, %.1f s after start", r.cfg.Image, res.ImageID, r.disk, time.Since(r.start).Seconds())
+	if err := r.rep.Send(ctx, report.Status{State: "done", Progress: 1, BytesTotal: res.BytesTotal, BytesDone: res.BytesTotal, Verified: res.Verified}); err != nil {
+		r.say("warning: the success report to %s failed: %v", r.cfg.Server, err)
+	}
+	r.say("after-action: %s", r.cfg.After)
+	if err := r.o.After(ctx, r.cfg.After, r.disk, r.log); err != nil {
+		return &Failure{Step: "after-action " + Step(r.cfg.After), Image: r.cfg.Image, Disk: r.disk, Err: err}
+	}
+	return nil
+}
+
+func loadPub(path string) (ed25519.PublicKey, error) {
+	if _, err := os.Stat(path); errors.Is(err, os.ErrNotExist) {
+		return nil, nil
+	}
+	return sign.LoadPublic(path)
+}
+
+// askServer fetches the server's machine list and returns its answer for mac.
+func askServer(ctx context.Context, server, mac string) (config.Config, error) {
+	ctx, cancel := context.WithTimeout(ctx, 10*time.Second)
+	defer cancel()
+	u := strings.TrimSuffix(server, "/") + "/api/v1/machines"
+	req, err := http.NewRequestWithContext(ctx, http.MethodGet, u, nil)
+	if err != nil {
+		return config.Config{}, err
+	}
+	resp, err := http.DefaultClient.Do(req)
+	if err != nil {
+		return config.Config{}, err
+	}
+	defer resp.Body.Close()
+	if resp.StatusCode != http.StatusOK {
+		return config.Config{}, fmt.Errorf("GET %s: %s", u, resp.Status)
+	}
+	b, err := io.ReadAll(io.LimitReader(resp.Body, 16<<20))
+	if err != nil {
+		return config.Config{}, err
+	}
+	return config.ParseMachines(b, mac)
+}
+
+// chooseDisk selects the target, waiting up to DiskWait for it to appear.
+func (r *run) chooseDisk(ctx context.Context) (disksel.Disk, error) {
+	deadline := time.Now().Add(r.o.DiskWait)
+	for {
+		disks, err := disksel.List(r.o.SysBlock, r.o.DevDir)
+		if err != nil {
+			return disksel.Disk{}, err
+		}
+		d, err := disksel.Select(disks, r.cfg.Disk, r.boot, filepath.EvalSymlinks)
+		if err == nil || !errors.Is(err, disksel.ErrNoDisk) || time.Now().After(deadline) {
+			return d, err
+		}
+		select {
+		case <-ctx.Done():
+			return d, err
+		case <-time.After(500 * time.Millisecond):
+		}
+	}
+}
+
+func (r *run) reimage(ctx context.Context, pub ed25519.PublicKey) (Result, error) {
+	var iface string
+	if len(r.leases) > 0 {
+		iface = r.leases[0].Iface
+	}
+	var mu sync.Mutex
+	var last Progress
+	start := time.Now()
+	lastLine := time.Time{}
+	line := func(p Progress, final bool) {
+		el := time.Since(start)
+		rate := float64(p.BytesDone) / el.Seconds()
+		eta := "?"
+		if rate > 0 && p.BytesTotal > 0 {
+			eta = (time.Duration(float64(p.BytesTotal-p.BytesDone)/rate) * time.Second / time.Second).Round(time.Second).String()
+		}
+		pct := 0.0
+		if p.BytesTotal > 0 {
+			pct = 100 * float64(p.BytesDone) / float64(p.BytesTotal)
+		}
+		r.say("%s %s -> %s: %s / %s (%.0f%%) %s/s ETA %s role %s source %s", p.State, r.cfg.Image, r.disk,
+			progress.Bytes(p.BytesDone), progress.Bytes(p.BytesTotal), pct, progress.Bytes(int64(rate)), eta, p.Role, p.Source)
+		st := report.Status{State: p.State, Role: p.Role, BytesTotal: p.BytesTotal, BytesDone: p.BytesDone,
+			BytesFromPeers: p.FromPeers, BytesFromServer: p.FromServer, RateBitsPerSec: int64(rate * 8)}
+		if p.BytesTotal > 0 {
+			st.Progress = min(1, float64(p.BytesDone)/float64(p.BytesTotal))
+		}
+		r.rep.Progress(ctx, st)
+	}
+	job := Job{
+		Repo: r.cfg.Repo, Name: r.cfg.Image, Disk: r.disk, Pub: pub, Boot: r.boot,
+		Server: r.cfg.Server, Iface: iface, Relay: r.cfg.Relay, Key: r.cfg.Key, Log: r.log,
+		Progress: func(p Progress) {
+			mu.Lock()
+			defer mu.Unlock()
+			last = p
+			if time.Since(lastLine) >= 3*time.Second {
+				lastLine = time.Now()
+				line(p, false)
+			}
+		},
+	}
+	r.say("reimaging %s with image %s from %s", r.disk, r.cfg.Image, r.cfg.Repo)
+	res, err := r.o.Reimage(ctx, job)
+	mu.Lock()
+	if last.BytesTotal > 0 {
+		line(last, true)
+	}
+	mu.Unlock()
+	return res, err
+}
+
+// findConf looks for shoal.conf on the disks, waiting up to wait for one
+// to appear. It returns the config and the device it was on ("" if none).
+func (r *run) findConf(ctx context.Context, wait time.Duration) (config.Config, string, error) {
+	deadline := time.Now().Add(wait)
+	for {
+		disks, _ := disksel.List(r.o.SysBlock, r.o.DevDir)
+		for _, d := range disks {
+			b, err := ReadConf(d.Path)
+			if err != nil {
+				continue
+			}
+			c, err := config.ParseConf(strings.NewReader(string(b)))
+			return c, d.Path, err
+		}
+		if time.Now().After(deadline) {
+			return config.Config{}, "", nil
+		}
+		select {
+		case <-ctx.Done():
+			return config.Config{}, "", ctx.Err()
+		case <-time.After(500 * time.Millisecond):
+		}
+	}
+}
+
+// fail shows f on the console, with what to do, and reports it.
+func (r *run) fail(ctx context.Context, err error) {
+	var f *Failure
+	if !errors.As(err, &f) {
+		f = &Failure{Step: "appliance", Err: err}
+	}
+	var b strings.Builder
+	bar := strings.Repeat("=", 72)
+	fmt.Fprintf(&b, "\n%s\nSHOAL: REIMAGING FAILED at step %q\n", bar, f.Step)
+	if f.Image != "" {
+		fmt.Fprintf(&b, "  image:  %s\n", f.Image)
+	}
+	if f.URL != "" {
+		fmt.Fprintf(&b, "  repo:   %s\n", f.URL)
+	}
+	if f.Disk != "" {
+		fmt.Fprintf(&b, "  disk:   %s\n", f.Disk)
+	}
+	fmt.Fprintf(&b, "  error:  %v\n", f.Err)
+	fmt.Fprintf(&b, "  what to do: %s\n", hint(f))
+	if r.pubNote != "" {
+		fmt.Fprintf(&b, "  note:   %s\n", r.pubNote)
+	}
+	fmt.Fprintf(&b, "A shell follows for diagnosis (ip a, ls /dev, dmesg, cat /proc/cmdline).\nRun shoal-init again to retry; `poweroff -f` or `shutdown reboot` to leave.\n%s", bar)
+	r.say("%s", b.String())
+	if r.rep != nil {
+		msg := fmt.Sprintf("%s: %v", f.Step, f.Err)
+		if err := r.rep.Send(ctx, report.Status{State: "failed", Error: msg}); err != nil {
+			r.say("the failure report to %s failed too: %v", r.cfg.Server, err)
+		}
+	}
+}
+
+func hint(f *Failure) string {
+	var te *partition.TargetError
+	switch {
+	case errors.Is(f.Err, imaging.ErrNotFound):
+		return fmt.Sprintf("the repository has no image %q: check the name (shoal.image= or image = in shoal.conf) against %simages/ and that shoal.repo points at the repository's root", f.Image, withSlash(f.URL))
+	case errors.As(f.Err, &te) && errors.Is(f.Err, partition.ErrTooSmall):
+		return fmt.Sprintf("disk %s is too small for image %s: put in a larger disk, choose another with shoal.disk=, or make the image from a smaller disk. Nothing was written.", f.Disk, f.Image)
+	case errors.Is(f.Err, partition.ErrBootDevice), errors.Is(f.Err, disksel.ErrBootMedium):
+		return "that disk is the boot medium and is never written: choose another with shoal.disk="
+	case errors.Is(f.Err, partition.ErrMounted):
+		return "the disk is in use; choose another with shoal.disk="
+	case errors.Is(f.Err, disksel.ErrNoDisk):
+		return "no disk matches: check that the disk is attached and powered, that its driver (ahci, nvme, virtio_blk, usb-storage) is in the initramfs (dmesg, ls /sys/block), and shoal.disk="
+	case errors.Is(f.Err, disksel.ErrAmbiguous):
+		return "more than one disk could be the target: name it with shoal.disk=/dev/NAME, or a model=, serial= or size= selector"
+	case errors.Is(f.Err, disksel.ErrSelector), errors.Is(f.Err, config.ErrInvalid), errors.Is(f.Err, config.ErrSyntax):
+		return "fix the value on the kernel command line (shoal.KEY=), at the server (inventory) or in shoal.conf on the stick; see docs/appliance.md"
+	case errors.Is(f.Err, config.ErrMissing):
+		return "say which image to write: shoal.repo= and shoal.image= on the kernel command line, an inventory entry at shoal.server=, or repo = and image = in shoal.conf on the USB stick"
+	case errors.Is(f.Err, netup.ErrNoLink):
+		return "no network link came up: check the cable and switch port, and that the NIC's driver is in the initramfs (ip link, dmesg)"
+	case errors.Is(f.Err, netup.ErrNoLease):
+		return "no DHCP server answered: check that the provisioning network has DHCP (shoal serve --dhcp full or the site's server)"
+	case errors.Is(f.Err, sign.ErrNoSignature), errors.Is(f.Err, sign.ErrBadSignature):
+		return "the image is not signed by the key built into this appliance: sign it (shoal image create --key) or build the appliance with the matching PUBKEY="
+	case f.URL != "":
+		return fmt.Sprintf("check that %s is reachable from this machine (ip a; wget %s) and the disk is healthy (dmesg)", f.URL, withSlash(f.URL))
+	}
+	return "read the error above; dmesg and the shell may tell more"
+}
+
+func withSlash(u string) string {
+	if u == "" || strings.HasSuffix(u, "/") {
+		return u
+	}
+	return u + "/"
+}

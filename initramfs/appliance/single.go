@@ -1,0 +1,50 @@
+package appliance
+
+import (
+	"context"
+	"fmt"
+	"sync/atomic"
+
+	"github.com/shoal-project/shoal/imaging"
+	"github.com/shoal-project/shoal/partition"
+)
+
+// SingleNode is the Reimager without peers: the manifest and every chunk
+// from the repository over HTTP (imaging.HTTPRepo), verified and written
+// by imaging.Apply to a target checked by partition.OpenTarget (never the
+// boot medium, a mounted disk or one too small), the partition table
+// last. Nothing is written when the image cannot be loaded or the disk
+// fails a check.
+func SingleNode(ctx context.Context, j Job) (Result, error) {
+	repo, err := imaging.NewHTTPRepo(j.Repo, nil)
+	if err != nil {
+		return Result{}, fmt.Errorf("repository %s: %w", j.Repo, err)
+	}
+	img, err := imaging.LoadImage(ctx, repo, j.Name, j.Pub)
+	if err != nil {
+		return Result{}, fmt.Errorf("load image %s from %s: %w; the disk was not touched", j.Name, j.Repo, err)
+	}
+	t, err := partition.OpenTarget(j.Disk, img.Requirements(), partition.TargetOptions{BootDevices: j.Boot})
+	if err != nil {
+		return Result{}, fmt.Errorf("image %s (needs %d bytes) on %s: %w; the disk was not touched", j.Name, img.Requirements().MinSizeBytes, j.Disk, err)
+	}
+	total := img.Manifest.DataBytes
+	var done atomic.Int64
+	progress := func(n int64) {
+		d := done.Add(n)
+		if j.Progress != nil {
+			j.Progress(Progress{State: "writing", Role: "server", Source: "server", BytesDone: d, BytesTotal: total, FromServer: d})
+		}
+	}
+	if j.Log != nil {
+		j.Log.Info("applying", "image", j.Name, "id", img.ID.String(), "disk", j.Disk, "dataBytes", total)
+	}
+	err = imaging.Apply(ctx, img, repo, t, imaging.ApplyOptions{Progress: progress})
+	if cerr := t.Close(); err == nil && cerr != nil {
+		err = fmt.Errorf("close %s: %w", j.Disk, cerr)
+	}
+	if err != nil {
+		return Result{}, fmt.Errorf("write image %s to %s: %w; no partition table was written, the old one was wiped", j.Name, j.Disk, err)
+	}
+	return Result{ImageID: img.ID.String()[:16], BytesTotal: total, Verified: true}, nil
+}
