@@ -52,9 +52,10 @@ func (n *node) follow(ctx context.Context, l leaderInfo) (nx next, failed bool, 
 				return c, err
 			},
 			Iface: n.cfg.Iface, Control: l.group,
-			// The session layer watches the leader; the transport
-			// watches the data once it flows.
-			JoinTimeout: 0, SenderTimeout: n.cfg.DataTimeout,
+			// The session layer watches the leader and the data (the
+			// leader may wait for the server, which is no reason to
+			// leave it); the transport's own timeout is a last resort.
+			JoinTimeout: 0, SenderTimeout: n.cfg.ServerTimeout,
 			Logger: n.log.With("part", "receiver"),
 			ID:     n.cfg.NodeID,
 			Progress: func(s mcast.ReceiverStats) {
@@ -101,9 +102,12 @@ func (n *node) follow(ctx context.Context, l leaderInfo) (nx next, failed bool, 
 			n.log.Info("a leader of a higher epoch: following it", "leader", b.node, "epoch", b.epoch)
 			return next{state: stFollow, leader: b}, false, nil
 		}
-		// Announces heard, leader sending, no data: multicast does not
-		// reach us (a switch dropping the group, a firewall).
-		if cur.sending() {
+		// Announces heard, the leader sending and holding more than we
+		// do, and no data: multicast does not reach us (a switch
+		// dropping the group, a firewall) or the session stalls. A
+		// leader holding no more than we do waits for the server: so do
+		// we.
+		if cur.sending() && cur.held > n.held() {
 			if sendingSince.IsZero() {
 				sendingSince = now
 			}
