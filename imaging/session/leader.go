@@ -63,7 +63,7 @@ func (n *node) lead(ctx context.Context, epoch uint32) (next, error) {
 			lastAnn = now
 			var flags uint16
 			if sending {
-				flags |= flagSending
+				flags |= FlagSending
 			}
 			n.send(TypeAnnounce, epoch, flags, group)
 		}

@@ -16,7 +16,7 @@ import (
 //	0      4    magic "SHPS"
 //	4      1    version (1)
 //	5      1    type: 1 announce, 2 request, 3 takeover
-//	6      2    flags: bit 0 complete, bit 1 leaving, bit 15 HMAC follows
+//	6      2    flags: bit 0 complete, bit 1 leaving, bit 2 sending, bit 15 HMAC follows
 //	8      32   image ID (all zeros: a requester that has no manifest yet)
 //	40     4    epoch
 //	44     4    node ID of the sender
@@ -76,6 +76,7 @@ func (t MsgType) String() string {
 const (
 	FlagComplete = 1 << 0  // the sender holds the whole image
 	FlagLeaving  = 1 << 1  // the leader is about to stop
+	FlagSending  = 1 << 2  // the leader's data session is running
 	flagMAC      = 1 << 15 // an HMAC trailer follows
 )
 

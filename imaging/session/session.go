@@ -238,10 +238,7 @@ type leaderInfo struct {
 	lastSeen time.Time
 }
 
-func (l leaderInfo) sending() bool { return l.flags&flagSending != 0 }
-
-// flagSending, in an announce, says the leader's data session is running.
-const flagSending = 1 << 2
+func (l leaderInfo) sending() bool { return l.flags&FlagSending != 0 }
 
 // claim is a takeover claim heard.
 type claim struct {
