@@ -515,6 +515,9 @@ func (s *sender) run(ctx context.Context, p *ipv4.PacketConn) error {
 			cur.group++
 			if cur.group >= l.groups() {
 				cur = groupKey{cur.chunk + 1, 0}
+				for cur.chunk < s.chunks && s.skips(cur.chunk) {
+					cur.chunk++
+				}
 				if cur.chunk >= s.chunks {
 					firstPassDone = true
 					s.stats.FirstPassDone = true
