@@ -19,8 +19,10 @@ import (
 // chunk once verified, or after the whole download with RelayAfter). It
 // yields to a leader of a higher epoch (or of the same epoch and a lower
 // node ID), and ends once it holds the whole image, no data session runs
-// and nobody asked for Linger.
-func (n *node) lead(ctx context.Context, epoch uint32) (next, error) {
+// and nobody asked for Linger. A leader that took over has its first pass
+// skip the chunks it held then: its followers, fed by the same multicast,
+// hold most of them, and ask for the others whole.
+func (n *node) lead(ctx context.Context, epoch uint32, takeover bool) (next, error) {
 	img := n.image()
 	if err := n.openWriter(img); err != nil {
 		return next{}, err
@@ -31,6 +33,14 @@ func (n *node) lead(ctx context.Context, epoch uint32) (next, error) {
 	n.st.Led++
 	n.maxEpoch = max(n.maxEpoch, epoch)
 	n.mu.Unlock()
+	var skip []bool
+	if takeover {
+		w := n.writer()
+		skip = make([]bool, len(img.Chunks))
+		for i := range skip {
+			skip[i] = w.Has(i)
+		}
+	}
 	n.log.Info("leading", "epoch", epoch, "group", group, "held", n.held(), "chunks", len(img.Chunks), "relay", n.cfg.Relay)
 
 	lctx, cancel := context.WithCancel(ctx)
@@ -50,7 +60,7 @@ func (n *node) lead(ctx context.Context, epoch uint32) (next, error) {
 	startSend := func() {
 		sending = true
 		wg.Add(1)
-		go func() { defer wg.Done(); sendDone <- n.multicast(lctx, img, group) }()
+		go func() { defer wg.Done(); sendDone <- n.multicast(lctx, img, group, skip) }()
 	}
 	leaderStart := time.Now()
 	lastAsked := leaderStart
@@ -121,7 +131,7 @@ func (n *node) lead(ctx context.Context, epoch uint32) (next, error) {
 
 // multicast runs one data session on group (imaging/mcast's sender), with
 // the chunks of the download as its source.
-func (n *node) multicast(ctx context.Context, img *imaging.Image, group netip.AddrPort) error {
+func (n *node) multicast(ctx context.Context, img *imaging.Image, group netip.AddrPort, skip []bool) error {
 	var conn net.PacketConn
 	if err := n.cfg.Netns(func() error {
 		var err error
@@ -133,7 +143,7 @@ func (n *node) multicast(ctx context.Context, img *imaging.Image, group netip.Ad
 	defer conn.Close()
 	var last int64
 	st, err := mcast.Send(ctx, conn, mcast.SenderConfig{
-		Image: img, Source: leaderSource{n}, Data: dataGroup(group), Control: group,
+		Image: img, Source: leaderSource{n, skip}, Data: dataGroup(group), Control: group,
 		RateBitsPerSec: n.cfg.RateBitsPerSec,
 		MaxWait:        2 * n.cfg.DataTimeout,
 		Logger:         n.log.With("part", "sender"),
@@ -151,7 +161,13 @@ func (n *node) multicast(ctx context.Context, img *imaging.Image, group netip.Ad
 
 // leaderSource gives the multicast the chunks the leader holds, waiting for
 // the ones still being downloaded.
-type leaderSource struct{ n *node }
+type leaderSource struct {
+	n    *node
+	skip []bool // chunks the first pass skips
+}
+
+// Skip implements mcast.SkipSource.
+func (s leaderSource) Skip(i int) bool { return i >= 0 && i < len(s.skip) && s.skip[i] }
 
 // Chunk implements mcast.Source: from the cache of the download, else read
 // back from the target and compressed again, else (when that does not give

@@ -335,7 +335,9 @@ type next struct {
 	state  state
 	leader leaderInfo // stFollow: whom
 	epoch  uint32     // stLead: which epoch
-	why    string
+	// takeover: stLead after winning an election.
+	takeover bool
+	why      string
 }
 
 // run is the state machine: listen -> leader | follower -> takeover /
@@ -358,7 +360,7 @@ func (n *node) run(ctx context.Context) error {
 		case stListen:
 			nx, err = n.listen(ctx)
 		case stLead:
-			nx, err = n.lead(ctx, nx.epoch)
+			nx, err = n.lead(ctx, nx.epoch, nx.takeover)
 			attempts = 0
 		case stFollow:
 			var failed bool
@@ -396,7 +398,7 @@ func (n *node) done(ctx context.Context) error {
 	}
 	epoch := n.maxAnnounced() + 1
 	n.log.Info("image complete and peers still ask: leading for them", "epoch", epoch)
-	nx, err := n.lead(ctx, epoch)
+	nx, err := n.lead(ctx, epoch, false)
 	if err != nil || nx.state == stDone {
 		return err
 	}
@@ -495,7 +497,7 @@ func (n *node) elect(ctx context.Context) (next, error) {
 				n.mu.Lock()
 				n.st.Takeovers++
 				n.mu.Unlock()
-				return next{state: stLead, epoch: epoch}, nil
+				return next{state: stLead, epoch: epoch, takeover: true}, nil
 			}
 			n.log.Info("lost the takeover election; waiting for the winner", "winner", winner, "held", held)
 			decided = true
