@@ -353,6 +353,8 @@ func Run(ctx context.Context, cfg Config) (Summary, error) {
 	defer tick.Stop()
 	var runErr error
 	killed := false
+	var lastSig string
+	var lastTable time.Time
 	for {
 		machines, err := fetchMachines(ctx, api, base)
 		if err != nil {
@@ -371,7 +373,11 @@ func Run(ctx context.Context, cfg Config) (Summary, error) {
 				allOver = false
 			}
 		}
-		printTable(cfg.Table, nodes, time.Since(start))
+		// A table when something changed, else every 15 s.
+		if sig := tableSignature(nodes); sig != lastSig || time.Since(lastTable) >= 15*time.Second || allOver {
+			printTable(cfg.Table, nodes, time.Since(start))
+			lastSig, lastTable = sig, time.Now()
+		}
 		if allOver {
 			break
 		}
@@ -568,6 +574,15 @@ func proxyDashboard(ctx context.Context, addr, base string, tr http.RoundTripper
 	wg.Add(1)
 	go func() { defer wg.Done(); hs.Serve(ln) }()
 	return func() { hs.Close(); wg.Wait() }, ln.Addr().String(), nil
+}
+
+// tableSignature changes when a row of the table would.
+func tableSignature(nodes []*node) string {
+	var b strings.Builder
+	for _, n := range nodes {
+		fmt.Fprintf(&b, "%s|%s|%s|%s|%s|%v;", n.State, n.Role, mib(n.BytesFromServer), mib(n.BytesFromPeers), n.Error, n.BootedNewOS)
+	}
+	return b.String()
 }
 
 func printTable(w io.Writer, nodes []*node, elapsed time.Duration) {
