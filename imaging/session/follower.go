@@ -84,8 +84,11 @@ func (n *node) follow(ctx context.Context, l leaderInfo) (nx next, failed bool, 
 			lastReq = now
 			n.send(TypeRequest, l.epoch, 0, netip.AddrPort{})
 		}
+		// The leader lives while its announces or its data come (a busy
+		// leader's announces may be late; its data says it is there).
 		cur, ok := n.leader(l.node)
-		if !ok || cur.epoch != l.epoch || now.Sub(cur.lastSeen) > n.cfg.LeaderTimeout || cur.flags&FlagLeaving != 0 {
+		silent := now.Sub(cur.lastSeen) > n.cfg.LeaderTimeout && now.Sub(lastRxAt) > n.cfg.LeaderTimeout
+		if !ok || cur.epoch != l.epoch || silent || cur.flags&FlagLeaving != 0 {
 			stop()
 			if n.complete() {
 				return next{state: stDone}, false, nil

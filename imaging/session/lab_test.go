@@ -206,15 +206,18 @@ func (p *peer) waitFor(t *testing.T, what string, timeout time.Duration, cond fu
 func testConfig() Config {
 	return Config{
 		AnnounceInterval: 100 * time.Millisecond,
-		ListenWindow:     400 * time.Millisecond,
-		LeaderTimeout:    500 * time.Millisecond,
-		ElectionWindow:   500 * time.Millisecond,
-		DataTimeout:      3 * time.Second,
-		Linger:           time.Second,
-		ServerRetry:      200 * time.Millisecond,
-		ServerTimeout:    30 * time.Second,
-		Workers:          2,
-		RateBitsPerSec:   200e6,
+		ListenWindow:     500 * time.Millisecond,
+		// Generous for a loaded machine (the suite runs beside QEMU
+		// tests, with the race detector): a starved node must not
+		// be taken for a dead one.
+		LeaderTimeout:  time.Second,
+		ElectionWindow: 700 * time.Millisecond,
+		DataTimeout:    5 * time.Second,
+		Linger:         time.Second,
+		ServerRetry:    200 * time.Millisecond,
+		ServerTimeout:  30 * time.Second,
+		Workers:        2,
+		RateBitsPerSec: 200e6,
 	}
 }
 

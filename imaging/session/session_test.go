@@ -79,9 +79,9 @@ func TestFollowerRequests(t *testing.T) {
 	sn := l.sniff(ctx)
 	l.srv.delay.Store(int64(40 * time.Millisecond))
 	a := l.start(ctx, 1, "img", nil)
-	a.waitFor(t, "leading and downloading", 10*time.Second, func(s Status) bool { return s.Role == RoleLeader && s.ChunksDone > 4 })
+	a.waitFor(t, "leading and downloading", 20*time.Second, func(s Status) bool { return s.Role == RoleLeader && s.ChunksDone > 4 })
 	b := l.start(ctx, 2, "img", nil)
-	b.waitFor(t, "following", 10*time.Second, func(s Status) bool { return s.Role == RoleFollower })
+	b.waitFor(t, "following", 20*time.Second, func(s Status) bool { return s.Role == RoleFollower })
 	if s := b.last(); s.Leader != a.id || s.Epoch != 1 {
 		t.Errorf("follower status %+v: want leader %d at epoch 1", s, a.id)
 	}
@@ -113,9 +113,9 @@ func relayRun(t *testing.T, relay string) (l *lab, a *peer, followers []*peer) {
 	l.srv.delay.Store(int64(40 * time.Millisecond))
 	mod := func(c *Config) { c.Relay = relay }
 	a = l.start(ctx, 1, "img", mod)
-	a.waitFor(t, "leading", 10*time.Second, func(s Status) bool { return s.Role == RoleLeader && s.ChunksDone > 2 })
+	a.waitFor(t, "leading", 20*time.Second, func(s Status) bool { return s.Role == RoleLeader && s.ChunksDone > 2 })
 	followers = append(followers, l.start(ctx, 2, "img", mod))
-	a.waitFor(t, "a third of the download", 10*time.Second, func(s Status) bool { return s.ChunksDone > s.Chunks/3 })
+	a.waitFor(t, "a third of the download", 20*time.Second, func(s Status) bool { return s.ChunksDone > s.Chunks/3 })
 	followers = append(followers, l.start(ctx, 3, "img", mod))
 	a.wait(t, 30*time.Second)
 	l.checkDone(t, a, "img")
@@ -166,8 +166,11 @@ func TestRelayStream(t *testing.T) {
 		if first := f.firstFromPeers(); first.IsZero() || !first.Before(leaderDone) {
 			t.Errorf("follower %d: first bytes from the leader at %v, want before the leader's download ended (%v)", f.id, first, leaderDone)
 		}
-		if done := f.completedAt(); done.Sub(leaderDone) > 1500*time.Millisecond {
-			t.Errorf("follower %d finished %v after the leader, want within 1.5 s", f.id, done.Sub(leaderDone))
+		// The download takes about 1.3 s; relaying after it would add
+		// about as much again. (Generous: the suite runs on a loaded
+		// machine.)
+		if done := f.completedAt(); done.Sub(leaderDone) > 2*time.Second {
+			t.Errorf("follower %d finished %v after the leader, want within 2 s", f.id, done.Sub(leaderDone))
 		}
 	}
 }
@@ -204,7 +207,7 @@ func TestTakeover(t *testing.T) {
 	defer cancel()
 	l.srv.delay.Store(int64(60 * time.Millisecond))
 	a := l.start(ctx, 1, "img", nil)
-	a.waitFor(t, "leading", 10*time.Second, func(s Status) bool { return s.Role == RoleLeader })
+	a.waitFor(t, "leading", 20*time.Second, func(s Status) bool { return s.Role == RoleLeader })
 	var fs []*peer
 	for i := 2; i <= 4; i++ {
 		fs = append(fs, l.start(ctx, i, "img", nil))
@@ -357,9 +360,9 @@ func TestFallbackNoData(t *testing.T) {
 	l.srv.delay.Store(int64(40 * time.Millisecond))
 	l.dropData(2)
 	a := l.start(ctx, 1, "img", nil)
-	a.waitFor(t, "leading", 10*time.Second, func(s Status) bool { return s.Role == RoleLeader })
+	a.waitFor(t, "leading", 20*time.Second, func(s Status) bool { return s.Role == RoleLeader })
 	b := l.start(ctx, 2, "img", nil)
-	b.waitFor(t, "following", 10*time.Second, func(s Status) bool { return s.Role == RoleFollower })
+	b.waitFor(t, "following", 20*time.Second, func(s Status) bool { return s.Role == RoleFollower })
 	a.wait(t, 30*time.Second)
 	b.wait(t, 30*time.Second)
 	l.checkDone(t, a, "img")
@@ -405,8 +408,8 @@ func TestDifferentImages(t *testing.T) {
 	l.srv.delay.Store(int64(40 * time.Millisecond))
 	a1 := l.start(ctx, 1, "one", nil)
 	a2 := l.start(ctx, 2, "two", nil)
-	a1.waitFor(t, "leading", 10*time.Second, func(s Status) bool { return s.Role == RoleLeader })
-	a2.waitFor(t, "leading", 10*time.Second, func(s Status) bool { return s.Role == RoleLeader })
+	a1.waitFor(t, "leading", 20*time.Second, func(s Status) bool { return s.Role == RoleLeader })
+	a2.waitFor(t, "leading", 20*time.Second, func(s Status) bool { return s.Role == RoleLeader })
 	b1 := l.start(ctx, 3, "one", nil)
 	b2 := l.start(ctx, 4, "two", nil)
 	for _, c := range []struct {
@@ -524,12 +527,12 @@ func TestServerDown(t *testing.T) {
 	// One chunk at a time: the leader's chunks have no gap, so that the
 	// first pass sends all it holds before it waits for the server.
 	a := l.start(ctx, 1, "img", func(c *Config) { linger(c); c.Workers = 1 })
-	a.waitFor(t, "leading", 10*time.Second, func(s Status) bool { return s.Role == RoleLeader && s.ChunksDone > 4 })
+	a.waitFor(t, "leading", 20*time.Second, func(s Status) bool { return s.Role == RoleLeader && s.ChunksDone > 4 })
 	b := l.start(ctx, 2, "img", linger)
-	a.waitFor(t, "a third of the download", 10*time.Second, func(s Status) bool { return s.ChunksDone > s.Chunks/3 })
+	a.waitFor(t, "a third of the download", 20*time.Second, func(s Status) bool { return s.ChunksDone > s.Chunks/3 })
 	l.srv.down.Store(true)
 	held := a.last().ChunksDone
-	b.waitFor(t, "what the leader holds", 10*time.Second, func(s Status) bool { return s.ChunksDone >= held })
+	b.waitFor(t, "what the leader holds", 20*time.Second, func(s Status) bool { return s.ChunksDone >= held })
 	time.Sleep(time.Second)
 	l.srv.down.Store(false)
 	b.wait(t, 30*time.Second)
