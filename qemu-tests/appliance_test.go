@@ -269,9 +269,10 @@ func TestApplianceReimage(t *testing.T) {
 	if _, ok := v.seen["shoal: SUCCESS"]; !ok {
 		t.Fatalf("QEMU exited without success; serial:\n%s\nqemu: %s", applianceTail(c, 6000), v.out.String())
 	}
-	for _, want := range []string{"target disk: /dev/vda", "after-action: poweroff", "UNSIGNED images are accepted", "role server source server"} {
-		if !strings.Contains(c, want) {
-			t.Errorf("console lacks %q", want)
+	for _, re := range []string{`target disk: /dev/vda`, `after-action: poweroff`, `UNSIGNED images are accepted`,
+		`written testimg -> /dev/vda: .* \(100%\) .* role \w+ source server`} {
+		if !regexp.MustCompile(re).MatchString(c) {
+			t.Errorf("console lacks %q:\n%s", re, applianceTail(c, 3000))
 		}
 	}
 	v.logTimes("direct boot")

@@ -41,6 +41,7 @@ func run(ctx context.Context, args []string, stdout, stderr io.Writer) error {
 	fs.StringVar(&o.PubKey, "pubkey", "/etc/shoal/pubkey.pem", "image-signing public key (absent: unsigned images are accepted)")
 	fs.DurationVar(&o.ConfWait, "conf-wait", 20*time.Second, "how long to wait for a USB stick with shoal.conf")
 	fs.DurationVar(&o.DiskWait, "disk-wait", 15*time.Second, "how long to wait for the target disk")
+	single := fs.Bool("single-node", false, "fetch from the server only, without the peer session")
 	verbose := fs.Bool("v", false, "debug logging")
 	if err := fs.Parse(args); err != nil {
 		return err
@@ -48,6 +49,9 @@ func run(ctx context.Context, args []string, stdout, stderr io.Writer) error {
 	level := slog.LevelInfo
 	if *verbose {
 		level = slog.LevelDebug
+	}
+	if *single {
+		o.Reimage = appliance.SingleNode
 	}
 	if !*verbose {
 		// u-root's DHCP client logs whole packets with the log package.

@@ -47,11 +47,13 @@ type Options struct {
 	ConfWait time.Duration
 	// DiskWait is how long to wait for the target disk to appear (default 15 s).
 	DiskWait time.Duration
-	// Reimage writes the image; nil is SingleNode.
+	// Reimage writes the image; nil is Session (the peer session).
 	Reimage Reimager
 	// After performs the after-action; nil is the real one (reboot, kexec,
 	// poweroff; shell returns).
 	After func(ctx context.Context, action string, disk string, log *slog.Logger) error
+	// Net brings the network up; nil is netup.Up.
+	Net func(ctx context.Context) ([]netup.Lease, error)
 	// Console is where the operator reads (default os.Stdout).
 	Console io.Writer
 	Log     *slog.Logger
@@ -92,8 +94,8 @@ type Result struct {
 }
 
 // Reimager writes j's image to j's disk. It is the seam between the
-// appliance and the transport: SingleNode today, the peer session
-// (imaging/session) when it lands.
+// appliance and the transport: Session (the peer session, the default) or
+// SingleNode (the server only).
 type Reimager func(ctx context.Context, j Job) (Result, error)
 
 // Step names the stage that failed, for the failure message.
@@ -151,7 +153,7 @@ func Run(ctx context.Context, o Options) error {
 		o.DiskWait = 15 * time.Second
 	}
 	if o.Reimage == nil {
-		o.Reimage = SingleNode
+		o.Reimage = Session
 	}
 	if o.After == nil {
 		o.After = After
@@ -161,6 +163,10 @@ func Run(ctx context.Context, o Options) error {
 	}
 	if o.Log == nil {
 		o.Log = slog.New(slog.NewTextHandler(o.Console, nil))
+	}
+	if o.Net == nil {
+		log := o.Log
+		o.Net = func(ctx context.Context) ([]netup.Lease, error) { return netup.Up(ctx, netup.Options{Log: log}) }
 	}
 	r := &run{o: o, log: o.Log, con: o.Console, start: time.Now()}
 	err := r.run(ctx)
@@ -221,7 +227,7 @@ func (r *run) run(ctx context.Context) error {
 	}
 
 	r.say("bringing the network up")
-	r.leases, err = netup.Up(ctx, netup.Options{Log: r.log})
+	r.leases, err = r.o.Net(ctx)
 	if err != nil {
 		return &Failure{Step: "network", Err: err}
 	}
@@ -370,6 +376,10 @@ func (r *run) reimage(ctx context.Context, pub ed25519.PublicKey) (Result, error
 	r.say("reimaging %s with image %s from %s", r.disk, r.cfg.Image, r.cfg.Repo)
 	res, err := r.o.Reimage(ctx, job)
 	mu.Lock()
+	if err == nil {
+		last.BytesDone, last.BytesTotal = res.BytesTotal, res.BytesTotal
+		last.State = "written"
+	}
 	if last.BytesTotal > 0 {
 		line(last, true)
 	}

@@ -1,0 +1,275 @@
+package appliance
+
+import (
+	"bytes"
+	"context"
+	"errors"
+	"fmt"
+	"log/slog"
+	"net"
+	"net/http/httptest"
+	"os"
+	"path/filepath"
+	"strings"
+	"testing"
+	"time"
+
+	"github.com/shoal-project/shoal/imaging"
+	"github.com/shoal-project/shoal/initramfs/disksel"
+	"github.com/shoal-project/shoal/initramfs/netup"
+	"github.com/shoal-project/shoal/internal/testdisk"
+	"github.com/shoal-project/shoal/netboot/httpd"
+	"github.com/shoal-project/shoal/netboot/inventory"
+)
+
+const testMAC = "52:54:00:ab:cd:ef"
+
+// machine is a fake machine for Run: a /sys/block tree whose disks are
+// image files under dev/, a kernel command line file, a repository and a
+// shoal serve (its real HTTP handler) on loopback.
+type machine struct {
+	dir, sys, dev, cmdline string
+	src                    *testdisk.Disk
+	repoURL, serverURL     string
+	inv                    *inventory.Store
+}
+
+// source is a 64 MiB GPT disk (FAT ESP, ext4) and a repository holding
+// its image testimg.
+type source struct {
+	disk *testdisk.Disk
+	repo string
+}
+
+func newSource(t *testing.T) source {
+	t.Helper()
+	dir := t.TempDir()
+	s := source{disk: testdisk.GPT(t, dir, 64<<20), repo: filepath.Join(dir, "repo")}
+	if _, _, err := imaging.Create(context.Background(), s.disk.Path, s.repo, "testimg", imaging.CreateOptions{ChunkSizeBytes: 1 << 20}); err != nil {
+		t.Fatal(err)
+	}
+	return s
+}
+
+func newMachine(t *testing.T, src source) *machine {
+	t.Helper()
+	dir := t.TempDir()
+	m := &machine{dir: dir, sys: filepath.Join(dir, "sys", "block"), dev: filepath.Join(dir, "dev"), cmdline: filepath.Join(dir, "cmdline")}
+	for _, d := range []string{m.sys, m.dev} {
+		if err := os.MkdirAll(d, 0o755); err != nil {
+			t.Fatal(err)
+		}
+	}
+	m.src = src.disk
+	repo := src.repo
+	var err error
+	if m.inv, err = inventory.Parse([]byte(testMAC+" reimage testimg -\n"), ""); err != nil {
+		t.Fatal(err)
+	}
+	srv, err := httpd.New(httpd.Config{RepoDir: repo, BootDir: dir, Inventory: m.inv})
+	if err != nil {
+		t.Fatal(err)
+	}
+	hs := httptest.NewServer(srv.Handler())
+	t.Cleanup(func() { hs.Close(); srv.Close() })
+	m.serverURL, m.repoURL = hs.URL, hs.URL+"/repo/"
+	return m
+}
+
+// disk adds a disk NAME backed by the file at path (made of size bytes
+// when it does not exist).
+func (m *machine) disk(t *testing.T, name, path string, size int64) string {
+	t.Helper()
+	if path == "" {
+		path = filepath.Join(m.dev, name)
+		f, err := os.Create(path)
+		if err != nil {
+			t.Fatal(err)
+		}
+		if err := f.Truncate(size); err != nil {
+			t.Fatal(err)
+		}
+		f.Close()
+	} else if err := os.Symlink(path, filepath.Join(m.dev, name)); err != nil {
+		t.Fatal(err)
+	}
+	st, err := os.Stat(path)
+	if err != nil {
+		t.Fatal(err)
+	}
+	sd := filepath.Join(m.sys, name)
+	for f, v := range map[string]string{"size": fmt.Sprint(st.Size() / 512), "removable": "0", "device/vendor": "0x1af4"} {
+		os.MkdirAll(filepath.Dir(filepath.Join(sd, f)), 0o755)
+		if err := os.WriteFile(filepath.Join(sd, f), []byte(v+"\n"), 0o644); err != nil {
+			t.Fatal(err)
+		}
+	}
+	return filepath.Join(m.dev, name)
+}
+
+type outcome struct {
+	err     error
+	console string
+	after   string
+}
+
+func (m *machine) run(t *testing.T, cmdline string) outcome {
+	t.Helper()
+	if err := os.WriteFile(m.cmdline, []byte(cmdline+"\n"), 0o644); err != nil {
+		t.Fatal(err)
+	}
+	var con bytes.Buffer
+	var o outcome
+	hw, _ := net.ParseMAC(testMAC)
+	o.err = Run(context.Background(), Options{
+		Cmdline: m.cmdline, ModulesDir: filepath.Join(m.dir, "nomodules"), PubKey: filepath.Join(m.dir, "nokey.pem"),
+		SysBlock: m.sys, DevDir: m.dev, ConfWait: time.Second, DiskWait: 500 * time.Millisecond,
+		Reimage: SingleNode,
+		Net: func(context.Context) ([]netup.Lease, error) {
+			return []netup.Lease{{Iface: "eth0", MAC: hw, IP: net.IPv4(127, 0, 0, 1)}}, nil
+		},
+		After: func(_ context.Context, action, disk string, _ *slog.Logger) error {
+			o.after = action + " " + disk
+			return nil
+		},
+		Console: &con,
+		Log:     slog.New(slog.NewTextHandler(&con, nil)),
+	})
+	o.console = con.String()
+	return o
+}
+
+func (m *machine) status(t *testing.T) inventory.Machine {
+	t.Helper()
+	mm, err := m.inv.Lookup(testMAC)
+	if err != nil {
+		t.Fatal(err)
+	}
+	return mm
+}
+
+// TestRunReimages: configured by the command line and the server, the
+// appliance writes the image to the only disk, every partition equal to
+// the source's, shows progress, reports a verified success (the server
+// turns the machine local) and runs the after-action.
+func TestRunReimages(t *testing.T) {
+	m := newMachine(t, newSource(t))
+	target := m.disk(t, "vda", "", 64<<20)
+	o := m.run(t, fmt.Sprintf("console=ttyS0 shoal.server=%s shoal.repo=%s shoal.mac=%s shoal.after=shell", m.serverURL, m.repoURL, testMAC))
+	if o.err != nil {
+		t.Fatalf("Run = %v\n%s", o.err, o.console)
+	}
+	for _, p := range m.src.Partitions {
+		if !testdisk.Equal(t, m.src.Path, target, p.StartLBA*512, p.SizeBytes) {
+			t.Errorf("partition %d differs from the source", p.Number)
+		}
+	}
+	if o.after != "shell "+target {
+		t.Errorf("after-action = %q, want shell %s", o.after, target)
+	}
+	for _, want := range []string{"image   testimg (server)", "UNSIGNED images are accepted", "written testimg -> " + target, "(100%)", "role server source server", "SUCCESS: image testimg"} {
+		if !strings.Contains(o.console, want) {
+			t.Errorf("console lacks %q:\n%s", want, o.console)
+		}
+	}
+	if st := m.status(t); !st.Status.Success() || st.Action != inventory.Local {
+		t.Errorf("server's machine = %+v, want a verified success turned local", st)
+	}
+}
+
+// TestRunFailures: each failure names what failed and what to do, is
+// reported to the server, and leaves the disk untouched.
+func TestRunFailures(t *testing.T) {
+	src := newSource(t)
+	for _, tc := range []struct {
+		name    string
+		cmdline string
+		disks   []int64
+		is      error
+		want    []string
+	}{
+		{"no such image", "shoal.image=nosuch", []int64{64 << 20}, imaging.ErrNotFound,
+			[]string{`image:  nosuch`, `the repository has no image "nosuch"`, "the disk was not touched"}},
+		{"disk too small", "", []int64{16 << 20}, nil,
+			[]string{"disk:   ", "target is too small", "is too small for image testimg"}},
+		{"no disk", "", nil, disksel.ErrNoDisk, []string{`step "target disk"`, "disks: none"}},
+		{"two disks", "", []int64{64 << 20, 64 << 20}, disksel.ErrAmbiguous, []string{"more than one disk could be the target"}},
+		{"bad after", "shoal.after=explode", []int64{64 << 20}, nil, []string{`after "explode" (from kernel command line)`}},
+	} {
+		t.Run(tc.name, func(t *testing.T) {
+			m := newMachine(t, src)
+			var paths []string
+			for i, size := range tc.disks {
+				p := m.disk(t, fmt.Sprintf("vd%c", 'a'+i), "", size)
+				if err := os.WriteFile(p, bytes.Repeat([]byte("untouched-disk! "), int(size/16)), 0o644); err != nil {
+					t.Fatal(err)
+				}
+				paths = append(paths, p)
+			}
+			o := m.run(t, fmt.Sprintf("shoal.server=%s shoal.repo=%s shoal.mac=%s %s", m.serverURL, m.repoURL, testMAC, tc.cmdline))
+			var f *Failure
+			if !errors.As(o.err, &f) {
+				t.Fatalf("Run = %v, want a *Failure\n%s", o.err, o.console)
+			}
+			if tc.is != nil && !errors.Is(o.err, tc.is) {
+				t.Errorf("Run = %v, want %v", o.err, tc.is)
+			}
+			for _, w := range append(tc.want, "SHOAL: REIMAGING FAILED", "what to do: ") {
+				if !strings.Contains(o.console, w) {
+					t.Errorf("console lacks %q:\n%s", w, o.console)
+				}
+			}
+			if o.after != "" {
+				t.Errorf("after-action %q ran after a failure", o.after)
+			}
+			for _, p := range paths {
+				b, _ := os.ReadFile(p)
+				if !bytes.Equal(b, bytes.Repeat([]byte("untouched-disk! "), len(b)/16)) {
+					t.Errorf("%s was written", p)
+				}
+			}
+			if st := m.status(t).Status; tc.name != "bad after" && (st.State != "failed" || st.Error == "") {
+				t.Errorf("server's status = %+v, want failed with an error", st)
+			}
+		})
+	}
+}
+
+// TestRunUSBStick: nothing on the command line; shoal.conf on a FAT stick
+// (made by mkfs.vfat and mcopy) names the repository and image; the stick
+// is the boot medium, so auto chooses the other disk, and the stick is not
+// written.
+func TestRunUSBStick(t *testing.T) {
+	testdisk.Need(t, "mkfs.vfat", "mcopy")
+	m := newMachine(t, newSource(t))
+	stick := filepath.Join(m.dir, "stick.img")
+	testdisk.Run(t, "mkfs.vfat", "-C", stick, "8192")
+	conf := filepath.Join(m.dir, "shoal.conf")
+	if err := os.WriteFile(conf, []byte("# field tech's\nrepo = "+m.repoURL+"\nimage = testimg\ndisk = auto\nafter = poweroff\n"), 0o644); err != nil {
+		t.Fatal(err)
+	}
+	testdisk.Run(t, "mcopy", "-i", stick, conf, "::/shoal.conf")
+	before, _ := os.ReadFile(stick)
+	sda := m.disk(t, "sda", stick, 0)
+	target := m.disk(t, "vda", "", 64<<20)
+	o := m.run(t, "console=ttyS0 quiet")
+	if o.err != nil {
+		t.Fatalf("Run = %v\n%s", o.err, o.console)
+	}
+	if o.after != "poweroff "+target {
+		t.Errorf("after-action = %q, want poweroff %s", o.after, target)
+	}
+	for _, want := range []string{"read shoal.conf from " + sda, "image   testimg (shoal.conf)", "target disk: " + target} {
+		if !strings.Contains(o.console, want) {
+			t.Errorf("console lacks %q:\n%s", want, o.console)
+		}
+	}
+	if after, _ := os.ReadFile(stick); !bytes.Equal(before, after) {
+		t.Error("the stick was written")
+	}
+	for _, p := range m.src.Partitions {
+		if !testdisk.Equal(t, m.src.Path, target, p.StartLBA*512, p.SizeBytes) {
+			t.Errorf("partition %d differs from the source", p.Number)
+		}
+	}
+}

@@ -1,0 +1,102 @@
+package appliance
+
+import (
+	"context"
+	"errors"
+	"fmt"
+	"net"
+	"sync"
+
+	"github.com/shoal-project/shoal/imaging"
+	"github.com/shoal-project/shoal/imaging/session"
+	"github.com/shoal-project/shoal/imaging/sign"
+	"github.com/shoal-project/shoal/partition"
+)
+
+// Session is the Reimager with peers (imaging/session): the node listens
+// for a leader already downloading the image and follows it, or leads
+// (downloads from the server and multicasts to whoever asks); it falls
+// back to the server when the multicast fails. The target passes the same
+// checks as SingleNode's (partition.OpenTarget with the boot medium
+// excluded) before anything is written, and every chunk is verified.
+func Session(ctx context.Context, j Job) (Result, error) {
+	repo, err := imaging.NewHTTPRepo(j.Repo, nil)
+	if err != nil {
+		return Result{}, fmt.Errorf("repository %s: %w", j.Repo, err)
+	}
+	// A missing image or a bad signature is final: say so now rather
+	// than after the session's server retries.
+	if _, err := imaging.LoadImage(ctx, repo, j.Name, j.Pub); errors.Is(err, imaging.ErrNotFound) ||
+		errors.Is(err, imaging.ErrBadManifest) || errors.Is(err, sign.ErrNoSignature) || errors.Is(err, sign.ErrBadSignature) {
+		return Result{}, fmt.Errorf("load image %s from %s: %w; the disk was not touched", j.Name, j.Repo, err)
+	}
+	c := session.Config{Server: repo, Name: j.Name, Pub: j.Pub, Relay: j.Relay, Logger: j.Log}
+	if j.Key != "" {
+		c.Key = []byte(j.Key)
+	}
+	if j.Iface != "" {
+		if c.Iface, err = net.InterfaceByName(j.Iface); err != nil {
+			return Result{}, fmt.Errorf("interface %s: %w", j.Iface, err)
+		}
+	}
+	var (
+		mu  sync.Mutex
+		t   *partition.Target
+		w   *imaging.Writer
+		img *imaging.Image
+	)
+	c.Open = func(im *imaging.Image) (*imaging.Writer, error) {
+		tt, err := partition.OpenTarget(j.Disk, im.Requirements(), partition.TargetOptions{BootDevices: j.Boot})
+		if err != nil {
+			return nil, fmt.Errorf("image %s (needs %d bytes) on %s: %w", j.Name, im.Requirements().MinSizeBytes, j.Disk, err)
+		}
+		ww, err := imaging.NewWriter(im, tt, nil)
+		if err != nil {
+			tt.Close()
+			return nil, err
+		}
+		mu.Lock()
+		t, w, img = tt, ww, im
+		mu.Unlock()
+		if j.Log != nil {
+			j.Log.Info("writing", "image", j.Name, "id", im.ID.String(), "disk", j.Disk, "dataBytes", im.Manifest.DataBytes)
+		}
+		return ww, nil
+	}
+	c.Progress = func(s session.Status) {
+		mu.Lock()
+		ww, im := w, img
+		mu.Unlock()
+		if j.Progress == nil || ww == nil {
+			return
+		}
+		src := "server"
+		switch {
+		case s.BytesFromPeers > 0 && s.BytesFromServer > 0:
+			src = "peer+server"
+		case s.BytesFromPeers > 0:
+			src = "peer"
+		}
+		j.Progress(Progress{State: "writing", Role: s.Role, Source: src, BytesDone: ww.WrittenBytes(),
+			BytesTotal: im.Manifest.DataBytes, FromPeers: s.BytesFromPeers, FromServer: s.BytesFromServer})
+	}
+	st, err := session.Run(ctx, c)
+	mu.Lock()
+	defer mu.Unlock()
+	if t != nil {
+		if cerr := t.Close(); err == nil && cerr != nil {
+			err = fmt.Errorf("close %s: %w", j.Disk, cerr)
+		}
+	}
+	if err != nil {
+		if t == nil {
+			return Result{}, fmt.Errorf("image %s from %s: %w; the disk was not touched", j.Name, j.Repo, err)
+		}
+		return Result{}, fmt.Errorf("write image %s to %s: %w; no partition table was written, the old one was wiped", j.Name, j.Disk, err)
+	}
+	if j.Log != nil {
+		j.Log.Info("session done", "role", st.Role, "chunks", st.Chunks, "fromServer", st.BytesFromServer, "fromPeers", st.BytesFromPeers,
+			"toPeers", st.BytesToPeers, "led", st.Led, "takeovers", st.Takeovers, "fallbacks", st.Fallbacks)
+	}
+	return Result{ImageID: img.ID.String()[:16], BytesTotal: img.Manifest.DataBytes, Verified: true}, nil
+}
