@@ -44,6 +44,7 @@ func runFetch(ctx context.Context, args []string, stdout, stderr io.Writer) erro
 	fs.DurationVar(&c.DataTimeout, "data-timeout", 5*time.Second, "fall back to the server when the multicast data stops this long")
 	fs.DurationVar(&c.Linger, "linger", 2*time.Second, "when leading with the whole image, stay this long after the last request")
 	fs.DurationVar(&c.ServerTimeout, "server-timeout", time.Minute, "give up when the server gives nothing for this long")
+	fs.DurationVar(&c.ServerRetry, "server-retry", time.Second, "wait between tries of a failing server")
 	fs.IntVar(&c.Workers, "workers", 4, "chunks fetched from the server at once")
 	nodeID := fs.Uint("node-id", 0, "this node's ID (default: random)")
 	statsPath := fs.String("stats", "", "write the final status as JSON to this file")
