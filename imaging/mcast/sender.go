@@ -504,7 +504,7 @@ func (s *sender) run(ctx context.Context, p *ipv4.PacketConn) error {
 			need := s.hiNeed[k]
 			delete(s.hiNeed, k)
 			j = job{key: k, shards: s.repairShards(k, need)}
-		case !firstPassDone:
+		case !firstPassDone && (cur.group > 0 || s.ready(cur.chunk)):
 			l := s.layout(cur.chunk)
 			j = job{key: cur, firstPass: true}
 			k := l.groupData(cur.group)
