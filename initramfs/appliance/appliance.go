@@ -23,6 +23,8 @@ import (
 	"sync"
 	"time"
 
+	"golang.org/x/sys/unix"
+
 	"github.com/shoal-project/shoal/imaging"
 	"github.com/shoal-project/shoal/imaging/sign"
 	"github.com/shoal-project/shoal/initramfs/config"
@@ -180,7 +182,13 @@ func Run(ctx context.Context, o Options) error {
 func (r *run) say(format string, args ...any) {
 	r.conMu.Lock()
 	defer r.conMu.Unlock()
-	fmt.Fprintf(r.con, "shoal: "+format+"\n", args...)
+	// The uptime, as the kernel's own messages show it, times each step.
+	var ts unix.Timespec
+	up := ""
+	if unix.ClockGettime(unix.CLOCK_BOOTTIME, &ts) == nil {
+		up = fmt.Sprintf("[%5d.%03d] ", ts.Sec, ts.Nsec/1e6)
+	}
+	fmt.Fprintf(r.con, up+"shoal: "+format+"\n", args...)
 }
 
 func (r *run) run(ctx context.Context) error {
@@ -196,10 +204,11 @@ func (r *run) run(ctx context.Context) error {
 	}
 	r.say("%s", r.pubNote)
 
+	modStart := time.Now()
 	if loaded, err := kmod.LoadDir(r.o.ModulesDir, r.log); err != nil {
 		r.log.Warn("modules", "err", err)
 	} else if len(loaded) > 0 {
-		r.say("loaded %d kernel modules", len(loaded))
+		r.say("loaded %d kernel modules in %.1f s", len(loaded), time.Since(modStart).Seconds())
 	}
 
 	raw, err := os.ReadFile(r.o.Cmdline)

@@ -28,7 +28,7 @@ type BootFiles struct {
 
 // FindKernel looks in each partition of the disk at path (read in
 // userspace with go-diskfs: ext4 and FAT) for /boot/vmlinuz (or the newest
-// /boot/vmlinuz-VERSION, or /vmlinuz) and its initrd. The command line is
+// /boot/vmlinuz-VERSION by version order, or /vmlinuz) and its initrd. The command line is
 // /etc/kernel/cmdline when the partition has one, else "root=PARTUUID=GUID
 // ro" for a GPT partition.
 func FindKernel(disk string) (*BootFiles, error) {
@@ -46,25 +46,26 @@ func FindKernel(disk string) (*BootFiles, error) {
 		if err != nil {
 			continue
 		}
-		k := findFile(f, "/boot", "vmlinuz")
+		// fs.FS paths: no leading slash.
+		k := findFile(f, "boot", "vmlinuz")
 		if k == "" {
-			k = findFile(f, "/", "vmlinuz")
+			k = findFile(f, ".", "vmlinuz")
 		}
 		if k == "" {
 			continue
 		}
-		b := &BootFiles{Partition: i + 1, Kernel: k}
+		b := &BootFiles{Partition: i + 1, Kernel: "/" + k}
 		if b.kernel, err = fs.ReadFile(f, k); err != nil {
 			return nil, fmt.Errorf("%s partition %d: %s: %w", disk, i+1, k, err)
 		}
 		ver := strings.TrimPrefix(path.Base(k), "vmlinuz")
 		for _, c := range []string{path.Join(path.Dir(k), "initrd.img"+ver), path.Join(path.Dir(k), "initramfs"+ver+".img")} {
 			if data, err := fs.ReadFile(f, c); err == nil {
-				b.Initrd, b.initrd = c, data
+				b.Initrd, b.initrd = "/"+c, data
 				break
 			}
 		}
-		if c, err := fs.ReadFile(f, "/etc/kernel/cmdline"); err == nil {
+		if c, err := fs.ReadFile(f, "etc/kernel/cmdline"); err == nil {
 			b.Cmdline = strings.TrimSpace(string(c))
 		} else if gp, ok := p.(*gpt.Partition); ok && gp.GUID != "" {
 			b.Cmdline = "root=PARTUUID=" + strings.ToLower(gp.GUID) + " ro"
@@ -92,8 +93,39 @@ func findFile(f fs.FS, dir, name string) string {
 	if len(vers) == 0 {
 		return ""
 	}
-	sort.Strings(vers)
+	sort.Slice(vers, func(i, j int) bool { return versionLess(vers[i], vers[j]) })
 	return path.Join(dir, vers[len(vers)-1])
+}
+
+// versionLess compares runs of digits as numbers: 6.1.0-9 < 6.1.0-10.
+func versionLess(a, b string) bool {
+	for a != "" && b != "" {
+		da, db := digits(a), digits(b)
+		switch {
+		case da > 0 && db > 0:
+			na, nb := strings.TrimLeft(a[:da], "0"), strings.TrimLeft(b[:db], "0")
+			if len(na) != len(nb) {
+				return len(na) < len(nb)
+			}
+			if na != nb {
+				return na < nb
+			}
+			a, b = a[da:], b[db:]
+		case a[0] != b[0]:
+			return a[0] < b[0]
+		default:
+			a, b = a[1:], b[1:]
+		}
+	}
+	return len(a) < len(b)
+}
+
+func digits(s string) int {
+	n := 0
+	for n < len(s) && s[n] >= '0' && s[n] <= '9' {
+		n++
+	}
+	return n
 }
 
 // Kexec loads the kernel found on disk with kexec_file_load(2) and jumps
