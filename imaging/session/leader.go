@@ -146,7 +146,10 @@ func (n *node) multicast(ctx context.Context, img *imaging.Image, group netip.Ad
 		Image: img, Source: leaderSource{n, skip}, Data: dataGroup(group), Control: group,
 		RateBitsPerSec: n.cfg.RateBitsPerSec,
 		MaxWait:        2 * n.cfg.DataTimeout,
-		Logger:         n.log.With("part", "sender"),
+		// Late requesters start a new data session: the transport
+		// need not wait long once its receivers are done.
+		Linger: n.cfg.AnnounceInterval,
+		Logger: n.log.With("part", "sender"),
 		Progress: func(s mcast.SenderStats) {
 			n.toPeers.Add(s.DataBytes - last)
 			last = s.DataBytes
@@ -168,6 +171,10 @@ type leaderSource struct {
 
 // Skip implements mcast.SkipSource.
 func (s leaderSource) Skip(i int) bool { return i >= 0 && i < len(s.skip) && s.skip[i] }
+
+// Ready implements mcast.ReadySource: while the download has not brought
+// the next chunk, the sender serves late joiners' whole-chunk requests.
+func (s leaderSource) Ready(i int) bool { return s.n.writer().Has(i) }
 
 // Chunk implements mcast.Source: from the cache of the download, else read
 // back from the target and compressed again, else (when that does not give

@@ -303,12 +303,15 @@ func Run(ctx context.Context, cfg Config) (Status, error) {
 	go func() { defer wg.Done(); n.readControl(ctx) }()
 	go func() { defer wg.Done(); n.progressLoop(ctx) }()
 	err := n.run(ctx)
+	// The final role keeps the last epoch and leader, for the report.
+	n.mu.Lock()
 	if err != nil {
-		n.setErr(err)
-		n.setRole(RoleFailed, 0, 0)
+		n.st.LastError = err.Error()
+		n.st.Role = RoleFailed
 	} else {
-		n.setRole(RoleDone, 0, 0)
+		n.st.Role = RoleDone
 	}
+	n.mu.Unlock()
 	cancel()
 	n.conn.Close()
 	wg.Wait()
