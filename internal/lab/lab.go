@@ -461,8 +461,10 @@ func (n *node) update(m *inventory.Machine, sample bool) {
 		if st.Role != "" {
 			n.Role = st.Role
 		}
-		n.BytesFromServer, n.BytesFromPeers = st.BytesFromServer, st.BytesFromPeers
-		n.Progress = st.Progress
+		// Counts only grow; a report that leaves them out keeps the last.
+		n.BytesFromServer = max(n.BytesFromServer, st.BytesFromServer)
+		n.BytesFromPeers = max(n.BytesFromPeers, st.BytesFromPeers)
+		n.Progress = max(n.Progress, st.Progress)
 		n.Verified = n.Verified || st.Verified
 		if st.Error != "" {
 			n.Error = st.Error

@@ -57,6 +57,10 @@ func TestNodeUpdate(t *testing.T) {
 	if n.over() || n.ok(true) || n.Seconds <= 0 || n.Role != "follower" || n.BytesFromPeers != 5 {
 		t.Errorf("done but not booted: over %v ok %v seconds %v role %q peers %d", n.over(), n.ok(true), n.Seconds, n.Role, n.BytesFromPeers)
 	}
+	n.update(&inventory.Machine{LastReport: time.Now(), Status: inventory.Status{State: "done"}}, true)
+	if n.BytesFromPeers != 5 {
+		t.Errorf("a report without counts took the bytes from peers from 5 to %d, want them kept", n.BytesFromPeers)
+	}
 	if !n.ok(false) {
 		t.Errorf("done and verified, image not the sample OS: ok = false, want true")
 	}
