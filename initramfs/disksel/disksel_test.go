@@ -140,3 +140,32 @@ func TestParseSize(t *testing.T) {
 		}
 	}
 }
+
+// FuzzSelect: a selector from the command line, the server or shoal.conf
+// never makes Select panic, never picks the boot medium, and a disk it
+// picks is one of the disks given.
+func FuzzSelect(f *testing.F) {
+	for _, s := range []string{"auto", "/dev/vda", "size=8G,serial=*1", "size>=100G", "model=[", "size=1e400", "minsize=-1", ",,,", "serial="} {
+		f.Add(s)
+	}
+	ds, err := List("testdata/sys/block", "/dev")
+	if err != nil {
+		f.Fatal(err)
+	}
+	f.Fuzz(func(t *testing.T, sel string) {
+		d, err := Select(ds, sel, []string{"/dev/sda"}, nil)
+		if err != nil {
+			return
+		}
+		if d.Path == "/dev/sda" {
+			t.Errorf("Select(%q) chose the boot medium", sel)
+		}
+		found := false
+		for _, x := range ds {
+			found = found || x == d
+		}
+		if !found {
+			t.Errorf("Select(%q) = %v, not one of the disks", sel, d)
+		}
+	})
+}
