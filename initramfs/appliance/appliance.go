@@ -347,14 +347,16 @@ func (r *run) reimage(ctx context.Context, pub ed25519.PublicKey) (Result, error
 	}
 	var mu sync.Mutex
 	var last Progress
-	start := time.Now()
+	var first time.Time // the first bytes written: the rate counts from there
 	lastLine := time.Time{}
-	line := func(p Progress, final bool) {
-		el := time.Since(start)
-		rate := float64(p.BytesDone) / el.Seconds()
+	line := func(p Progress) {
+		rate := 0.0
+		if !first.IsZero() {
+			rate = float64(p.BytesDone) / max(time.Since(first).Seconds(), 0.001)
+		}
 		eta := "?"
 		if rate > 0 && p.BytesTotal > 0 {
-			eta = (time.Duration(float64(p.BytesTotal-p.BytesDone)/rate) * time.Second / time.Second).Round(time.Second).String()
+			eta = time.Duration(float64(p.BytesTotal-p.BytesDone) / rate * float64(time.Second)).Round(time.Second).String()
 		}
 		pct := 0.0
 		if p.BytesTotal > 0 {
@@ -376,9 +378,12 @@ func (r *run) reimage(ctx context.Context, pub ed25519.PublicKey) (Result, error
 			mu.Lock()
 			defer mu.Unlock()
 			last = p
+			if first.IsZero() && p.BytesDone > 0 {
+				first = time.Now()
+			}
 			if time.Since(lastLine) >= 3*time.Second {
 				lastLine = time.Now()
-				line(p, false)
+				line(p)
 			}
 		},
 	}
@@ -390,7 +395,7 @@ func (r *run) reimage(ctx context.Context, pub ed25519.PublicKey) (Result, error
 		last.State = "written"
 	}
 	if last.BytesTotal > 0 {
-		line(last, true)
+		line(last)
 	}
 	mu.Unlock()
 	return res, err

@@ -2,6 +2,7 @@ package appliance
 
 import (
 	"bytes"
+	"cmp"
 	"context"
 	"errors"
 	"fmt"
@@ -15,6 +16,7 @@ import (
 	"time"
 
 	"github.com/shoal-project/shoal/imaging"
+	"github.com/shoal-project/shoal/imaging/sign"
 	"github.com/shoal-project/shoal/initramfs/disksel"
 	"github.com/shoal-project/shoal/initramfs/netup"
 	"github.com/shoal-project/shoal/internal/testdisk"
@@ -29,6 +31,7 @@ const testMAC = "52:54:00:ab:cd:ef"
 // shoal serve (its real HTTP handler) on loopback.
 type machine struct {
 	dir, sys, dev, cmdline string
+	pub                    string // image-signing public key file ("" = none)
 	src                    *testdisk.Disk
 	repoURL, serverURL     string
 	inv                    *inventory.Store
@@ -122,7 +125,7 @@ func (m *machine) run(t *testing.T, cmdline string) outcome {
 	var o outcome
 	hw, _ := net.ParseMAC(testMAC)
 	o.err = Run(context.Background(), Options{
-		Cmdline: m.cmdline, ModulesDir: filepath.Join(m.dir, "nomodules"), PubKey: filepath.Join(m.dir, "nokey.pem"),
+		Cmdline: m.cmdline, ModulesDir: filepath.Join(m.dir, "nomodules"), PubKey: cmp.Or(m.pub, filepath.Join(m.dir, "nokey.pem")),
 		SysBlock: m.sys, DevDir: m.dev, ConfWait: time.Second, DiskWait: 500 * time.Millisecond,
 		Reimage: SingleNode,
 		Net: func(context.Context) ([]netup.Lease, error) {
@@ -271,5 +274,49 @@ func TestRunUSBStick(t *testing.T) {
 		if !testdisk.Equal(t, m.src.Path, target, p.StartLBA*512, p.SizeBytes) {
 			t.Errorf("partition %d differs from the source", p.Number)
 		}
+	}
+}
+
+// TestRunSigned: with a public key built in, an image signed by the
+// matching key is written, and an unsigned one is refused before the disk
+// is touched, with what to do.
+func TestRunSigned(t *testing.T) {
+	src := newSource(t)
+	keys := filepath.Join(t.TempDir(), "site")
+	if _, err := sign.Generate(keys); err != nil {
+		t.Fatal(err)
+	}
+	priv, err := sign.LoadPrivate(keys + ".key")
+	if err != nil {
+		t.Fatal(err)
+	}
+	if _, _, err := imaging.Create(context.Background(), src.disk.Path, src.repo, "signed", imaging.CreateOptions{ChunkSizeBytes: 1 << 20, SignKey: priv}); err != nil {
+		t.Fatal(err)
+	}
+	for _, tc := range []struct {
+		image string
+		ok    bool
+	}{{"signed", true}, {"testimg", false}} {
+		t.Run(tc.image, func(t *testing.T) {
+			m := newMachine(t, src)
+			m.pub = keys + ".pub"
+			target := m.disk(t, "vda", "", 64<<20)
+			o := m.run(t, fmt.Sprintf("shoal.repo=%s shoal.image=%s", m.repoURL, tc.image))
+			if !strings.Contains(o.console, "images must be signed by the built-in key") {
+				t.Errorf("console does not say that images must be signed:\n%s", o.console)
+			}
+			if tc.ok {
+				if o.err != nil {
+					t.Fatalf("Run(signed image) = %v\n%s", o.err, o.console)
+				}
+				return
+			}
+			if !errors.Is(o.err, sign.ErrNoSignature) || !strings.Contains(o.console, "not signed by the key built into this appliance") {
+				t.Errorf("Run(unsigned image) = %v, want ErrNoSignature and what to do\n%s", o.err, o.console)
+			}
+			if b, _ := os.ReadFile(target); !bytes.Equal(b, make([]byte, 64<<20)) {
+				t.Error("the disk was written")
+			}
+		})
 	}
 }
