@@ -12,6 +12,7 @@ import (
 	"os"
 	"path/filepath"
 	"strings"
+	"sync"
 	"testing"
 	"time"
 
@@ -44,14 +45,42 @@ type source struct {
 	repo string
 }
 
+var (
+	sharedDir  string // made and removed by TestMain
+	sourceOnce sync.Once
+	shared     source
+	sourceErr  string
+)
+
+func TestMain(m *testing.M) {
+	var err error
+	if sharedDir, err = os.MkdirTemp("", "appliance-test"); err != nil {
+		fmt.Fprintln(os.Stderr, err)
+		os.Exit(1)
+	}
+	code := m.Run()
+	os.RemoveAll(sharedDir)
+	os.Exit(code)
+}
+
+// newSource returns the source shared by the package's tests, made by the
+// first test that asks (making it takes seconds under -race). Tests add
+// images to its repository but never change testimg.
 func newSource(t *testing.T) source {
 	t.Helper()
-	dir := t.TempDir()
-	s := source{disk: testdisk.GPT(t, dir, 64<<20), repo: filepath.Join(dir, "repo")}
-	if _, _, err := imaging.Create(context.Background(), s.disk.Path, s.repo, "testimg", imaging.CreateOptions{ChunkSizeBytes: 1 << 20}); err != nil {
-		t.Fatal(err)
+	sourceOnce.Do(func() {
+		disk := testdisk.GPT(t, sharedDir, 64<<20)
+		s := source{disk: disk, repo: filepath.Join(sharedDir, "repo")}
+		if _, _, err := imaging.Create(context.Background(), s.disk.Path, s.repo, "testimg", imaging.CreateOptions{ChunkSizeBytes: 1 << 20}); err != nil {
+			sourceErr = err.Error()
+			return
+		}
+		shared = s
+	})
+	if shared.disk == nil {
+		t.Fatalf("no source disk: %s", sourceErr)
 	}
-	return s
+	return shared
 }
 
 func newMachine(t *testing.T, src source) *machine {
@@ -126,7 +155,7 @@ func (m *machine) run(t *testing.T, cmdline string) outcome {
 	hw, _ := net.ParseMAC(testMAC)
 	o.err = Run(context.Background(), Options{
 		Cmdline: m.cmdline, ModulesDir: filepath.Join(m.dir, "nomodules"), PubKey: cmp.Or(m.pub, filepath.Join(m.dir, "nokey.pem")),
-		SysBlock: m.sys, DevDir: m.dev, ConfWait: time.Second, DiskWait: 500 * time.Millisecond,
+		SysBlock: m.sys, DevDir: m.dev, ConfWait: 200 * time.Millisecond, DiskWait: 300 * time.Millisecond,
 		Reimage: SingleNode,
 		Net: func(context.Context) ([]netup.Lease, error) {
 			return []netup.Lease{{Iface: "eth0", MAC: hw, IP: net.IPv4(127, 0, 0, 1)}}, nil
