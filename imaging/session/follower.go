@@ -133,6 +133,9 @@ func (n *node) follow(ctx context.Context, l leaderInfo) (nx next, failed bool, 
 			if ctx.Err() != nil {
 				return next{}, false, ctx.Err()
 			}
+			if errors.As(r.err, new(targetError)) {
+				return next{}, false, r.err // the target is unfit: nothing to retry
+			}
 			n.setErr(r.err)
 			n.log.Warn("data session failed", "leader", l.node, "epoch", l.epoch, "err", r.err, "missing", n.missing())
 			if errors.Is(r.err, mcast.ErrNoData) || errors.Is(r.err, mcast.ErrBadSender) || errors.Is(r.err, ErrOtherImage) {

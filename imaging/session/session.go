@@ -228,6 +228,13 @@ var ErrOtherImage = errors.New("peer offers another image")
 // ErrServer is wrapped when the server cannot give what a node needs.
 var ErrServer = errors.New("image server unavailable")
 
+// targetError is Config.Open's failure (the target checks): fatal, whoever
+// sends the image.
+type targetError struct{ err error }
+
+func (e targetError) Error() string { return e.err.Error() }
+func (e targetError) Unwrap() error { return e.err }
+
 // leaderInfo is what a node knows of a leader, from its announces.
 type leaderInfo struct {
 	node     uint32
@@ -347,10 +354,17 @@ type next struct {
 // fallback -> done | failed. Each state is one method returning the next.
 func (n *node) run(ctx context.Context) error {
 	if err := n.loadManifest(ctx); err != nil {
+		if !errors.Is(err, ErrServer) {
+			return err // a bad manifest or signature: nothing to wait for
+		}
 		// A node without the manifest can still follow a peer (the
 		// manifest comes with the data, checked by its signature).
 		n.log.Warn("manifest from the server failed; will look for a peer", "err", err)
 		n.setErr(err)
+	} else if err := n.openWriter(n.image()); err != nil {
+		// As `shoal image apply`: the manifest, then the target's
+		// checks, before anything else.
+		return err
 	}
 	nx := next{state: stListen}
 	attempts := 0 // failed data sessions in a row with a live leader
@@ -436,7 +450,7 @@ func (n *node) listen(ctx context.Context) (next, error) {
 		if !now.Before(deadline) {
 			if n.image() == nil {
 				if err := n.loadManifest(ctx); err != nil {
-					if time.Since(n.start) > n.cfg.ServerTimeout {
+					if !errors.Is(err, ErrServer) || time.Since(n.start) > n.cfg.ServerTimeout {
 						return next{}, fmt.Errorf("no peer leads image %q and the server does not answer: %w", n.cfg.Name, err)
 					}
 					deadline = now.Add(n.cfg.ServerRetry)
@@ -540,11 +554,20 @@ func (n *node) fallback(ctx context.Context, why string) (next, error) {
 	return next{state: stDone}, nil
 }
 
-// loadManifest fetches and checks the manifest from the server.
+// loadManifest fetches and checks the manifest from the server. A server
+// that does not answer wraps ErrServer; a manifest that does not pass its
+// checks (signature, name) is another error, fatal to the run.
 func (n *node) loadManifest(ctx context.Context) error {
-	img, err := imaging.LoadImage(ctx, n.cfg.Server, n.cfg.Name, n.cfg.Pub)
+	raw, sig, err := n.cfg.Server.Manifest(ctx, n.cfg.Name)
 	if err != nil {
 		return fmt.Errorf("%w: %w", ErrServer, err)
+	}
+	img, err := imaging.NewImage(raw, sig, n.cfg.Pub)
+	if err != nil {
+		return fmt.Errorf("image %q from %s: %w", n.cfg.Name, n.cfg.Server, err)
+	}
+	if img.Manifest.Name != n.cfg.Name {
+		return fmt.Errorf("image %q from %s: %w: manifest names image %q", n.cfg.Name, n.cfg.Server, imaging.ErrBadManifest, img.Manifest.Name)
 	}
 	n.mu.Lock()
 	defer n.mu.Unlock()
@@ -570,7 +593,7 @@ func (n *node) openWriter(img *imaging.Image) error {
 	}
 	w, err := n.cfg.Open(img)
 	if err != nil {
-		return fmt.Errorf("open target: %w", err)
+		return targetError{err}
 	}
 	n.img, n.w = img, w
 	n.st.Chunks = len(img.Chunks)

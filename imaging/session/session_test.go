@@ -169,6 +169,7 @@ func TestRelayStream(t *testing.T) {
 		// The download takes about 1.3 s; relaying after it would add
 		// about as much again. (Generous: the suite runs on a loaded
 		// machine.)
+		t.Logf("follower %d finished %v after the leader", f.id, f.completedAt().Sub(leaderDone))
 		if done := f.completedAt(); done.Sub(leaderDone) > 2*time.Second {
 			t.Errorf("follower %d finished %v after the leader, want within 2 s", f.id, done.Sub(leaderDone))
 		}
