@@ -87,6 +87,7 @@ func (n *node) lead(ctx context.Context, epoch uint32, takeover bool) (next, err
 		}
 		if n.askedSince(lastAsked, epoch) {
 			lastAsked = now
+			lastAnn = time.Time{} // answer at once: the announce names the group
 			if !sending && (n.cfg.Relay == RelayStream || n.complete()) {
 				n.log.Info("requested: multicasting", "group", group, "held", n.held())
 				startSend()
