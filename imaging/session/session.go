@@ -559,6 +559,9 @@ func (n *node) fallback(ctx context.Context, why string) (next, error) {
 // checks (signature, name) is another error, fatal to the run.
 func (n *node) loadManifest(ctx context.Context) error {
 	raw, sig, err := n.cfg.Server.Manifest(ctx, n.cfg.Name)
+	if errors.Is(err, imaging.ErrNotFound) {
+		return fmt.Errorf("image %q: %w", n.cfg.Name, err) // the server answered: no such image
+	}
 	if err != nil {
 		return fmt.Errorf("%w: %w", ErrServer, err)
 	}
