@@ -93,6 +93,9 @@ type Result struct {
 	ImageID    string
 	BytesTotal int64
 	Verified   bool
+	Role       string // the role the node played (leader, follower, server)
+	FromPeers  int64  // stored bytes received from peers
+	FromServer int64  // stored bytes fetched from the server
 }
 
 // Reimager writes j's image to j's disk. It is the seam between the
@@ -279,7 +282,9 @@ func (r *run) run(ctx context.Context) error {
 		return &Failure{Step: "reimaging", Image: r.cfg.Image, Disk: r.disk, URL: r.cfg.Repo, Err: err}
 	}
 	r.say("SUCCESS: image %s (%s) written to %s and verified, %.1f s after start", r.cfg.Image, res.ImageID, r.disk, time.Since(r.start).Seconds())
-	if err := r.rep.Send(ctx, report.Status{State: "done", Progress: 1, BytesTotal: res.BytesTotal, BytesDone: res.BytesTotal, Verified: res.Verified}); err != nil {
+	done := report.Status{State: "done", Role: res.Role, Progress: 1, BytesTotal: res.BytesTotal, BytesDone: res.BytesTotal,
+		BytesFromPeers: res.FromPeers, BytesFromServer: res.FromServer, Verified: res.Verified}
+	if err := r.rep.Send(ctx, done); err != nil {
 		r.say("warning: the success report to %s failed: %v", r.cfg.Server, err)
 	}
 	r.say("after-action: %s", r.cfg.After)

@@ -204,7 +204,7 @@ func TestRunReimages(t *testing.T) {
 			t.Errorf("console lacks %q:\n%s", want, o.console)
 		}
 	}
-	if st := m.status(t); !st.Status.Success() || st.Action != inventory.Local {
+	if st := m.status(t); !st.Status.Success() || st.Action != inventory.Local || st.Status.Role != "server" || st.Status.BytesFromServer == 0 {
 		t.Errorf("server's machine = %+v, want a verified success turned local", st)
 	}
 }

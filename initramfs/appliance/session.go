@@ -40,10 +40,11 @@ func Session(ctx context.Context, j Job) (Result, error) {
 		}
 	}
 	var (
-		mu  sync.Mutex
-		t   *partition.Target
-		w   *imaging.Writer
-		img *imaging.Image
+		mu   sync.Mutex
+		t    *partition.Target
+		w    *imaging.Writer
+		img  *imaging.Image
+		role string
 	)
 	c.Open = func(im *imaging.Image) (*imaging.Writer, error) {
 		tt, err := partition.OpenTarget(j.Disk, im.Requirements(), partition.TargetOptions{BootDevices: j.Boot})
@@ -77,7 +78,19 @@ func Session(ctx context.Context, j Job) (Result, error) {
 		case s.BytesFromPeers > 0:
 			src = "peer"
 		}
-		j.Progress(Progress{State: "writing", Role: s.Role, Source: src, BytesDone: ww.WrittenBytes(),
+		state := "writing"
+		if s.Role == session.RoleListening {
+			state = "listening"
+		}
+		// The console's last line names the role the node played, not
+		// "done".
+		mu.Lock()
+		if s.Role != session.RoleDone && s.Role != session.RoleFailed {
+			role = s.Role
+		}
+		r := role
+		mu.Unlock()
+		j.Progress(Progress{State: state, Role: r, Source: src, BytesDone: ww.WrittenBytes(),
 			BytesTotal: im.Manifest.DataBytes, FromPeers: s.BytesFromPeers, FromServer: s.BytesFromServer})
 	}
 	st, err := session.Run(ctx, c)
@@ -98,5 +111,12 @@ func Session(ctx context.Context, j Job) (Result, error) {
 		j.Log.Info("session done", "role", st.Role, "chunks", st.Chunks, "fromServer", st.BytesFromServer, "fromPeers", st.BytesFromPeers,
 			"toPeers", st.BytesToPeers, "led", st.Led, "takeovers", st.Takeovers, "fallbacks", st.Fallbacks)
 	}
-	return Result{ImageID: img.ID.String()[:16], BytesTotal: img.Manifest.DataBytes, Verified: true}, nil
+	if role == "" || role == session.RoleListening {
+		role = session.RoleFollower
+		if st.Led > 0 {
+			role = session.RoleLeader
+		}
+	}
+	return Result{ImageID: img.ID.String()[:16], BytesTotal: img.Manifest.DataBytes, Verified: true,
+		Role: role, FromPeers: st.BytesFromPeers, FromServer: st.BytesFromServer}, nil
 }

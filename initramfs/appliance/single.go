@@ -46,5 +46,6 @@ func SingleNode(ctx context.Context, j Job) (Result, error) {
 	if err != nil {
 		return Result{}, fmt.Errorf("write image %s to %s: %w; no partition table was written, the old one was wiped", j.Name, j.Disk, err)
 	}
-	return Result{ImageID: img.ID.String()[:16], BytesTotal: total, Verified: true}, nil
+	return Result{ImageID: img.ID.String()[:16], BytesTotal: total, Verified: true,
+		Role: "server", FromServer: img.Manifest.StoredBytes}, nil
 }
