@@ -379,6 +379,9 @@ func (n *node) run(ctx context.Context) error {
 		case stLead:
 			nx, err = n.lead(ctx, nx.epoch, nx.takeover)
 			attempts = 0
+			if err == nil && nx.state == stDone {
+				return n.finish() // it lingered for late requests already
+			}
 		case stFollow:
 			var failed bool
 			nx, failed, err = n.follow(ctx, nx.leader)
