@@ -215,7 +215,8 @@ func (rep *SessionReport) runSession(ctx context.Context, cfg SessionConfig, run
 			case <-time.After(time.Until(at)):
 			}
 		}
-		args := []string{"fetch", "--repo", url, "--name", rep.r.name, "--iface", "eth0", targets[i]}
+		args := []string{"fetch", "--repo", url, "--name", rep.r.name, "--iface", "eth0",
+			"--rate", fmt.Sprint(cfg.RateBitsPerSec), targets[i]}
 		if run == "unicast" {
 			args = []string{"image", "apply", "--repo", url, "--name", rep.r.name, targets[i]}
 		}
