@@ -20,9 +20,14 @@ import (
 // returns nil, and init then starts the shell.
 func After(ctx context.Context, action, disk string, log *slog.Logger) error {
 	unix.Sync()
-	switch action {
-	case config.AfterShell:
+	if action == config.AfterShell {
 		return nil
+	}
+	// u-root's init copies our output to the consoles through a pipe:
+	// give it a moment to drain, or reboot(2) loses the last lines (the
+	// SUCCESS line among them).
+	time.Sleep(time.Second)
+	switch action {
 	case config.AfterPoweroff:
 		return unix.Reboot(unix.LINUX_REBOOT_CMD_POWER_OFF)
 	case config.AfterKexec:
