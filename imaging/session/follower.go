@@ -84,6 +84,11 @@ func (n *node) follow(ctx context.Context, l leaderInfo) (nx next, failed bool, 
 			lastReq = now
 			n.send(TypeRequest, l.epoch, 0, netip.AddrPort{})
 		}
+		if b, ok := n.bestLeader(now); ok && b.epoch > l.epoch {
+			stop()
+			n.log.Info("a leader of a higher epoch: following it", "leader", b.node, "epoch", b.epoch)
+			return next{state: stFollow, leader: b}, false, nil
+		}
 		// The leader lives while its announces or its data come (a busy
 		// leader's announces may be late; its data says it is there).
 		cur, ok := n.leader(l.node)
@@ -99,11 +104,6 @@ func (n *node) follow(ctx context.Context, l leaderInfo) (nx next, failed bool, 
 			}
 			n.log.Warn("leader gone", "leader", l.node, "epoch", l.epoch, "why", why, "missing", n.missing())
 			return next{state: stElect}, false, nil
-		}
-		if b, ok := n.bestLeader(now); ok && b.epoch > l.epoch {
-			stop()
-			n.log.Info("a leader of a higher epoch: following it", "leader", b.node, "epoch", b.epoch)
-			return next{state: stFollow, leader: b}, false, nil
 		}
 		// Announces heard, the leader sending and holding more than we
 		// do, and no data: multicast does not reach us (a switch
