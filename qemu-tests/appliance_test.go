@@ -20,6 +20,7 @@ import (
 
 	"github.com/shoal-project/shoal/imaging"
 	"github.com/shoal-project/shoal/initramfs/usb"
+	"github.com/shoal-project/shoal/internal/sampleos"
 	"github.com/shoal-project/shoal/internal/testdisk"
 )
 
@@ -496,4 +497,51 @@ func applianceSame(t testing.TB, a, b string, off, n int64) bool {
 		done += k
 	}
 	return true
+}
+
+// TestApplianceKexec: with shoal.after=kexec the appliance writes the
+// sample OS (systemd-boot entry and syslinux config on its ESP) and kexecs
+// into the kernel, initrd and command line of the new disk's boot loader
+// entry, without going through the firmware: the sample OS comes up and
+// prints the machine's name.
+func TestApplianceKexec(t *testing.T) {
+	kernel, initramfs := applianceInitramfs(t)
+	for _, tool := range sampleos.Tools {
+		testdisk.Need(t, tool)
+	}
+	netbootRequire(t, sampleos.DefaultGPTMBR, "apt-get install syslinux-common")
+	netbootRequire(t, sampleos.DefaultSystemdBoot, "apt-get install systemd-boot-efi")
+	dir := t.TempDir()
+	src := filepath.Join(dir, "sample-os.img")
+	if err := sampleos.Build(context.Background(), sampleos.Options{Kernel: kernel, Out: src}); err != nil {
+		t.Fatal(err)
+	}
+	repo := filepath.Join(dir, "repo")
+	if _, _, err := imaging.Create(context.Background(), src, repo, "sample", imaging.CreateOptions{}); err != nil {
+		t.Fatal(err)
+	}
+	ln, err := net.Listen("tcp", "127.0.0.1:0")
+	if err != nil {
+		t.Fatal(err)
+	}
+	srv := &http.Server{Handler: http.FileServer(http.Dir(repo))}
+	go srv.Serve(ln)
+	defer srv.Close()
+	target := filepath.Join(dir, "target.img")
+	if err := os.Truncate(applianceCreate(t, target), 96<<20); err != nil {
+		t.Fatal(err)
+	}
+	v := applianceStart(t, append(applianceDirect(kernel, initramfs, fmt.Sprintf(
+		"shoal.repo=http://%s/ shoal.image=sample shoal.after=kexec", strings.Replace(ln.Addr().String(), "127.0.0.1", "10.0.2.2", 1))),
+		"-drive", "file="+target+",format=raw,if=virtio", "-smbios", "type=1,serial=kexec1")...)
+	marker := sampleos.Marker + " host=kexec1"
+	v.wait(3*time.Minute, func(c string) bool { return strings.Contains(c, marker) }, "shoal: SUCCESS", "shoal: after-action: kexec")
+	c := v.console()
+	if !strings.Contains(c, marker) {
+		t.Fatalf("the sample OS did not come up after kexec; serial:\n%s", applianceTail(c, 6000))
+	}
+	if !strings.Contains(c, "shoal: after-action: kexec") || strings.Contains(c, "kexec failed") {
+		t.Errorf("console does not show a kexec:\n%s", applianceTail(c, 4000))
+	}
+	t.Logf("QEMU start to the sample OS after kexec: %v", time.Since(v.start).Round(100*time.Millisecond))
 }

@@ -27,10 +27,13 @@ type BootFiles struct {
 }
 
 // FindKernel looks in each partition of the disk at path (read in
-// userspace with go-diskfs: ext4 and FAT) for /boot/vmlinuz (or the newest
-// /boot/vmlinuz-VERSION by version order, or /vmlinuz) and its initrd. The command line is
-// /etc/kernel/cmdline when the partition has one, else "root=PARTUUID=GUID
-// ro" for a GPT partition.
+// userspace with go-diskfs: ext4 and FAT) for the new OS's kernel: first a
+// boot loader entry (systemd-boot's loader/entries/*.conf: linux, initrd,
+// options), then /boot/vmlinuz (or the newest /boot/vmlinuz-VERSION by
+// version order) or /vmlinuz, with its initrd (initrd.img-VERSION,
+// initramfs-VERSION.img, initrd.gz, initrd.img). The command line of the
+// latter comes from /etc/kernel/cmdline, a syslinux/extlinux APPEND line,
+// or is "root=PARTUUID=GUID ro" for a GPT partition.
 func FindKernel(disk string) (*BootFiles, error) {
 	d, err := diskfs.Open(disk, diskfs.WithOpenMode(diskfs.ReadOnly))
 	if err != nil {
@@ -46,33 +49,114 @@ func FindKernel(disk string) (*BootFiles, error) {
 		if err != nil {
 			continue
 		}
-		// fs.FS paths: no leading slash.
-		k := findFile(f, "boot", "vmlinuz")
-		if k == "" {
-			k = findFile(f, ".", "vmlinuz")
+		b, err := fromEntries(f)
+		if err != nil {
+			return nil, fmt.Errorf("%s partition %d: %w", disk, i+1, err)
 		}
-		if k == "" {
-			continue
-		}
-		b := &BootFiles{Partition: i + 1, Kernel: "/" + k}
-		if b.kernel, err = fs.ReadFile(f, k); err != nil {
-			return nil, fmt.Errorf("%s partition %d: %s: %w", disk, i+1, k, err)
-		}
-		ver := strings.TrimPrefix(path.Base(k), "vmlinuz")
-		for _, c := range []string{path.Join(path.Dir(k), "initrd.img"+ver), path.Join(path.Dir(k), "initramfs"+ver+".img")} {
-			if data, err := fs.ReadFile(f, c); err == nil {
-				b.Initrd, b.initrd = "/"+c, data
-				break
+		if b == nil {
+			b, err = fromFiles(f)
+			if err != nil {
+				return nil, fmt.Errorf("%s partition %d: %w", disk, i+1, err)
 			}
 		}
-		if c, err := fs.ReadFile(f, "etc/kernel/cmdline"); err == nil {
-			b.Cmdline = strings.TrimSpace(string(c))
-		} else if gp, ok := p.(*gpt.Partition); ok && gp.GUID != "" {
-			b.Cmdline = "root=PARTUUID=" + strings.ToLower(gp.GUID) + " ro"
+		if b == nil {
+			continue
+		}
+		b.Partition = i + 1
+		if b.Cmdline == "" {
+			if gp, ok := p.(*gpt.Partition); ok && gp.GUID != "" {
+				b.Cmdline = "root=PARTUUID=" + strings.ToLower(gp.GUID) + " ro"
+			}
 		}
 		return b, nil
 	}
-	return nil, errors.New("no /boot/vmlinuz on any partition of " + disk)
+	return nil, errors.New("no kernel (boot loader entry, /boot/vmlinuz or /vmlinuz) on any partition of " + disk)
+}
+
+// fromEntries reads the first systemd-boot loader entry (by name) whose
+// kernel is on the same filesystem.
+func fromEntries(f fs.FS) (*BootFiles, error) {
+	names, _ := fs.Glob(f, "loader/entries/*.conf")
+	sort.Strings(names)
+	for _, n := range names {
+		data, err := fs.ReadFile(f, n)
+		if err != nil {
+			continue
+		}
+		b := &BootFiles{}
+		for _, line := range strings.Split(string(data), "\n") {
+			k, v, _ := strings.Cut(strings.TrimSpace(line), " ")
+			v = strings.TrimSpace(v)
+			switch k {
+			case "linux":
+				b.Kernel = v
+			case "initrd":
+				if b.Initrd == "" {
+					b.Initrd = v
+				}
+			case "options":
+				b.Cmdline = strings.TrimSpace(b.Cmdline + " " + v)
+			}
+		}
+		if b.Kernel == "" {
+			continue
+		}
+		if b.kernel, err = fs.ReadFile(f, strings.TrimPrefix(b.Kernel, "/")); err != nil {
+			continue
+		}
+		if b.Initrd != "" {
+			if b.initrd, err = fs.ReadFile(f, strings.TrimPrefix(b.Initrd, "/")); err != nil {
+				return nil, fmt.Errorf("%s names initrd %s: %w", n, b.Initrd, err)
+			}
+		}
+		return b, nil
+	}
+	return nil, nil
+}
+
+// fromFiles finds a kernel by its file name.
+func fromFiles(f fs.FS) (*BootFiles, error) {
+	// fs.FS paths: no leading slash.
+	k := findFile(f, "boot", "vmlinuz")
+	if k == "" {
+		k = findFile(f, ".", "vmlinuz")
+	}
+	if k == "" {
+		return nil, nil
+	}
+	b := &BootFiles{Kernel: "/" + k}
+	var err error
+	if b.kernel, err = fs.ReadFile(f, k); err != nil {
+		return nil, fmt.Errorf("%s: %w", k, err)
+	}
+	ver := strings.TrimPrefix(path.Base(k), "vmlinuz")
+	dir := path.Dir(k)
+	for _, c := range []string{"initrd.img" + ver, "initramfs" + ver + ".img", "initrd" + ver + ".gz", "initrd" + ver} {
+		if data, err := fs.ReadFile(f, path.Join(dir, c)); err == nil {
+			b.Initrd, b.initrd = "/"+path.Join(dir, c), data
+			break
+		}
+	}
+	if c, err := fs.ReadFile(f, "etc/kernel/cmdline"); err == nil {
+		b.Cmdline = strings.TrimSpace(string(c))
+	} else {
+		for _, cfg := range []string{"syslinux.cfg", "extlinux.conf", "boot/syslinux/syslinux.cfg", "boot/extlinux/extlinux.conf", "syslinux/syslinux.cfg", "extlinux/extlinux.conf"} {
+			data, err := fs.ReadFile(f, cfg)
+			if err != nil {
+				continue
+			}
+			for _, line := range strings.Split(string(data), "\n") {
+				if k, v, _ := strings.Cut(strings.TrimSpace(line), " "); strings.EqualFold(k, "APPEND") {
+					b.Cmdline = strings.TrimSpace(v)
+					break
+				}
+			}
+			if b.Cmdline != "" {
+				break
+			}
+		}
+	}
+	return b, nil
 }
 
 // findFile returns the path of dir/name, or of the newest dir/name-*.
