@@ -2,10 +2,12 @@ package appliance
 
 import (
 	"bytes"
+	"io/fs"
 	"os"
 	"path/filepath"
 	"strings"
 	"testing"
+	"testing/fstest"
 
 	"github.com/shoal-project/shoal/internal/testdisk"
 )
@@ -90,4 +92,65 @@ func TestVersionLess(t *testing.T) {
 			t.Errorf("versionLess(%q, %q) = %v, want %v", tc.a, tc.b, got, tc.want)
 		}
 	}
+}
+
+func TestBootEntries(t *testing.T) {
+	for _, tc := range []struct {
+		name                    string
+		fs                      fstest.MapFS
+		kernel, initrd, cmdline string
+	}{
+		{"systemd-boot entry", fstest.MapFS{
+			"loader/entries/b.conf": {Data: []byte("title B\nlinux /EFI/b/vmlinuz\noptions root=LABEL=b\n")},
+			"loader/entries/a.conf": {Data: []byte("title A\nlinux /vmlinuz\ninitrd /initrd.gz\noptions console=ttyS0\noptions panic=-1\n")},
+			"vmlinuz":               {Data: []byte("k")}, "initrd.gz": {Data: []byte("i")},
+		}, "/vmlinuz", "/initrd.gz", "console=ttyS0 panic=-1"},
+		{"syslinux", fstest.MapFS{
+			"syslinux.cfg": {Data: []byte("DEFAULT x\nLABEL x\n  KERNEL /vmlinuz\n  INITRD /initrd.gz\n  APPEND console=ttyS0 quiet\n")},
+			"vmlinuz":      {Data: []byte("k")}, "initrd.gz": {Data: []byte("i")},
+		}, "/vmlinuz", "/initrd.gz", "console=ttyS0 quiet"},
+		{"debian", fstest.MapFS{
+			"boot/vmlinuz-6.1.0-10-amd64": {Data: []byte("k")}, "boot/initrd.img-6.1.0-10-amd64": {Data: []byte("i")},
+			"etc/kernel/cmdline": {Data: []byte("root=/dev/sda2 ro\n")},
+		}, "/boot/vmlinuz-6.1.0-10-amd64", "/boot/initrd.img-6.1.0-10-amd64", "root=/dev/sda2 ro"},
+	} {
+		t.Run(tc.name, func(t *testing.T) {
+			b, err := fromEntries(tc.fs)
+			if err == nil && b == nil {
+				b, err = fromFiles(tc.fs)
+			}
+			if err != nil || b == nil {
+				t.Fatalf("no kernel: %v", err)
+			}
+			if b.Kernel != tc.kernel || b.Initrd != tc.initrd || b.Cmdline != tc.cmdline || string(b.kernel) != "k" || string(b.initrd) != "i" {
+				t.Errorf("got kernel %s initrd %s cmdline %q (%q, %q); want %s %s %q", b.Kernel, b.Initrd, b.Cmdline, b.kernel, b.initrd, tc.kernel, tc.initrd, tc.cmdline)
+			}
+		})
+	}
+}
+
+// FuzzBootEntries: boot loader configs off the new disk never make the
+// parsers panic, and a kernel they return is a file that exists.
+func FuzzBootEntries(f *testing.F) {
+	f.Add("title A\nlinux /vmlinuz\ninitrd /initrd.gz\noptions console=ttyS0\n", "APPEND quiet\n")
+	f.Add("linux\ninitrd /nope\n", "append")
+	f.Add("linux ../../etc\n", "")
+	f.Fuzz(func(t *testing.T, entry, syslinux string) {
+		m := fstest.MapFS{
+			"loader/entries/x.conf": {Data: []byte(entry)},
+			"syslinux.cfg":          {Data: []byte(syslinux)},
+			"vmlinuz":               {Data: []byte("k")},
+			"initrd.gz":             {Data: []byte("i")},
+		}
+		b, err := fromEntries(m)
+		if err == nil && b == nil {
+			b, err = fromFiles(m)
+		}
+		if err != nil || b == nil {
+			return
+		}
+		if _, err := fs.Stat(m, strings.TrimPrefix(b.Kernel, "/")); err != nil {
+			t.Errorf("kernel %q does not exist", b.Kernel)
+		}
+	})
 }
