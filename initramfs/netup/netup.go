@@ -35,7 +35,10 @@ type Options struct {
 	// number of attempts (default 6).
 	DHCPTimeout time.Duration
 	Retries     int
-	Log         *slog.Logger
+	// Ifaces, when set, names the links to use; by default every link
+	// backed by a device (a NIC) is used.
+	Ifaces []string
+	Log    *slog.Logger
 }
 
 // Lease is an address a link got.
@@ -73,7 +76,7 @@ func Up(ctx context.Context, o Options) ([]Lease, error) {
 	if lo, err := netlink.LinkByName("lo"); err == nil {
 		netlink.LinkSetUp(lo)
 	}
-	links, err := ethernet()
+	links, err := ethernet(o.Ifaces)
 	if err != nil {
 		return nil, err
 	}
@@ -129,9 +132,20 @@ func Up(ctx context.Context, o Options) ([]Lease, error) {
 	return leases, nil
 }
 
-// ethernet lists the links that are Ethernet devices (not lo, not virtual
-// ones without a device).
-func ethernet() ([]netlink.Link, error) {
+// ethernet lists the links named, or else those that are Ethernet devices
+// (not lo, not virtual ones without a device).
+func ethernet(names []string) ([]netlink.Link, error) {
+	if len(names) > 0 {
+		var out []netlink.Link
+		for _, n := range names {
+			l, err := netlink.LinkByName(n)
+			if err != nil {
+				return nil, fmt.Errorf("link %s: %w", n, err)
+			}
+			out = append(out, l)
+		}
+		return out, nil
+	}
 	all, err := netlink.LinkList()
 	if err != nil {
 		return nil, fmt.Errorf("list links: %w", err)
