@@ -79,39 +79,6 @@ func TestFleet(t *testing.T) {
 	t.Logf("%.0f s; server egress %.2fx the image", sum.Seconds, float64(sum.ServerEgressBytes)/float64(sum.ImageBytes))
 }
 
-// TestFleetLeaderKilled kills the leader's machine half way: the two
-// others complete, and one of them took over as leader.
-func TestFleetLeaderKilled(t *testing.T) {
-	out, shoal := fleetSetup(t)
-	var table bytes.Buffer
-	sum, err := lab.Run(context.Background(), lab.Config{
-		Nodes: 3, Firmware: []string{"bios", "bios", "uefi"},
-		Out: out, Shoal: shoal, Dashboard: "off", Table: &table,
-		Timeout: 8 * time.Minute, Stagger: 500 * time.Millisecond,
-		Faults: lab.Faults{KillLeaderAt: 0.5},
-	})
-	t.Logf("lab:\n%s", lastTable(table.String()))
-	if err != nil {
-		t.Fatalf("lab.Run: %v", err)
-	}
-	killed, leaders := 0, 0
-	for _, n := range sum.Nodes {
-		if n.Killed {
-			killed++
-			continue
-		}
-		if !n.Verified || !n.BootedNewOS {
-			t.Errorf("%s: verified %v, booted new OS %v; want both", n.Name, n.Verified, n.BootedNewOS)
-		}
-		if n.Role == "leader" {
-			leaders++
-		}
-	}
-	if killed != 1 || leaders != 1 {
-		t.Errorf("killed %d, leaders among the survivors %d; want 1 and 1 (a takeover)", killed, leaders)
-	}
-}
-
 // lastTable returns the last live table and the summary.
 func lastTable(s string) string {
 	if i := strings.LastIndex(s, "\n\n"); i > 0 {

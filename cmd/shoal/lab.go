@@ -13,7 +13,7 @@ import (
 	"github.com/shoal-project/shoal/internal/lab"
 )
 
-const labUsage = `shoal lab [--nodes 3] [--image DISK.img] [--summary FILE.json] [--firmware bios,uefi] [--out out] [--keep]
+const labUsage = `shoal lab [--nodes 3] [--image DISK.img] [--summary FILE.json] [--firmware bios,uefi] [--rate 20Mbit] [--server-rate RATE] [--out out] [--keep]
 
 The virtual lab: builds a private network of namespaces, runs shoal serve
 (DHCP, TFTP, HTTP) with the image in its repository, and boots --nodes QEMU
@@ -39,6 +39,9 @@ func runLab(ctx context.Context, args []string, stdout, stderr io.Writer) error 
 	fs.DurationVar(&cfg.Stagger, "stagger", 0, "delay between machine starts (default 1s)")
 	fs.StringVar(&cfg.Dashboard, "dashboard", "127.0.0.1:8088", `host address of the dashboard ("off": none)`)
 	fs.StringVar(&cfg.Cmdline, "cmdline", "", "extra kernel arguments for the appliance")
+	rate := fs.String("rate", "20Mbit", "the leaders' multicast rate (shoal.rate=; QEMU's emulated machines take little more)")
+	serverRate := fs.String("server-rate", "", "limit the server's link to this rate, e.g. 50Mbit (default: unlimited)")
+	fs.Float64Var(&cfg.Faults.KillLeaderAt, "kill-leader-at", 0, "kill the leader's machine once a follower has this fraction of the image (shows a takeover)")
 	fs.BoolVar(&cfg.Keep, "keep", false, "keep the work directory (disks, serial logs, server log)")
 	verbose := fs.Bool("v", false, "log each event")
 	pos, err := parseInterspersed(fs, args)
@@ -53,6 +56,14 @@ func runLab(ctx context.Context, args []string, stdout, stderr io.Writer) error 
 		return usageErr("lab: --nodes %d: want at least 1", cfg.Nodes)
 	}
 	cfg.Firmware = strings.Split(*firmware, ",")
+	if cfg.RateBitsPerSec, err = parseRate(*rate); err != nil {
+		return usageErr("lab: --rate: %v", err)
+	}
+	if *serverRate != "" {
+		if cfg.ServerRateBitsPerSec, err = parseRate(*serverRate); err != nil {
+			return usageErr("lab: --server-rate: %v", err)
+		}
+	}
 	cfg.Table = stdout
 	level := slog.LevelWarn
 	if *verbose {

@@ -16,6 +16,7 @@ import (
 
 	"github.com/shoal-project/shoal/imaging/mcast"
 	"github.com/shoal-project/shoal/internal/progress"
+	"github.com/shoal-project/shoal/internal/units"
 )
 
 const sendUsage = "shoal send --repo DIR|URL --name NAME [--iface IF] [--rate 500Mbit] [--fec K+M] [--min-receivers N] [--max-wait 60s]"
@@ -62,24 +63,7 @@ func writeStats(path string, v any) error {
 }
 
 // parseRate parses a rate such as 500Mbit, 1Gbit, 200M or 1e9 (bits per second).
-func parseRate(s string) (int64, error) {
-	t := strings.TrimSpace(s)
-	mult := 1.0
-	for _, u := range []struct {
-		suffix string
-		mult   float64
-	}{{"Gbit", 1e9}, {"Mbit", 1e6}, {"Kbit", 1e3}, {"kbit", 1e3}, {"bit", 1}, {"G", 1e9}, {"M", 1e6}, {"K", 1e3}, {"k", 1e3}} {
-		if strings.HasSuffix(t, u.suffix) {
-			t, mult = strings.TrimSuffix(t, u.suffix), u.mult
-			break
-		}
-	}
-	f, err := strconv.ParseFloat(t, 64)
-	if err != nil || f <= 0 || f*mult < 1e5 || f*mult > 1e12 {
-		return 0, fmt.Errorf("rate %q: want bits per second from 100Kbit to 1000Gbit, e.g. 500Mbit", s)
-	}
-	return int64(f * mult), nil
-}
+func parseRate(s string) (int64, error) { return units.ParseRate(s) }
 
 // parseFEC parses K+M: K data blocks per group, M parity blocks sent with them.
 func parseFEC(s string) (k, m int, err error) {

@@ -39,6 +39,7 @@ func (n *node) follow(ctx context.Context, l leaderInfo) (nx next, failed bool, 
 	}
 	done := make(chan result, 1)
 	var rxBytes atomic.Int64
+	var rxStats atomic.Pointer[mcast.ReceiverStats]
 	go func() {
 		st, err := mcast.Receive(fctx, conn, mcast.ReceiverConfig{
 			Name: n.cfg.Name, Pub: n.cfg.Pub, Open: n.openSink,
@@ -60,6 +61,7 @@ func (n *node) follow(ctx context.Context, l leaderInfo) (nx next, failed bool, 
 			ID:     n.cfg.NodeID,
 			Progress: func(s mcast.ReceiverStats) {
 				rxBytes.Store(s.ReceivedBytes)
+				rxStats.Store(&s)
 			},
 		})
 		done <- result{st, err}
@@ -119,8 +121,12 @@ func (n *node) follow(ctx context.Context, l leaderInfo) (nx next, failed bool, 
 		}
 		if !sendingSince.IsZero() && now.Sub(sendingSince) > n.cfg.DataTimeout && now.Sub(lastRxAt) > n.cfg.DataTimeout {
 			stop()
-			return next{state: stFallback, why: fmt.Sprintf("%v: leader %d multicasts on group %v, but nothing reached this node for %v (is multicast forwarded to this port?)",
-				mcast.ErrNoData, l.node, l.group, n.cfg.DataTimeout)}, false, nil
+			var st mcast.ReceiverStats
+			if p := rxStats.Load(); p != nil {
+				st = *p
+			}
+			return next{state: stFallback, why: fmt.Sprintf("%v: leader %d multicasts (session group %v), but no data reached this node for %v (is multicast forwarded to this port?); datagrams %d, malformed %d, foreign %d",
+				mcast.ErrNoData, l.node, l.group, n.cfg.DataTimeout, st.Datagrams, st.Malformed, st.Foreign)}, false, nil
 		}
 		select {
 		case <-ctx.Done():

@@ -33,6 +33,7 @@ import (
 	"github.com/shoal-project/shoal/initramfs/netup"
 	"github.com/shoal-project/shoal/initramfs/report"
 	"github.com/shoal-project/shoal/internal/progress"
+	"github.com/shoal-project/shoal/internal/units"
 	"github.com/shoal-project/shoal/partition"
 )
 
@@ -72,6 +73,11 @@ type Job struct {
 	Iface  string   // the interface with the first lease
 	Relay  string
 	Key    string
+	// RateBitsPerSec is the highest multicast rate when leading (0: the
+	// session's default); Linger how long a complete machine stays to lead
+	// for machines that boot later.
+	RateBitsPerSec int64
+	Linger         time.Duration
 	// Progress is called as data reaches the disk.
 	Progress func(Progress)
 	Log      *slog.Logger
@@ -376,9 +382,15 @@ func (r *run) reimage(ctx context.Context, pub ed25519.PublicKey) (Result, error
 		}
 		r.rep.Progress(ctx, st)
 	}
+	var rate int64
+	if r.cfg.Rate != "" {
+		rate, _ = units.ParseRate(r.cfg.Rate) // checked by config.Finish
+	}
+	linger, _ := time.ParseDuration(r.cfg.Linger) // checked by config.Finish
 	job := Job{
 		Repo: r.cfg.Repo, Name: r.cfg.Image, Disk: r.disk, Pub: pub, Boot: r.boot,
 		Server: r.cfg.Server, Iface: iface, Relay: r.cfg.Relay, Key: r.cfg.Key, Log: r.log,
+		RateBitsPerSec: rate, Linger: linger,
 		Progress: func(p Progress) {
 			mu.Lock()
 			defer mu.Unlock()

@@ -30,7 +30,8 @@ func Session(ctx context.Context, j Job) (Result, error) {
 		errors.Is(err, imaging.ErrBadManifest) || errors.Is(err, sign.ErrNoSignature) || errors.Is(err, sign.ErrBadSignature) {
 		return Result{}, fmt.Errorf("load image %s from %s: %w; the disk was not touched", j.Name, j.Repo, err)
 	}
-	c := session.Config{Server: repo, Name: j.Name, Pub: j.Pub, Relay: j.Relay, Logger: j.Log}
+	c := session.Config{Server: repo, Name: j.Name, Pub: j.Pub, Relay: j.Relay, Logger: j.Log,
+		RateBitsPerSec: j.RateBitsPerSec, Linger: j.Linger}
 	if j.Key != "" {
 		c.Key = []byte(j.Key)
 	}

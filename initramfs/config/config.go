@@ -15,13 +15,20 @@ import (
 	"net"
 	"net/url"
 	"strings"
+	"time"
 
 	"github.com/shoal-project/shoal/imaging"
+	"github.com/shoal-project/shoal/internal/units"
 )
 
 // Keys are the configuration keys, without the "shoal." prefix of the
 // kernel command line.
-var Keys = []string{"repo", "image", "disk", "server", "after", "relay", "key", "mac"}
+var Keys = []string{"repo", "image", "disk", "server", "after", "relay", "rate", "linger", "key", "mac"}
+
+// DefaultLinger is how long a machine that holds the whole image stays, by
+// default, to lead for machines that boot later (machines of one batch
+// reach the session seconds apart: firmware, PXE and DHCP differ).
+const DefaultLinger = 30 * time.Second
 
 // After-actions: what the appliance does once the disk is written.
 const (
@@ -56,8 +63,13 @@ type Config struct {
 	Server string // URL of shoal serve, for status reports ("" = none)
 	After  string // reboot, kexec, poweroff or shell
 	Relay  string // peer-session relay, passed through
-	Key    string // site key: status reports carry its HMAC
-	MAC    string // the machine's MAC, as the netboot server knows it
+	// Rate is the highest multicast rate when leading (e.g. 100Mbit;
+	// "" = the session's default); Linger how long a machine that holds
+	// the whole image stays to lead for machines that boot later (e.g.
+	// 30s; "" = DefaultLinger).
+	Rate, Linger string
+	Key          string // site key: status reports carry its HMAC
+	MAC          string // the machine's MAC, as the netboot server knows it
 	// Source says where each set key came from.
 	Source map[string]string
 }
@@ -76,6 +88,10 @@ func (c *Config) field(k string) *string {
 		return &c.After
 	case "relay":
 		return &c.Relay
+	case "rate":
+		return &c.Rate
+	case "linger":
+		return &c.Linger
 	case "key":
 		return &c.Key
 	case "mac":
@@ -265,6 +281,17 @@ func (c *Config) Finish() error {
 	}
 	if err := imaging.ValidName(c.Image); err != nil {
 		return fmt.Errorf("%w: image %q (from %s): %v", ErrInvalid, c.Image, c.Source["image"], err)
+	}
+	if c.Rate != "" {
+		if _, err := units.ParseRate(c.Rate); err != nil {
+			return fmt.Errorf("%w: rate (from %s): %v", ErrInvalid, c.Source["rate"], err)
+		}
+	}
+	if c.Linger == "" {
+		c.set("linger", DefaultLinger.String(), SourceDefault)
+	}
+	if d, err := time.ParseDuration(c.Linger); err != nil || d < 0 {
+		return fmt.Errorf("%w: linger %q (from %s): want a duration such as 30s", ErrInvalid, c.Linger, c.Source["linger"])
 	}
 	switch c.After {
 	case AfterReboot, AfterKexec, AfterPoweroff, AfterShell:

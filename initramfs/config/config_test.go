@@ -101,11 +101,11 @@ func TestPrecedence(t *testing.T) {
 	if err := c.Finish(); err != nil {
 		t.Fatal(err)
 	}
-	want := map[string]string{"image": "fromcmd", "server": "http://s/", "disk": "/dev/vdb", "repo": "http://r/repo/", "after": "reboot"}
+	want := map[string]string{"image": "fromcmd", "server": "http://s/", "disk": "/dev/vdb", "repo": "http://r/repo/", "after": "reboot", "linger": "30s"}
 	if diff := cmp.Diff(want, values(c)); diff != "" {
 		t.Errorf("merged (-want +got):\n%s", diff)
 	}
-	wantSrc := map[string]string{"image": SourceCmdline, "server": SourceCmdline, "disk": SourceServer, "repo": SourceConf, "after": SourceDefault}
+	wantSrc := map[string]string{"image": SourceCmdline, "server": SourceCmdline, "disk": SourceServer, "repo": SourceConf, "after": SourceDefault, "linger": SourceDefault}
 	if diff := cmp.Diff(wantSrc, c.Source); diff != "" {
 		t.Errorf("sources (-want +got):\n%s", diff)
 	}
@@ -158,4 +158,33 @@ func FuzzParse(f *testing.F) {
 			_ = c.String()
 		}
 	})
+}
+
+// TestRateAndLinger checks the multicast rate and linger keys.
+func TestRateAndLinger(t *testing.T) {
+	for _, tc := range []struct {
+		cmdline string
+		ok      bool
+	}{
+		{"shoal.rate=20Mbit shoal.linger=5s", true},
+		{"shoal.linger=0s", true},
+		{"shoal.rate=fast", false},
+		{"shoal.rate=10Kbit", false},
+		{"shoal.linger=soon", false},
+		{"shoal.linger=-1s", false},
+	} {
+		t.Run(tc.cmdline, func(t *testing.T) {
+			c, err := ParseCmdline("shoal.repo=http://r/ shoal.image=img " + tc.cmdline)
+			if err != nil {
+				t.Fatal(err)
+			}
+			err = c.Finish()
+			if (err == nil) != tc.ok {
+				t.Fatalf("Finish() = %v, want ok %v", err, tc.ok)
+			}
+			if !tc.ok && !errors.Is(err, ErrInvalid) {
+				t.Errorf("Finish() = %v, want ErrInvalid", err)
+			}
+		})
+	}
 }

@@ -61,6 +61,12 @@ type Config struct {
 	Dashboard string
 	// Cmdline is extra kernel arguments for the appliance.
 	Cmdline string
+	// RateBitsPerSec is the leaders' multicast rate (shoal.rate=; default
+	// 20 Mbit/s: a TCG-emulated machine takes no more).
+	RateBitsPerSec int64
+	// ServerRateBitsPerSec limits the server's link (tc tbf), as a slow
+	// or distant image server would be (0: unlimited).
+	ServerRateBitsPerSec int64
 	// Table gets the live table and the summary (nil: none).
 	Table  io.Writer
 	Logger *slog.Logger
@@ -72,8 +78,9 @@ type Config struct {
 
 // Faults are failures a lab run injects.
 type Faults struct {
-	// KillLeaderAt kills the QEMU of the first machine that reports the
-	// leader role once its progress reaches this fraction (0: never).
+	// KillLeaderAt kills the QEMU of the machine that reports the leader
+	// role once a follower has received this fraction of the image from
+	// it (0: never).
 	KillLeaderAt float64
 	// TinyDisk gives machine number TinyDisk (1-based) a disk too small
 	// for the image (0: none).
@@ -144,6 +151,9 @@ func (c *Config) defaults() error {
 	}
 	if c.Timeout == 0 {
 		c.Timeout = 15 * time.Minute
+	}
+	if c.RateBitsPerSec == 0 {
+		c.RateBitsPerSec = 20e6
 	}
 	if c.Dashboard == "" {
 		c.Dashboard = "127.0.0.1:8088"
@@ -235,7 +245,7 @@ func Run(ctx context.Context, cfg Config) (Summary, error) {
 	diskBytes = (diskBytes*3/2 + 1<<20 - 1) &^ (1<<20 - 1) // room to grow
 
 	// The network.
-	lan, err := netlab.New(ctx, netlab.Config{Nodes: 1})
+	lan, err := netlab.New(ctx, netlab.Config{Nodes: 1, RateBitsPerSec: cfg.ServerRateBitsPerSec})
 	if err != nil {
 		return sum, err
 	}
@@ -280,7 +290,7 @@ func Run(ctx context.Context, cfg Config) (Summary, error) {
 		return sum, err
 	}
 	defer srvLog.Close()
-	cmdline := strings.TrimSpace("console=ttyS0 panic=-1 " + cfg.Cmdline)
+	cmdline := strings.TrimSpace(fmt.Sprintf("console=ttyS0 panic=-1 shoal.rate=%d %s", cfg.RateBitsPerSec, cfg.Cmdline))
 	srv := srvNode.Command(ctx, cfg.Shoal, "serve", "--iface", "eth0", "--dhcp", "full", "--range", rng,
 		"--boot", cfg.Out, "--repo", repo, "--inventory", invPath, "--leases", filepath.Join(work, "leases"),
 		"--cmdline", cmdline)
@@ -361,11 +371,17 @@ func Run(ctx context.Context, cfg Config) (Summary, error) {
 			log.Debug("machines", "err", err)
 		}
 		allOver := true
+		followed := 0.0 // the most a follower has of the image
 		for _, n := range nodes {
 			n.update(machines[n.MAC], sample)
-			if at := cfg.Faults.KillLeaderAt; at > 0 && !killed && n.Role == "leader" && n.Progress >= at && n.m != nil {
-				log.Info("killing the leader", "name", n.Name, "progress", n.Progress, "pid", n.m.PID())
-				fmt.Fprintf(cfg.Table, "killing the leader %s at %.0f%%\n", n.Name, 100*n.Progress)
+			if n.Role == "follower" {
+				followed = max(followed, n.Progress)
+			}
+		}
+		for _, n := range nodes {
+			if at := cfg.Faults.KillLeaderAt; at > 0 && !killed && n.Role == "leader" && n.State != "done" && followed >= at && n.m != nil {
+				log.Info("killing the leader", "name", n.Name, "followers' progress", followed, "pid", n.m.PID())
+				fmt.Fprintf(cfg.Table, "killing the leader %s: a follower has %.0f%% of the image\n", n.Name, 100*followed)
 				n.m.Kill()
 				n.Killed, killed = true, true
 			}
