@@ -17,6 +17,7 @@ import (
 	"time"
 
 	"github.com/shoal-project/shoal/imaging"
+	"github.com/shoal-project/shoal/internal/httpcount"
 	"github.com/shoal-project/shoal/internal/netlab"
 	"github.com/shoal-project/shoal/partition"
 )
@@ -63,18 +64,7 @@ func (s *server) ServeHTTP(w http.ResponseWriter, r *http.Request) {
 	if d := time.Duration(s.delay.Load()); d > 0 {
 		time.Sleep(d)
 	}
-	s.fs.ServeHTTP(countingWriter{w, &s.served}, r)
-}
-
-type countingWriter struct {
-	http.ResponseWriter
-	n *atomic.Int64
-}
-
-func (c countingWriter) Write(b []byte) (int, error) {
-	k, err := c.ResponseWriter.Write(b)
-	c.n.Add(int64(k))
-	return k, err
+	s.fs.ServeHTTP(httpcount.Writer{ResponseWriter: w, N: &s.served}, r)
 }
 
 type lab struct {

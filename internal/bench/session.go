@@ -9,9 +9,9 @@ import (
 	"os"
 	"path/filepath"
 	"sync"
-	"sync/atomic"
 	"time"
 
+	"github.com/shoal-project/shoal/internal/httpcount"
 	"github.com/shoal-project/shoal/internal/netlab"
 )
 
@@ -117,28 +117,6 @@ func RunSession(ctx context.Context, cfg SessionConfig) (*SessionReport, error) 
 	return rep, nil
 }
 
-// countingServer serves a repository directory and counts the body bytes
-// it sends.
-type countingServer struct {
-	h    http.Handler
-	sent atomic.Int64
-}
-
-type countingWriter struct {
-	http.ResponseWriter
-	n *atomic.Int64
-}
-
-func (w countingWriter) Write(b []byte) (int, error) {
-	n, err := w.ResponseWriter.Write(b)
-	w.n.Add(int64(n))
-	return n, err
-}
-
-func (s *countingServer) ServeHTTP(w http.ResponseWriter, r *http.Request) {
-	s.h.ServeHTTP(countingWriter{w, &s.sent}, r)
-}
-
 func (rep *SessionReport) runSession(ctx context.Context, cfg SessionConfig, run string) (res SessionResult) {
 	n := cfg.Nodes
 	if run == "alone" {
@@ -171,7 +149,7 @@ func (rep *SessionReport) runSession(ctx context.Context, cfg SessionConfig, run
 	}); err != nil {
 		return fail(err)
 	}
-	cs := &countingServer{h: http.FileServer(http.Dir(rep.r.repo))}
+	cs := &httpcount.Handler{H: http.FileServer(http.Dir(rep.r.repo))}
 	srv := &http.Server{Handler: cs, ReadHeaderTimeout: 10 * time.Second}
 	var wg sync.WaitGroup
 	wg.Add(1)
@@ -240,7 +218,7 @@ func (rep *SessionReport) runSession(ctx context.Context, cfg SessionConfig, run
 				tick.Stop()
 				return fail(fmt.Errorf("node 0 ended before it was killed: %v", procs[0].err))
 			case <-tick.C:
-				if cs.sent.Load() >= limit {
+				if cs.Sent.Load() >= limit {
 					break wait
 				}
 			}
@@ -249,7 +227,7 @@ func (rep *SessionReport) runSession(ctx context.Context, cfg SessionConfig, run
 		procs[0].stop() // SIGKILL by PID
 		killed = 0
 		fmt.Fprintf(cfg.Log, "leader-killed: node 0 killed at %.1fs, server had sent %.2f of the image\n",
-			time.Since(t0).Seconds(), float64(cs.sent.Load())/float64(rep.StoredBytes))
+			time.Since(t0).Seconds(), float64(cs.Sent.Load())/float64(rep.StoredBytes))
 	}
 	var last time.Time
 	for i, p := range procs {
@@ -266,7 +244,7 @@ func (rep *SessionReport) runSession(ctx context.Context, cfg SessionConfig, run
 		}
 	}
 	res.Seconds = last.Sub(t0).Seconds()
-	res.EgressBytes = cs.sent.Load()
+	res.EgressBytes = cs.Sent.Load()
 	res.EgressRatio = float64(res.EgressBytes) / float64(rep.StoredBytes)
 	for i, t := range targets {
 		if i == killed {
