@@ -51,17 +51,7 @@ func TestFetchUsage(t *testing.T) {
 // writing nothing.
 func TestFetch(t *testing.T) {
 	netlab.RequireRoot(t)
-	testdisk.Need(t, "sgdisk")
-	dir := t.TempDir()
-	src := testdisk.GPT(t, dir, 48<<20)
-	repo := filepath.Join(dir, "repo")
-	mustShoal(t, "key", "gen", "--out", filepath.Join(dir, "site"))
-	mustShoal(t, "key", "gen", "--out", filepath.Join(dir, "other"))
-	mustShoal(t, "image", "create", "--repo", repo, "--name", "debian-12", "--sign", filepath.Join(dir, "site.key"), "--chunk-size", "1MiB", src.Path)
-	bin := filepath.Join(dir, "shoal")
-	if out, err := exec.Command("go", "build", "-o", bin, ".").CombinedOutput(); err != nil {
-		t.Fatalf("go build: %v\n%s", err, out)
-	}
+	dir, src, repo, bin := signedImageFixture(t)
 	lan := netlab.NewForTest(t, netlab.Config{Nodes: 4})
 	ctx, cancel := context.WithTimeout(context.Background(), 2*time.Minute)
 	defer cancel()

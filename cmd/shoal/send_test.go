@@ -66,17 +66,7 @@ func TestSendReceiveUsage(t *testing.T) {
 // public key and must refuse the image.
 func TestSendReceive(t *testing.T) {
 	netlab.RequireRoot(t)
-	testdisk.Need(t, "sgdisk")
-	dir := t.TempDir()
-	src := testdisk.GPT(t, dir, 48<<20)
-	repo := filepath.Join(dir, "repo")
-	mustShoal(t, "key", "gen", "--out", filepath.Join(dir, "site"))
-	mustShoal(t, "key", "gen", "--out", filepath.Join(dir, "other"))
-	mustShoal(t, "image", "create", "--repo", repo, "--name", "debian-12", "--sign", filepath.Join(dir, "site.key"), "--chunk-size", "1MiB", src.Path)
-	bin := filepath.Join(dir, "shoal")
-	if out, err := exec.Command("go", "build", "-o", bin, ".").CombinedOutput(); err != nil {
-		t.Fatalf("go build: %v\n%s", err, out)
-	}
+	dir, src, repo, bin := signedImageFixture(t)
 	lan := netlab.NewForTest(t, netlab.Config{Nodes: 4})
 	for _, n := range lan.Nodes[1:3] {
 		if err := n.SetLoss(20); err != nil {
@@ -125,4 +115,24 @@ func TestSendReceive(t *testing.T) {
 	if rx[2].err == nil || !strings.Contains(rx[2].errOut.String(), "signature") {
 		t.Errorf("receiver with the wrong key: err %v, stderr %q; want a signature error", rx[2].err, rx[2].errOut.String())
 	}
+}
+
+// signedImageFixture makes, in a new directory, a 48 MiB GPT disk (src),
+// site.key/.pub and other.key/.pub, the image debian-12 of src signed
+// with site.key in repo (1 MiB chunks), and the shoal binary (bin) for
+// the tests that run it in namespaces.
+func signedImageFixture(t *testing.T) (dir string, src *testdisk.Disk, repo, bin string) {
+	t.Helper()
+	testdisk.Need(t, "sgdisk")
+	dir = t.TempDir()
+	src = testdisk.GPT(t, dir, 48<<20)
+	repo = filepath.Join(dir, "repo")
+	mustShoal(t, "key", "gen", "--out", filepath.Join(dir, "site"))
+	mustShoal(t, "key", "gen", "--out", filepath.Join(dir, "other"))
+	mustShoal(t, "image", "create", "--repo", repo, "--name", "debian-12", "--sign", filepath.Join(dir, "site.key"), "--chunk-size", "1MiB", src.Path)
+	bin = filepath.Join(dir, "shoal")
+	if out, err := exec.Command("go", "build", "-o", bin, ".").CombinedOutput(); err != nil {
+		t.Fatalf("go build: %v\n%s", err, out)
+	}
+	return dir, src, repo, bin
 }
