@@ -5,6 +5,10 @@
 //
 //	shoal-usb --kernel out/vmlinuz --initramfs out/shoal-initramfs.cpio.zst \
 //	    [--conf my.conf] [--cmdline "console=tty0"] --out out/shoal-usb.img
+//	shoal-usb --conf my.conf --set-conf out/shoal-usb.img   # or /dev/sdX
+//
+// --set-conf replaces shoal.conf on a stick made before (an image file or
+// the stick itself), leaving the rest as it is.
 //
 // Write the image to a stick with dd (dd if=out/shoal-usb.img of=/dev/sdX
 // bs=4M conv=fsync), or boot it in QEMU as a USB disk.
@@ -39,8 +43,23 @@ func run(_ context.Context, args []string, stdout, stderr io.Writer) error {
 	fs.StringVar(&o.Stub, "stub", usb.DefaultStub, "systemd EFI stub")
 	conf := fs.String("conf", "", "shoal.conf to put on the stick (default: a commented template)")
 	out := fs.String("out", "", "image file to write")
+	setConf := fs.String("set-conf", "", "replace shoal.conf (--conf) on this stick, image or device, and change nothing else")
 	if err := fs.Parse(args); err != nil {
 		return err
+	}
+	if *setConf != "" {
+		if *conf == "" {
+			return errors.New("--set-conf needs --conf")
+		}
+		b, err := os.ReadFile(*conf)
+		if err != nil {
+			return err
+		}
+		if err := usb.SetConf(*setConf, b); err != nil {
+			return err
+		}
+		fmt.Fprintf(stdout, "replaced shoal.conf on %s with %s\n", *setConf, *conf)
+		return nil
 	}
 	if o.Kernel == "" || o.Initramfs == "" || *out == "" {
 		fs.Usage()

@@ -49,4 +49,18 @@ func TestRun(t *testing.T) {
 	if err := run(context.Background(), []string{"--kernel", k}, &stdout, &stderr); err == nil {
 		t.Error("run without --initramfs and --out succeeded")
 	}
+
+	// --set-conf points the stick at another server.
+	conf := filepath.Join(dir, "my.conf")
+	want := "repo = http://10.9.9.9:8080/repo/\nimage = lab\n"
+	os.WriteFile(conf, []byte(want), 0o644)
+	if err := run(context.Background(), []string{"--conf", conf, "--set-conf", out}, &stdout, &stderr); err != nil {
+		t.Fatalf("run --set-conf = %v", err)
+	}
+	if b, err := appliance.ReadConf(out); err != nil || string(b) != want {
+		t.Errorf("shoal.conf after --set-conf = %q, %v; want %q", b, err, want)
+	}
+	if err := run(context.Background(), []string{"--set-conf", out}, &stdout, &stderr); err == nil {
+		t.Error("run --set-conf without --conf succeeded")
+	}
 }

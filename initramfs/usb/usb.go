@@ -21,6 +21,8 @@ import (
 	"github.com/diskfs/go-diskfs/disk"
 	"github.com/diskfs/go-diskfs/filesystem"
 	"github.com/diskfs/go-diskfs/partition/gpt"
+
+	"github.com/shoal-project/shoal/initramfs/config"
 )
 
 // DefaultStub is Debian's systemd-boot-efi stub.
@@ -196,6 +198,44 @@ func Write(o Options, out string) error {
 	}
 	if err := fs.Close(); err != nil && !strings.Contains(err.Error(), "not implemented") {
 		return fmt.Errorf("close filesystem: %w", err)
+	}
+	return nil
+}
+
+// SetConf replaces shoal.conf on a stick (an image file, or the stick's
+// device) made by Write, leaving the rest of it as it is: how a stick is
+// pointed at another server or image without rebuilding it. conf is
+// checked first (appliance syntax); nothing is written when it is bad or
+// the stick is not one of ours.
+func SetConf(stick string, conf []byte) error {
+	if _, err := config.ParseConf(bytes.NewReader(conf)); err != nil {
+		return err
+	}
+	d, err := diskfs.Open(stick)
+	if err != nil {
+		return fmt.Errorf("open %s: %w", stick, err)
+	}
+	defer d.Close()
+	fs, err := d.GetFilesystem(1)
+	if err != nil {
+		return fmt.Errorf("%s: partition 1 is not the stick's EFI system partition: %w", stick, err)
+	}
+	if fs.Type() != filesystem.TypeFat32 {
+		return fmt.Errorf("%s: partition 1 is not FAT32", stick)
+	}
+	if _, err := fs.OpenFile("/EFI/BOOT/BOOTX64.EFI", os.O_RDONLY); err != nil {
+		return fmt.Errorf("%s: no EFI/BOOT/BOOTX64.EFI, not a shoal stick: %w", stick, err)
+	}
+	w, err := fs.OpenFile("/shoal.conf", os.O_CREATE|os.O_RDWR|os.O_TRUNC)
+	if err != nil {
+		return fmt.Errorf("%s: shoal.conf: %w", stick, err)
+	}
+	if _, err := w.Write(conf); err != nil {
+		w.Close()
+		return fmt.Errorf("%s: write shoal.conf: %w", stick, err)
+	}
+	if err := w.Close(); err != nil {
+		return fmt.Errorf("%s: close shoal.conf: %w", stick, err)
 	}
 	return nil
 }
