@@ -89,10 +89,13 @@ type Faults struct {
 
 // Summary is what a lab run did; `shoal lab --summary FILE` writes it.
 type Summary struct {
-	Seconds           float64       `json:"seconds"`
-	ImageBytes        int64         `json:"image_bytes"`         // what the server would send once
-	ServerEgressBytes int64         `json:"server_egress_bytes"` // what it sent (repository route)
-	Nodes             []NodeSummary `json:"nodes"`
+	Seconds           float64 `json:"seconds"`
+	ImageBytes        int64   `json:"image_bytes"`         // what the server would send once
+	ServerEgressBytes int64   `json:"server_egress_bytes"` // what it sent (repository route)
+	// KilledLeaderAt is the most a follower had of the image when the
+	// lab killed the leader (Faults.KillLeaderAt; 0: no kill).
+	KilledLeaderAt float64       `json:"killed_leader_at,omitempty"`
+	Nodes          []NodeSummary `json:"nodes"`
 }
 
 // NodeSummary is one machine's result.
@@ -371,20 +374,19 @@ func Run(ctx context.Context, cfg Config) (Summary, error) {
 			log.Debug("machines", "err", err)
 		}
 		allOver := true
-		followed := 0.0 // the most a follower has of the image
 		for _, n := range nodes {
 			n.update(machines[n.MAC], sample)
-			if n.Role == "follower" {
-				followed = max(followed, n.Progress)
+		}
+		if at := cfg.Faults.KillLeaderAt; at > 0 && !killed {
+			if l, followed := killTarget(nodes, at); l != nil {
+				log.Info("killing the leader", "name", l.Name, "followers' progress", followed, "pid", l.m.PID())
+				fmt.Fprintf(cfg.Table, "killing the leader %s: every other machine follows it, one has %.0f%% of the image\n", l.Name, 100*followed)
+				l.m.Kill()
+				l.Killed, killed = true, true
+				sum.KilledLeaderAt = followed
 			}
 		}
 		for _, n := range nodes {
-			if at := cfg.Faults.KillLeaderAt; at > 0 && !killed && n.Role == "leader" && n.State != "done" && followed >= at && n.m != nil {
-				log.Info("killing the leader", "name", n.Name, "followers' progress", followed, "pid", n.m.PID())
-				fmt.Fprintf(cfg.Table, "killing the leader %s: a follower has %.0f%% of the image\n", n.Name, 100*followed)
-				n.m.Kill()
-				n.Killed, killed = true, true
-			}
 			if !n.over() {
 				allOver = false
 			}
@@ -440,6 +442,34 @@ func Run(ctx context.Context, cfg Config) (Summary, error) {
 		fmt.Fprintf(cfg.Table, "logs: %s (serve.log, node*/serial.log)\n", work)
 	}
 	return sum, runErr
+}
+
+// killTarget returns the leader to kill for Faults.KillLeaderAt, and the
+// most a follower has of the image: a leader still writing, once every
+// other machine still at work follows it (machines boot tens of seconds
+// apart under TCG; a kill before the last one joined would test less) and
+// a follower has the fraction at of the image. Nil: not yet (or never: a
+// leader that completed is not killed).
+func killTarget(nodes []*node, at float64) (*node, float64) {
+	var leader *node
+	followed := 0.0
+	for _, n := range nodes {
+		if n.tiny || n.Killed || n.over() || n.started.IsZero() || (n.State == "done" && n.Role != "leader") {
+			continue // out of the run, or a follower already complete
+		}
+		switch {
+		case n.Role == "leader" && n.State != "done" && leader == nil:
+			leader = n
+		case n.Role == "follower":
+			followed = max(followed, n.Progress)
+		default:
+			return nil, 0 // still booting or listening, or a leader done
+		}
+	}
+	if leader == nil || followed < at {
+		return nil, followed
+	}
+	return leader, followed
 }
 
 // allZero reports whether the file holds only zero bytes.

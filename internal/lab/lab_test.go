@@ -87,3 +87,38 @@ func TestTableAndSummary(t *testing.T) {
 		}
 	}
 }
+
+func TestKillTarget(t *testing.T) {
+	mk := func(name, state, role string, progress float64) *node {
+		n := &node{started: time.Now()}
+		n.Name, n.State, n.Role, n.Progress = name, state, role, progress
+		return n
+	}
+	tiny := mk("tiny", "", "", 0)
+	tiny.tiny = true
+	for _, tc := range []struct {
+		name  string
+		nodes []*node
+		want  string // the leader killed; "" for none
+	}{
+		{"all follow, half way", []*node{mk("a", "writing", "leader", 0.9), mk("b", "writing", "follower", 0.5), mk("c", "writing", "follower", 0.2)}, "a"},
+		{"not half way yet", []*node{mk("a", "writing", "leader", 0.9), mk("b", "writing", "follower", 0.4), mk("c", "writing", "follower", 0.2)}, ""},
+		{"one still booting", []*node{mk("a", "writing", "leader", 0.9), mk("b", "writing", "follower", 0.7), mk("c", "", "", 0)}, ""},
+		{"one still listening", []*node{mk("a", "writing", "leader", 0.9), mk("b", "writing", "follower", 0.7), mk("c", "listening", "listening", 0)}, ""},
+		{"a tiny disk is left out", []*node{mk("a", "writing", "leader", 0.9), mk("b", "writing", "follower", 0.7), tiny}, "a"},
+		{"a complete follower is left out", []*node{mk("a", "writing", "leader", 1), mk("b", "done", "follower", 1), mk("c", "writing", "follower", 0.6)}, "a"},
+		{"the leader is done", []*node{mk("a", "done", "leader", 1), mk("b", "writing", "follower", 0.7)}, ""},
+		{"no leader", []*node{mk("b", "writing", "follower", 0.7)}, ""},
+	} {
+		t.Run(tc.name, func(t *testing.T) {
+			l, _ := killTarget(tc.nodes, 0.5)
+			got := ""
+			if l != nil {
+				got = l.Name
+			}
+			if got != tc.want {
+				t.Errorf("killTarget() = %q, want %q", got, tc.want)
+			}
+		})
+	}
+}
