@@ -13,7 +13,7 @@ import (
 	"github.com/shoal-project/shoal/internal/lab"
 )
 
-const labUsage = `shoal lab [--nodes 3] [--image DISK.img] [--summary FILE.json] [--firmware bios,uefi] [--rate 20Mbit] [--server-rate RATE] [--out out] [--keep]
+const labUsage = `shoal lab [--nodes 3] [--image DISK.img] [--summary FILE.json] [--firmware bios,uefi,usb] [--rate 20Mbit] [--server-rate RATE] [--out out] [--keep]
 
 The virtual lab: builds a private network of namespaces, runs shoal serve
 (DHCP, TFTP, HTTP) with the image in its repository, and boots --nodes QEMU
@@ -33,7 +33,8 @@ func runLab(ctx context.Context, args []string, stdout, stderr io.Writer) error 
 	fs.StringVar(&cfg.Image, "image", "", "disk image to reimage the machines with (default: the sample OS)")
 	fs.StringVar(&cfg.Out, "out", "out", "directory with vmlinuz, shoal-initramfs.cpio.zst, undionly.kpxe, ipxe.efi")
 	summary := fs.String("summary", "", "write the summary as JSON to this file")
-	firmware := fs.String("firmware", "bios,uefi", "firmware of the machines, in turn")
+	firmware := fs.String("firmware", "bios,uefi", "firmware of the machines, in turn: bios (SeaBIOS PXE), uefi (OVMF PXE), usb (OVMF booting out/shoal-usb.img)")
+	fs.Var(bytesFlag{&cfg.ChunkSizeBytes}, "chunk-size", "the image's chunk size (default 1MiB for the sample OS, else 4MiB)")
 	fs.IntVar(&cfg.MemMiB, "mem", 512, "memory of each machine in MiB")
 	fs.DurationVar(&cfg.Timeout, "timeout", 0, "bound on the whole run (default 15m)")
 	fs.DurationVar(&cfg.Stagger, "stagger", 0, "delay between machine starts (default 1s)")

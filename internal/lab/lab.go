@@ -28,6 +28,7 @@ import (
 	"time"
 
 	"github.com/shoal-project/shoal/imaging"
+	"github.com/shoal-project/shoal/initramfs/usb"
 	"github.com/shoal-project/shoal/internal/netlab"
 	"github.com/shoal-project/shoal/internal/sampleos"
 	"github.com/shoal-project/shoal/internal/vm"
@@ -37,13 +38,20 @@ import (
 // Config configures a lab run.
 type Config struct {
 	// Nodes is the number of machines (default 3). Their firmware
-	// alternates SeaBIOS, OVMF, SeaBIOS, ... unless Firmware is set.
+	// alternates SeaBIOS, OVMF, SeaBIOS, ... unless Firmware is set:
+	// "bios" (SeaBIOS, PXE with QEMU's iPXE ROM), "uefi" (OVMF's own PXE
+	// client) or "usb" (OVMF booting a copy of Out/shoal-usb.img, its
+	// shoal.conf pointed at the lab's server, as a USB stick).
 	Nodes    int
 	Firmware []string
 	// Image is the source disk image (default Out/sample-os.img, built
 	// when missing). Machines are checked for its marker after the reboot
 	// only when it is the sample OS.
 	Image string
+	// ChunkSizeBytes is the image's chunk size (default: 1 MiB for the
+	// sample OS, so that its 20 MiB make 20 chunks and progress moves
+	// smoothly; shoal image create's default otherwise).
+	ChunkSizeBytes int64
 	// Out holds the boot files: vmlinuz, shoal-initramfs.cpio.zst,
 	// undionly.kpxe, ipxe.efi (default "out").
 	Out string
@@ -111,6 +119,9 @@ type NodeSummary struct {
 	BytesFromPeers  int64   `json:"bytes_from_peers"`
 	Seconds         float64 `json:"seconds"`
 	Error           string  `json:"error,omitempty"`
+	// ConsoleError is the error the appliance showed on the machine's
+	// console when it failed ("SHOAL: REIMAGING FAILED").
+	ConsoleError string `json:"console_error,omitempty"`
 	// Killed: the lab killed this machine (Faults.KillLeaderAt).
 	Killed bool `json:"killed,omitempty"`
 	// Progress is the last progress the machine reported (0..1).
@@ -132,8 +143,8 @@ func (c *Config) defaults() error {
 		c.Firmware = []string{"bios", "uefi"}
 	}
 	for _, f := range c.Firmware {
-		if f != "bios" && f != "uefi" {
-			return fmt.Errorf("lab: firmware %q: want bios or uefi", f)
+		if f != "bios" && f != "uefi" && f != "usb" {
+			return fmt.Errorf("lab: firmware %q: want bios, uefi or usb", f)
 		}
 	}
 	if c.Out == "" {
@@ -173,6 +184,9 @@ func (c *Config) defaults() error {
 // BootFiles are the files Out must hold.
 var BootFiles = []string{"vmlinuz", "shoal-initramfs.cpio.zst", "undionly.kpxe", "ipxe.efi"}
 
+// USBStick is the stick image in Out that "usb" machines boot.
+const USBStick = "shoal-usb.img"
+
 // node is one machine of the lab.
 type node struct {
 	NodeSummary
@@ -182,6 +196,11 @@ type node struct {
 	started time.Time
 	doneAt  time.Time
 	tiny    bool // given a disk too small on purpose: must fail
+	// stick is the USB stick a "usb" machine boots the appliance from;
+	// once the appliance powers it off, the lab starts it again from its
+	// disk alone (the stick pulled), once (fromDisk).
+	stick    string
+	fromDisk bool
 }
 
 // Run runs the lab and returns its summary. The error wraps
@@ -201,8 +220,18 @@ func Run(ctx context.Context, cfg Config) (Summary, error) {
 			return sum, fmt.Errorf("lab: boot file %s missing in %s (run ./build.sh): %w", f, cfg.Out, err)
 		}
 	}
+	for _, f := range cfg.Firmware {
+		if f == "usb" {
+			if _, err := os.Stat(filepath.Join(cfg.Out, USBStick)); err != nil {
+				return sum, fmt.Errorf("lab: USB stick %s missing in %s (run ./build.sh): %w", USBStick, cfg.Out, err)
+			}
+		}
+	}
 	sample := cfg.Image == ""
 	if sample {
+		if cfg.ChunkSizeBytes == 0 {
+			cfg.ChunkSizeBytes = 1 << 20
+		}
 		cfg.Image = filepath.Join(cfg.Out, "sample-os.img")
 		if _, err := os.Stat(cfg.Image); err != nil {
 			log.Info("building the sample OS disk", "path", cfg.Image)
@@ -229,7 +258,11 @@ func Run(ctx context.Context, cfg Config) (Summary, error) {
 	// The repository.
 	repo := filepath.Join(work, "repo")
 	const imageName = "lab"
-	if out, err := exec.CommandContext(ctx, cfg.Shoal, "image", "create", "--repo", repo, "--name", imageName, cfg.Image).CombinedOutput(); err != nil {
+	create := []string{"image", "create", "--repo", repo, "--name", imageName}
+	if cfg.ChunkSizeBytes > 0 {
+		create = append(create, "--chunk-size", fmt.Sprint(cfg.ChunkSizeBytes))
+	}
+	if out, err := exec.CommandContext(ctx, cfg.Shoal, append(create, cfg.Image)...).CombinedOutput(); err != nil {
 		return sum, fmt.Errorf("lab: shoal image create: %w\n%s", err, out)
 	}
 	dr, err := imaging.OpenRepo(repo)
@@ -275,6 +308,17 @@ func Run(ctx context.Context, cfg Config) (Summary, error) {
 		}
 		if err := makeBlank(n.disk, size); err != nil {
 			return sum, err
+		}
+		if n.Firmware == "usb" {
+			n.stick = filepath.Join(n.dir, "stick.img")
+			conf := fmt.Sprintf("# shoal lab: %s\nrepo = http://%s:8080/repo/\nserver = http://%s:8080\nimage = %s\ndisk = auto\nafter = poweroff\nrate = %d\n",
+				n.Name, srvNode.IP, srvNode.IP, imageName, cfg.RateBitsPerSec)
+			if err := copyFile(filepath.Join(cfg.Out, USBStick), n.stick); err != nil {
+				return sum, err
+			}
+			if err := usb.SetConf(n.stick, []byte(conf)); err != nil {
+				return sum, fmt.Errorf("lab: %s: %w", n.Name, err)
+			}
 		}
 		if err := lan.AddTap(ctx, fmt.Sprintf("tap%d", i)); err != nil {
 			return sum, err
@@ -348,16 +392,12 @@ func Run(ctx context.Context, cfg Config) (Summary, error) {
 			case <-time.After(cfg.Stagger):
 			}
 		}
-		m, err := vm.Start(ctx, vm.Config{Name: n.Name, Firmware: n.Firmware, MemMiB: cfg.MemMiB, Dir: n.dir,
-			Disks:  []vm.Disk{{Path: n.disk}},
-			NICs:   []vm.NIC{{Tap: fmt.Sprintf("tap%d", i), MAC: n.MAC, NoROM: n.Firmware == "uefi"}},
-			Reboot: true,
-		}, lan.HubCommand)
+		m, err := vm.Start(ctx, n.vmConfig(cfg.MemMiB, i), lan.HubCommand)
 		if err != nil {
 			return sum, err
 		}
 		n.m, n.started = m, time.Now()
-		defer m.Kill()
+		defer func() { n.m.Kill() }()
 		log.Info("machine started", "name", n.Name, "mac", n.MAC, "firmware", n.Firmware, "pid", m.PID())
 	}
 
@@ -374,8 +414,23 @@ func Run(ctx context.Context, cfg Config) (Summary, error) {
 			log.Debug("machines", "err", err)
 		}
 		allOver := true
-		for _, n := range nodes {
+		for i, n := range nodes {
 			n.update(machines[n.MAC], sample)
+			// A USB machine powers off once reimaged: pull the stick and
+			// start it again from its disk.
+			if n.stick != "" && !n.fromDisk && n.State == "done" && n.exited() {
+				n.fromDisk = true
+				// Keep the appliance's console: the new QEMU writes its own.
+				if err := os.Rename(filepath.Join(n.dir, "serial.log"), filepath.Join(n.dir, "serial-usb.log")); err != nil {
+					log.Warn("keep the USB boot's console", "name", n.Name, "err", err)
+				}
+				m, err := vm.Start(ctx, n.vmConfig(cfg.MemMiB, i), lan.HubCommand)
+				if err != nil {
+					return sum, fmt.Errorf("lab: start %s again from its disk: %w", n.Name, err)
+				}
+				n.m = m
+				log.Info("machine started again from its disk, the USB stick pulled", "name", n.Name, "pid", m.PID())
+			}
 		}
 		if at := cfg.Faults.KillLeaderAt; at > 0 && !killed {
 			if l, followed := killTarget(nodes, at); l != nil {
@@ -472,6 +527,48 @@ func killTarget(nodes []*node, at float64) (*node, float64) {
 	return leader, followed
 }
 
+// vmConfig is the QEMU machine for n, on tap number i.
+func (n *node) vmConfig(memMiB, i int) vm.Config {
+	c := vm.Config{Name: n.Name, Firmware: n.Firmware, MemMiB: memMiB, Dir: n.dir,
+		Disks:  []vm.Disk{{Path: n.disk}},
+		NICs:   []vm.NIC{{Tap: fmt.Sprintf("tap%d", i), MAC: n.MAC, NoROM: n.Firmware != "bios"}},
+		Reboot: true,
+	}
+	if n.stick != "" {
+		c.Firmware = "uefi"
+		if n.fromDisk {
+			c.Boot = "c"
+		} else {
+			// The appliance powers off when done; the lab starts the
+			// machine again without the stick.
+			c.Disks = append(c.Disks, vm.Disk{Path: n.stick, USB: true})
+			c.Reboot = false
+		}
+	}
+	return c
+}
+
+// exited reports whether n's QEMU has exited.
+func (n *node) exited() bool {
+	if n.m == nil {
+		return false
+	}
+	select {
+	case <-n.m.Done():
+		return true
+	default:
+		return false
+	}
+}
+
+func copyFile(src, dst string) error {
+	b, err := os.ReadFile(src)
+	if err != nil {
+		return err
+	}
+	return os.WriteFile(dst, b, 0o644)
+}
+
 // allZero reports whether the file holds only zero bytes.
 func allZero(path string) (bool, error) {
 	b, err := os.ReadFile(path)
@@ -520,11 +617,33 @@ func (n *node) update(m *inventory.Machine, sample bool) {
 			n.Seconds = n.doneAt.Sub(n.started).Seconds()
 		}
 	}
+	if n.m != nil && n.State == "failed" && n.ConsoleError == "" {
+		n.ConsoleError = ConsoleFailure(n.m.Serial())
+	}
 	if n.m != nil && !n.BootedNewOS {
 		if con := n.m.Serial(); sample && strings.Contains(string(con), fmt.Sprintf("%s host=%s ", sampleos.Marker, n.Name)) {
 			n.BootedNewOS = true
 		}
 	}
+}
+
+// ConsoleFailure returns the error of the appliance's failure banner on a
+// console ("SHOAL: REIMAGING FAILED at step ...", then "  error:  ..."),
+// with its step; "" when there is none.
+func ConsoleFailure(console []byte) string {
+	s := string(console)
+	i := strings.LastIndex(s, "SHOAL: REIMAGING FAILED")
+	if i < 0 {
+		return ""
+	}
+	lines := strings.Split(s[i:], "\n")
+	out := strings.TrimSpace(strings.TrimPrefix(lines[0], "SHOAL: REIMAGING FAILED"))
+	for _, l := range lines[1:] {
+		if e, ok := strings.CutPrefix(strings.TrimSpace(l), "error:"); ok {
+			return out + ": " + strings.TrimSpace(e)
+		}
+	}
+	return out
 }
 
 // over: the machine has nothing more to do (failed, or reimaged and then
@@ -533,12 +652,8 @@ func (n *node) over() bool {
 	if n.State == "failed" {
 		return true
 	}
-	if n.m != nil {
-		select {
-		case <-n.m.Done():
-			return true
-		default:
-		}
+	if n.exited() && (n.stick == "" || n.fromDisk || n.State != "done") {
+		return true // a USB machine that powered off done starts again
 	}
 	return n.BootedNewOS
 }
@@ -628,7 +743,7 @@ func proxyDashboard(ctx context.Context, addr, base string, tr http.RoundTripper
 func tableSignature(nodes []*node) string {
 	var b strings.Builder
 	for _, n := range nodes {
-		fmt.Fprintf(&b, "%s|%s|%s|%s|%s|%v;", n.State, n.Role, mib(n.BytesFromServer), mib(n.BytesFromPeers), n.Error, n.BootedNewOS)
+		fmt.Fprintf(&b, "%s|%s|%s|%s|%s|%v|%v;", n.State, n.Role, mib(n.BytesFromServer), mib(n.BytesFromPeers), n.Error, n.BootedNewOS, n.Killed)
 	}
 	return b.String()
 }
@@ -639,7 +754,10 @@ func printTable(w io.Writer, nodes []*node, elapsed time.Duration) {
 	sort.Slice(sorted, func(i, j int) bool { return sorted[i].Name < sorted[j].Name })
 	for _, n := range sorted {
 		state := n.State
-		if state == "" {
+		switch {
+		case n.Killed:
+			state = "killed"
+		case state == "":
 			state = "booting"
 		}
 		os := "-"
@@ -655,8 +773,12 @@ func printSummary(w io.Writer, s Summary) {
 	fmt.Fprintf(w, "\nsummary: %.1f s; image %s; server sent %s (%.2fx the image)\n",
 		s.Seconds, mib(s.ImageBytes), mib(s.ServerEgressBytes), ratio(s.ServerEgressBytes, s.ImageBytes))
 	for _, n := range s.Nodes {
+		note := n.Error
+		if n.Killed {
+			note = "killed by the lab (--kill-leader-at)"
+		}
 		fmt.Fprintf(w, "  %-8s %-5s %-9s verified=%-5v booted_new_os=%-5v server=%s peers=%s %.1f s %s\n",
-			n.Name, n.Firmware, n.Role, n.Verified, n.BootedNewOS, mib(n.BytesFromServer), mib(n.BytesFromPeers), n.Seconds, n.Error)
+			n.Name, n.Firmware, n.Role, n.Verified, n.BootedNewOS, mib(n.BytesFromServer), mib(n.BytesFromPeers), n.Seconds, note)
 	}
 }
 

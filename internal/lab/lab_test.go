@@ -122,3 +122,17 @@ func TestKillTarget(t *testing.T) {
 		})
 	}
 }
+
+func TestConsoleFailure(t *testing.T) {
+	for _, tc := range []struct{ name, in, want string }{
+		{"banner", "[ 9.1] shoal: \n=====\nSHOAL: REIMAGING FAILED at step \"target disk\"\n  image:  lab\n  error:  /dev/vda: 8.0 MiB is too small\n  what to do: x\n", `at step "target disk": /dev/vda: 8.0 MiB is too small`},
+		{"none", "[ 9.1] shoal: SUCCESS\n", ""},
+		{"no error line", "SHOAL: REIMAGING FAILED at step \"network\"\n", `at step "network"`},
+	} {
+		t.Run(tc.name, func(t *testing.T) {
+			if got := ConsoleFailure([]byte(tc.in)); got != tc.want {
+				t.Errorf("ConsoleFailure() = %q, want %q", got, tc.want)
+			}
+		})
+	}
+}
