@@ -25,7 +25,7 @@ func fleetSetup(t *testing.T) (out, shoal string) {
 		t.Fatal(err)
 	}
 	missing := false
-	for _, f := range append(lab.BootFiles, "sample-os.img") {
+	for _, f := range append(lab.BootFiles, "sample-os.img", lab.USBStick) {
 		if _, err := os.Stat(filepath.Join(out, f)); err != nil {
 			missing = true
 		}
@@ -42,16 +42,18 @@ func fleetSetup(t *testing.T) (out, shoal string) {
 }
 
 // TestFleet PXE-boots three machines (SeaBIOS, OVMF, SeaBIOS) on a private
-// LAN with shoal serve, and a fourth whose disk is too small. The three
-// are reimaged from one image with one leader and two followers, the
-// server sends about one image, every disk verifies, and each machine
-// boots the sample OS from its own disk; the fourth fails cleanly at the
-// server with nothing written.
+// LAN with shoal serve, a fourth whose disk is too small, and boots a fifth
+// (OVMF) from the USB stick out/shoal-usb.img with its shoal.conf pointed
+// at the server. The four that fit are reimaged from one image with one
+// leader and three followers, the server sends about one image, every
+// disk verifies, and each machine boots the sample OS from its own disk
+// (the USB machine with the stick pulled); the fourth fails cleanly at the
+// server and on its console, with nothing written.
 func TestFleet(t *testing.T) {
 	out, shoal := fleetSetup(t)
 	var table bytes.Buffer
 	sum, err := lab.Run(context.Background(), lab.Config{
-		Nodes: 4, Firmware: []string{"bios", "uefi", "bios", "bios"},
+		Nodes: 5, Firmware: []string{"bios", "uefi", "bios", "bios", "usb"},
 		Out: out, Shoal: shoal, Dashboard: "off", Table: &table,
 		Timeout: 8 * time.Minute, Stagger: 500 * time.Millisecond,
 		Faults: lab.Faults{TinyDisk: 4},
@@ -61,22 +63,76 @@ func TestFleet(t *testing.T) {
 		t.Fatalf("lab.Run: %v", err)
 	}
 	roles := map[string]int{}
-	for _, n := range sum.Nodes[:3] {
+	for _, n := range append(sum.Nodes[:3:3], sum.Nodes[4]) {
 		roles[n.Role]++
 		if !n.Verified || !n.BootedNewOS {
-			t.Errorf("%s: verified %v, booted new OS %v; want both", n.Name, n.Verified, n.BootedNewOS)
+			t.Errorf("%s (%s): verified %v, booted new OS %v; want both", n.Name, n.Firmware, n.Verified, n.BootedNewOS)
 		}
 	}
-	if roles["leader"] != 1 || roles["follower"] != 2 {
-		t.Errorf("roles %v, want one leader and two followers", roles)
+	if roles["leader"] != 1 || roles["follower"] != 3 {
+		t.Errorf("roles %v, want one leader and three followers", roles)
+	}
+	if u := sum.Nodes[4]; u.Firmware != "usb" || u.State != "done" {
+		t.Errorf("the USB machine: %+v, want firmware usb, done", u)
 	}
 	if tiny := sum.Nodes[3]; tiny.State != "failed" || !strings.Contains(strings.ToLower(tiny.Error), "small") {
 		t.Errorf("machine with a tiny disk: state %q error %q, want failed saying the disk is too small", tiny.State, tiny.Error)
+	} else if !strings.Contains(strings.ToLower(tiny.ConsoleError), "small") {
+		t.Errorf("machine with a tiny disk: its console's failure banner says %q, want the disk too small", tiny.ConsoleError)
 	}
 	if r := float64(sum.ServerEgressBytes) / float64(sum.ImageBytes); r > 1.5 {
 		t.Errorf("server sent %d bytes = %.2fx the image's %d, want about one image (<= 1.5x)", sum.ServerEgressBytes, r, sum.ImageBytes)
 	}
 	t.Logf("%.0f s; server egress %.2fx the image", sum.Seconds, float64(sum.ServerEgressBytes)/float64(sum.ImageBytes))
+}
+
+// TestFleetLeaderKilled PXE-boots three SeaBIOS machines and kills the
+// leader's QEMU once both others follow it and one has half the image:
+// the two complete, verify and boot their new OS, and one of them took
+// over (it ends as a leader that had data from peers: it followed, won
+// the election and fetched the rest from the server for both).
+//
+// The multicast runs at 4 Mbit/s so that the 20 MiB sample OS (9.5 MiB
+// stored, 20 chunks of 1 MiB) takes about 20 s to send: machines boot
+// seconds apart under TCG, and the kill needs both followers in the
+// session before it ends.
+func TestFleetLeaderKilled(t *testing.T) {
+	out, shoal := fleetSetup(t)
+	var table bytes.Buffer
+	sum, err := lab.Run(context.Background(), lab.Config{
+		Nodes: 3, Firmware: []string{"bios"},
+		Out: out, Shoal: shoal, Dashboard: "off", Table: &table,
+		Timeout: 8 * time.Minute, Stagger: 500 * time.Millisecond,
+		RateBitsPerSec: 4e6,
+		Faults:         lab.Faults{KillLeaderAt: 0.5},
+	})
+	t.Logf("lab:\n%s", lastTable(table.String()))
+	if err != nil {
+		t.Fatalf("lab.Run: %v", err)
+	}
+	if sum.KilledLeaderAt < 0.5 || sum.KilledLeaderAt >= 1 {
+		t.Fatalf("the leader was killed when a follower had %.2f of the image, want a kill half way (0.5 to <1)", sum.KilledLeaderAt)
+	}
+	var survivors, tookOver []lab.NodeSummary
+	for _, n := range sum.Nodes {
+		if n.Killed {
+			continue
+		}
+		survivors = append(survivors, n)
+		if !n.Verified || !n.BootedNewOS {
+			t.Errorf("%s: verified %v, booted new OS %v; want both", n.Name, n.Verified, n.BootedNewOS)
+		}
+		if n.Role == "leader" && n.BytesFromPeers > 0 {
+			tookOver = append(tookOver, n)
+		}
+	}
+	if len(survivors) != 2 {
+		t.Fatalf("%d machines not killed, want 2: %+v", len(survivors), sum.Nodes)
+	}
+	if len(tookOver) != 1 {
+		t.Errorf("%d survivors took over (ended as leader with data from peers), want 1: %+v", len(tookOver), survivors)
+	}
+	t.Logf("%.0f s; killed at %.0f%%; server egress %.2fx the image", sum.Seconds, 100*sum.KilledLeaderAt, float64(sum.ServerEgressBytes)/float64(sum.ImageBytes))
 }
 
 // lastTable returns the last live table and the summary.
