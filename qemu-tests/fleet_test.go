@@ -46,7 +46,8 @@ func fleetSetup(t *testing.T) (out, shoal string) {
 // (OVMF) from the USB stick out/shoal-usb.img with its shoal.conf pointed
 // at the server. The four that fit are reimaged from one image with one
 // leader and three followers, the server sends about one image, every
-// disk verifies, and each machine boots the sample OS from its own disk
+// chunk verifies and every disk equals byte for byte the one shoal image
+// apply writes on the host, and each machine boots the sample OS from its own disk
 // (the USB machine with the stick pulled); the fourth fails cleanly at the
 // server and on its console, with nothing written.
 func TestFleet(t *testing.T) {
@@ -65,8 +66,8 @@ func TestFleet(t *testing.T) {
 	roles := map[string]int{}
 	for _, n := range append(sum.Nodes[:3:3], sum.Nodes[4]) {
 		roles[n.Role]++
-		if !n.Verified || !n.BootedNewOS {
-			t.Errorf("%s (%s): verified %v, booted new OS %v; want both", n.Name, n.Firmware, n.Verified, n.BootedNewOS)
+		if !n.Verified || !n.DiskMatches || !n.BootedNewOS {
+			t.Errorf("%s (%s): verified %v, disk equal to the image %v, booted new OS %v; want all", n.Name, n.Firmware, n.Verified, n.DiskMatches, n.BootedNewOS)
 		}
 	}
 	if roles["leader"] != 1 || roles["follower"] != 3 {
@@ -119,8 +120,8 @@ func TestFleetLeaderKilled(t *testing.T) {
 			continue
 		}
 		survivors = append(survivors, n)
-		if !n.Verified || !n.BootedNewOS {
-			t.Errorf("%s: verified %v, booted new OS %v; want both", n.Name, n.Verified, n.BootedNewOS)
+		if !n.Verified || !n.DiskMatches || !n.BootedNewOS {
+			t.Errorf("%s: verified %v, disk equal to the image %v, booted new OS %v; want all", n.Name, n.Verified, n.DiskMatches, n.BootedNewOS)
 		}
 		if n.Role == "leader" && n.BytesFromPeers > 0 {
 			tookOver = append(tookOver, n)

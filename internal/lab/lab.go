@@ -108,12 +108,17 @@ type Summary struct {
 
 // NodeSummary is one machine's result.
 type NodeSummary struct {
-	Name            string  `json:"name"`
-	MAC             string  `json:"mac"`
-	Firmware        string  `json:"firmware"`
-	Role            string  `json:"role"`
-	State           string  `json:"state"`
-	Verified        bool    `json:"verified"`
+	Name     string `json:"name"`
+	MAC      string `json:"mac"`
+	Firmware string `json:"firmware"`
+	Role     string `json:"role"`
+	State    string `json:"state"`
+	Verified bool   `json:"verified"`
+	// DiskMatches: with the sample OS, the machine's disk, after it
+	// booted its new OS, equals byte for byte a disk of the same size that
+	// `shoal image apply` wrote on the host (the sample OS never writes
+	// to its disk). Not checked for other images.
+	DiskMatches     bool    `json:"disk_matches,omitempty"`
 	BootedNewOS     bool    `json:"booted_new_os"`
 	BytesFromServer int64   `json:"bytes_from_server"`
 	BytesFromPeers  int64   `json:"bytes_from_peers"`
@@ -464,6 +469,11 @@ func Run(ctx context.Context, cfg Config) (Summary, error) {
 		}
 	}
 	sum.Seconds = time.Since(start).Seconds()
+	if sample {
+		if err := checkDisks(ctx, cfg.Shoal, repo, imageName, diskBytes, work, nodes); err != nil {
+			log.Warn("comparing the disks with the image", "err", err)
+		}
+	}
 	sum.ServerEgressBytes, err = repoEgress(api, base)
 	if err != nil {
 		log.Warn("server egress", "err", err)
@@ -662,7 +672,75 @@ func (n *node) ok(sample bool) bool {
 	if n.State != "done" || !n.Verified {
 		return false
 	}
-	return !sample || n.BootedNewOS
+	return !sample || (n.BootedNewOS && n.DiskMatches)
+}
+
+// checkDisks writes the image with `shoal image apply` to a file the size
+// of the machines' disks and compares every machine that is done with it
+// byte for byte, setting DiskMatches (or Error).
+func checkDisks(ctx context.Context, shoal, repo, name string, diskBytes int64, work string, nodes []*node) error {
+	ref := filepath.Join(work, "reference.img")
+	defer os.Remove(ref)
+	if err := makeBlank(ref, diskBytes); err != nil {
+		return err
+	}
+	if out, err := exec.CommandContext(ctx, shoal, "image", "apply", "--repo", repo, "--name", name, ref).CombinedOutput(); err != nil {
+		return fmt.Errorf("shoal image apply: %w\n%s", err, out)
+	}
+	for _, n := range nodes {
+		if n.tiny || n.Killed || n.State != "done" {
+			continue
+		}
+		off, err := firstDifference(ref, n.disk)
+		switch {
+		case err != nil:
+			n.Error = fmt.Sprintf("compare the disk with the image: %v", err)
+		case off >= 0:
+			n.Error = fmt.Sprintf("the disk differs from the image written by shoal image apply at byte %d", off)
+		default:
+			n.DiskMatches = true
+		}
+	}
+	return nil
+}
+
+// firstDifference returns the offset of the first byte where files a and
+// b differ (a length difference counts), or -1 when they are equal.
+func firstDifference(a, b string) (int64, error) {
+	fa, err := os.Open(a)
+	if err != nil {
+		return 0, err
+	}
+	defer fa.Close()
+	fb, err := os.Open(b)
+	if err != nil {
+		return 0, err
+	}
+	defer fb.Close()
+	ba, bb := make([]byte, 1<<20), make([]byte, 1<<20)
+	var off int64
+	for {
+		na, ea := io.ReadFull(fa, ba)
+		nb, eb := io.ReadFull(fb, bb)
+		for i := range min(na, nb) {
+			if ba[i] != bb[i] {
+				return off + int64(i), nil
+			}
+		}
+		if na != nb {
+			return off + int64(min(na, nb)), nil
+		}
+		off += int64(na)
+		if errors.Is(ea, io.EOF) || errors.Is(ea, io.ErrUnexpectedEOF) {
+			return -1, nil // eb is the same: same lengths
+		}
+		if ea != nil {
+			return 0, ea
+		}
+		if eb != nil && !errors.Is(eb, io.EOF) && !errors.Is(eb, io.ErrUnexpectedEOF) {
+			return 0, eb
+		}
+	}
 }
 
 func fetchMachines(ctx context.Context, c *http.Client, base string) (map[string]*inventory.Machine, error) {
@@ -777,8 +855,8 @@ func printSummary(w io.Writer, s Summary) {
 		if n.Killed {
 			note = "killed by the lab (--kill-leader-at)"
 		}
-		fmt.Fprintf(w, "  %-8s %-5s %-9s verified=%-5v booted_new_os=%-5v server=%s peers=%s %.1f s %s\n",
-			n.Name, n.Firmware, n.Role, n.Verified, n.BootedNewOS, mib(n.BytesFromServer), mib(n.BytesFromPeers), n.Seconds, note)
+		fmt.Fprintf(w, "  %-8s %-5s %-9s verified=%-5v disk_matches=%-5v booted_new_os=%-5v server=%s peers=%s %.1f s %s\n",
+			n.Name, n.Firmware, n.Role, n.Verified, n.DiskMatches, n.BootedNewOS, mib(n.BytesFromServer), mib(n.BytesFromPeers), n.Seconds, note)
 	}
 }
 

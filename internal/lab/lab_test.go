@@ -2,6 +2,8 @@ package lab
 
 import (
 	"bytes"
+	"os"
+	"path/filepath"
 	"strings"
 	"testing"
 	"time"
@@ -65,8 +67,12 @@ func TestNodeUpdate(t *testing.T) {
 		t.Errorf("done and verified, image not the sample OS: ok = false, want true")
 	}
 	n.BootedNewOS = true
+	if !n.over() || n.ok(true) {
+		t.Errorf("done and booted, disk not compared: over %v ok %v, want over and not ok", n.over(), n.ok(true))
+	}
+	n.DiskMatches = true
 	if !n.over() || !n.ok(true) {
-		t.Errorf("done and booted: over %v ok %v, want both", n.over(), n.ok(true))
+		t.Errorf("done, booted, disk matches: over %v ok %v, want both", n.over(), n.ok(true))
 	}
 	f := &node{}
 	f.update(&inventory.Machine{LastReport: time.Now(), Status: inventory.Status{State: "failed", Error: "disk too small"}}, true)
@@ -134,5 +140,44 @@ func TestConsoleFailure(t *testing.T) {
 				t.Errorf("ConsoleFailure() = %q, want %q", got, tc.want)
 			}
 		})
+	}
+}
+
+func TestFirstDifference(t *testing.T) {
+	dir := t.TempDir()
+	base := make([]byte, 3<<20+5)
+	for i := range base {
+		base[i] = byte(i * 7)
+	}
+	write := func(name string, b []byte) string {
+		p := filepath.Join(dir, name)
+		if err := os.WriteFile(p, b, 0o644); err != nil {
+			t.Fatal(err)
+		}
+		return p
+	}
+	a := write("a", base)
+	flip := append([]byte(nil), base...)
+	flip[2<<20+3] ^= 1
+	for _, tc := range []struct {
+		name string
+		b    []byte
+		want int64
+	}{
+		{"equal", base, -1},
+		{"one bit", flip, 2<<20 + 3},
+		{"shorter", base[:1<<20], 1 << 20},
+		{"longer", append(append([]byte(nil), base...), 0), int64(len(base))},
+		{"empty", nil, 0},
+	} {
+		t.Run(tc.name, func(t *testing.T) {
+			got, err := firstDifference(a, write(tc.name, tc.b))
+			if err != nil || got != tc.want {
+				t.Errorf("firstDifference() = %d, %v; want %d", got, err, tc.want)
+			}
+		})
+	}
+	if _, err := firstDifference(a, filepath.Join(dir, "missing")); err == nil {
+		t.Errorf("firstDifference(missing file) = nil error, want one")
 	}
 }
