@@ -236,9 +236,11 @@ func (r *run) run(ctx context.Context) error {
 		wait = r.o.ConfWait
 		r.say("no shoal.repo/shoal.image on the kernel command line: looking for shoal.conf on a USB stick (up to %v)", wait)
 	}
+	fromStick := false
 	if c, dev, err := r.findConf(ctx, wait); err != nil {
 		return &Failure{Step: "shoal.conf", Disk: dev, Err: err}
 	} else if dev != "" {
+		fromStick = true
 		conf = c
 		r.boot = append(r.boot, dev)
 		r.say("read shoal.conf from %s (the boot medium: never written)", dev)
@@ -265,6 +267,10 @@ func (r *run) run(ctx context.Context) error {
 		}
 	}
 	r.cfg = cmd.Merge(srv).Merge(conf)
+	if fromStick {
+		// A reboot would boot the stick again and reimage again.
+		r.cfg.Default("after", config.AfterPoweroff, "default when booted from a USB stick: pull it, then power on")
+	}
 	if r.cfg.MAC == "" {
 		r.cfg.MAC = c.MAC
 		r.cfg.Source["mac"] = "link " + r.leases[0].Iface

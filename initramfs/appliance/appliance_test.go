@@ -270,39 +270,51 @@ func TestRunFailures(t *testing.T) {
 // TestRunUSBStick: nothing on the command line; shoal.conf on a FAT stick
 // (made by mkfs.vfat and mcopy) names the repository and image; the stick
 // is the boot medium, so auto chooses the other disk, and the stick is not
-// written.
+// written. With no after = line the after-action is poweroff (a reboot
+// would boot the stick and reimage again); one that is given is obeyed.
 func TestRunUSBStick(t *testing.T) {
 	testdisk.Need(t, "mkfs.vfat", "mcopy")
-	m := newMachine(t, newSource(t))
-	stick := filepath.Join(m.dir, "stick.img")
-	testdisk.Run(t, "mkfs.vfat", "-C", stick, "8192")
-	conf := filepath.Join(m.dir, "shoal.conf")
-	if err := os.WriteFile(conf, []byte("# field tech's\nrepo = "+m.repoURL+"\nimage = testimg\ndisk = auto\nafter = poweroff\n"), 0o644); err != nil {
-		t.Fatal(err)
-	}
-	testdisk.Run(t, "mcopy", "-i", stick, conf, "::/shoal.conf")
-	before, _ := os.ReadFile(stick)
-	sda := m.disk(t, "sda", stick, 0)
-	target := m.disk(t, "vda", "", 64<<20)
-	o := m.run(t, "console=ttyS0 quiet")
-	if o.err != nil {
-		t.Fatalf("Run = %v\n%s", o.err, o.console)
-	}
-	if o.after != "poweroff "+target {
-		t.Errorf("after-action = %q, want poweroff %s", o.after, target)
-	}
-	for _, want := range []string{"read shoal.conf from " + sda, "image   testimg (shoal.conf)", "target disk: " + target} {
-		if !strings.Contains(o.console, want) {
-			t.Errorf("console lacks %q:\n%s", want, o.console)
-		}
-	}
-	if after, _ := os.ReadFile(stick); !bytes.Equal(before, after) {
-		t.Error("the stick was written")
-	}
-	for _, p := range m.src.Partitions {
-		if !testdisk.Equal(t, m.src.Path, target, p.StartLBA*512, p.SizeBytes) {
-			t.Errorf("partition %d differs from the source", p.Number)
-		}
+	for _, tc := range []struct {
+		name, afterLine, want, source string
+	}{
+		{"after given", "after = poweroff\n", "poweroff", "(shoal.conf)"},
+		{"after left out", "", "poweroff", "(default when booted from a USB stick"},
+		{"reboot asked for", "after = reboot\n", "reboot", "(shoal.conf)"},
+	} {
+		t.Run(tc.name, func(t *testing.T) {
+			m := newMachine(t, newSource(t))
+			stick := filepath.Join(m.dir, "stick.img")
+			testdisk.Run(t, "mkfs.vfat", "-C", stick, "8192")
+			conf := filepath.Join(m.dir, "shoal.conf")
+			if err := os.WriteFile(conf, []byte("# field tech's\nrepo = "+m.repoURL+"\nimage = testimg\ndisk = auto\n"+tc.afterLine), 0o644); err != nil {
+				t.Fatal(err)
+			}
+			testdisk.Run(t, "mcopy", "-i", stick, conf, "::/shoal.conf")
+			before, _ := os.ReadFile(stick)
+			sda := m.disk(t, "sda", stick, 0)
+			target := m.disk(t, "vda", "", 64<<20)
+			o := m.run(t, "console=ttyS0 quiet")
+			if o.err != nil {
+				t.Fatalf("Run = %v\n%s", o.err, o.console)
+			}
+			if o.after != tc.want+" "+target {
+				t.Errorf("after-action = %q, want %s %s", o.after, tc.want, target)
+			}
+			for _, want := range []string{"read shoal.conf from " + sda, "image   testimg (shoal.conf)", "target disk: " + target,
+				"after   " + tc.want + " " + tc.source} {
+				if !strings.Contains(o.console, want) {
+					t.Errorf("console lacks %q:\n%s", want, o.console)
+				}
+			}
+			if after, _ := os.ReadFile(stick); !bytes.Equal(before, after) {
+				t.Error("the stick was written")
+			}
+			for _, p := range m.src.Partitions {
+				if !testdisk.Equal(t, m.src.Path, target, p.StartLBA*512, p.SizeBytes) {
+					t.Errorf("partition %d differs from the source", p.Number)
+				}
+			}
+		})
 	}
 }
 

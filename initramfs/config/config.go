@@ -121,6 +121,13 @@ func (c *Config) set(k, v, src string) bool {
 	return true
 }
 
+// Default sets key k to v, saying why (src), unless it is set already.
+func (c *Config) Default(k, v, src string) {
+	if c.Get(k) == "" {
+		c.set(k, v, src)
+	}
+}
+
 // ParseCmdline reads the shoal.* parameters of a kernel command line
 // (/proc/cmdline). Double quotes group a value with blanks, as the kernel
 // does. Other parameters are ignored; an unknown shoal.* key is an error.

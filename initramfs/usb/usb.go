@@ -45,8 +45,11 @@ image = debian-12
 # model=Samsung*, serial=S4EW*; several joined with commas.
 disk = auto
 
-# What to do after a verified write: reboot, kexec, poweroff or shell.
-after = reboot
+# What to do after a verified write: poweroff (the default from a stick:
+# pull it, then power on), kexec (start the new OS now, without the
+# firmware), reboot (only where the firmware boots the disk before the
+# stick: else it boots the stick and reimages again) or shell.
+after = poweroff
 
 # shoal serve, for progress reports on its dashboard (optional).
 #server = http://images.example.net:8080
