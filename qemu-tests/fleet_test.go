@@ -47,8 +47,9 @@ func fleetSetup(t *testing.T) (out, shoal string) {
 // at the server. The four that fit are reimaged from one image with one
 // leader and three followers, the server sends about one image, every
 // chunk verifies and every disk equals byte for byte the one shoal image
-// apply writes on the host, and each machine boots the sample OS from its own disk
-// (the USB machine with the stick pulled); the fourth fails cleanly at the
+// apply writes on the host, the inventory turns each to local, and each
+// machine boots the sample OS from its own disk (the USB machine with the
+// stick pulled); the fourth fails cleanly at the
 // server and on its console, with nothing written.
 func TestFleet(t *testing.T) {
 	out, shoal := fleetSetup(t)
@@ -66,8 +67,9 @@ func TestFleet(t *testing.T) {
 	roles := map[string]int{}
 	for _, n := range append(sum.Nodes[:3:3], sum.Nodes[4]) {
 		roles[n.Role]++
-		if !n.Verified || !n.DiskMatches || !n.BootedNewOS {
-			t.Errorf("%s (%s): verified %v, disk equal to the image %v, booted new OS %v; want all", n.Name, n.Firmware, n.Verified, n.DiskMatches, n.BootedNewOS)
+		if !n.Verified || !n.DiskMatches || !n.BootedNewOS || n.Action != "local" {
+			t.Errorf("%s (%s): verified %v, disk equal to the image %v, booted new OS %v, inventory action %q; want all, and local",
+				n.Name, n.Firmware, n.Verified, n.DiskMatches, n.BootedNewOS, n.Action)
 		}
 	}
 	if roles["leader"] != 1 || roles["follower"] != 3 {
@@ -78,6 +80,8 @@ func TestFleet(t *testing.T) {
 	}
 	if tiny := sum.Nodes[3]; tiny.State != "failed" || !strings.Contains(strings.ToLower(tiny.Error), "small") {
 		t.Errorf("machine with a tiny disk: state %q error %q, want failed saying the disk is too small", tiny.State, tiny.Error)
+	} else if tiny.Action != "reimage" {
+		t.Errorf("machine with a tiny disk: inventory action %q, want it left at reimage", tiny.Action)
 	} else if !strings.Contains(strings.ToLower(tiny.ConsoleError), "small") {
 		t.Errorf("machine with a tiny disk: its console's failure banner says %q, want the disk too small", tiny.ConsoleError)
 	}

@@ -113,6 +113,9 @@ type NodeSummary struct {
 	Firmware string `json:"firmware"`
 	Role     string `json:"role"`
 	State    string `json:"state"`
+	// Action is the server's inventory entry for the machine's next
+	// network boot at the end: "local" once its success was reported.
+	Action   string `json:"action"`
 	Verified bool   `json:"verified"`
 	// DiskMatches: with the sample OS, the machine's disk, after it
 	// booted its new OS, equals byte for byte a disk of the same size that
@@ -608,6 +611,9 @@ func makeBlank(path string, sizeBytes int64) error {
 // update takes the server's view of the machine and what its console
 // shows.
 func (n *node) update(m *inventory.Machine, sample bool) {
+	if m != nil {
+		n.Action = string(m.Action)
+	}
 	if m != nil && !m.LastReport.IsZero() {
 		st := m.Status
 		n.State = st.State

@@ -55,7 +55,10 @@ func TestNodeUpdate(t *testing.T) {
 	if n.over() || n.ok(true) {
 		t.Fatalf("machine with no report: over %v ok %v, want neither", n.over(), n.ok(true))
 	}
-	n.update(&inventory.Machine{LastReport: time.Now(), Status: inventory.Status{State: "done", Role: "follower", Verified: true, BytesFromPeers: 5}}, true)
+	n.update(&inventory.Machine{Action: inventory.Local, LastReport: time.Now(), Status: inventory.Status{State: "done", Role: "follower", Verified: true, BytesFromPeers: 5}}, true)
+	if n.Action != "local" {
+		t.Errorf("action %q after the server's machine says local, want local", n.Action)
+	}
 	if n.over() || n.ok(true) || n.Seconds <= 0 || n.Role != "follower" || n.BytesFromPeers != 5 {
 		t.Errorf("done but not booted: over %v ok %v seconds %v role %q peers %d", n.over(), n.ok(true), n.Seconds, n.Role, n.BytesFromPeers)
 	}
