@@ -3,15 +3,20 @@ package qemutests
 import (
 	"bytes"
 	"context"
+	"errors"
 	"os"
 	"os/exec"
 	"path/filepath"
+	"regexp"
+	"strconv"
 	"strings"
+	"syscall"
 	"testing"
 	"time"
 
 	"github.com/shoal-project/shoal/internal/lab"
 	"github.com/shoal-project/shoal/internal/netlab"
+	"github.com/shoal-project/shoal/internal/syncbuf"
 )
 
 // fleetSetup checks the tools and returns a boot directory with the
@@ -138,6 +143,88 @@ func TestFleetLeaderKilled(t *testing.T) {
 		t.Errorf("%d survivors took over (ended as leader with data from peers), want 1: %+v", len(tookOver), survivors)
 	}
 	t.Logf("%.0f s; killed at %.0f%%; server egress %.2fx the image", sum.Seconds, 100*sum.KilledLeaderAt, float64(sum.ServerEgressBytes)/float64(sum.ImageBytes))
+}
+
+// TestLabInterrupted runs `shoal lab` as a program and interrupts it
+// (SIGINT, as Ctrl-C does) once a machine is writing its disk: it exits
+// non-zero within a minute, the QEMUs and the server it started (the PIDs
+// its log names) are gone, its namespaces are deleted and its work
+// directory removed.
+func TestLabInterrupted(t *testing.T) {
+	out, shoal := fleetSetup(t)
+	var stdout, stderr syncbuf.Buffer
+	cmd := exec.Command(shoal, "lab", "--nodes", "2", "--firmware", "bios", "--out", out, "--dashboard", "off", "-v")
+	cmd.Stdout, cmd.Stderr = &stdout, &stderr
+	if err := cmd.Start(); err != nil {
+		t.Fatal(err)
+	}
+	exited := make(chan error, 1) // one value: the select that takes it ends the test's wait
+	waited := make(chan struct{})
+	go func() { exited <- cmd.Wait(); close(waited) }()
+	t.Cleanup(func() {
+		select {
+		case <-waited:
+		default:
+			cmd.Process.Kill() // the process this test started, by PID
+			<-waited
+		}
+	})
+	deadline := time.After(5 * time.Minute)
+	for !regexp.MustCompile(`(?m)^ +node\d +bios +\S+ +writing `).MatchString(stdout.String()) {
+		select {
+		case err := <-exited:
+			t.Fatalf("shoal lab ended before a machine was writing: %v\n%s\n%s", err, stdout.String(), stderr.String())
+		case <-deadline:
+			t.Fatalf("no machine writing after 5 minutes:\n%s\n%s", stdout.String(), stderr.String())
+		case <-time.After(500 * time.Millisecond):
+		}
+	}
+	if err := cmd.Process.Signal(os.Interrupt); err != nil {
+		t.Fatal(err)
+	}
+	select {
+	case err := <-exited:
+		if err == nil {
+			t.Errorf("shoal lab exited 0 after an interrupt, want non-zero")
+		}
+	case <-time.After(time.Minute):
+		t.Fatalf("shoal lab still running a minute after SIGINT:\n%s", stderr.String())
+	}
+	log := stderr.String()
+	var pids []int
+	for _, m := range regexp.MustCompile(`msg="(?:machine started|shoal serve started)".* pid=(\d+)`).FindAllStringSubmatch(log, -1) {
+		pid, _ := strconv.Atoi(m[1])
+		pids = append(pids, pid)
+	}
+	if len(pids) != 3 {
+		t.Fatalf("the log names %d PIDs (machines and server), want 3:\n%s", len(pids), log)
+	}
+	for _, pid := range pids {
+		if err := syscall.Kill(pid, 0); !errors.Is(err, syscall.ESRCH) {
+			t.Errorf("process %d still there after shoal lab ended (kill 0: %v)", pid, err)
+		}
+	}
+	net := regexp.MustCompile(`msg=network hub=(\S+) server=(\S+)`).FindStringSubmatch(log)
+	if net == nil {
+		t.Fatalf("the log names no network:\n%s", log)
+	}
+	ns, err := exec.Command("ip", "netns", "list").CombinedOutput()
+	if err != nil {
+		t.Fatal(err)
+	}
+	for _, name := range net[1:] {
+		if regexp.MustCompile(`(?m)^` + regexp.QuoteMeta(name) + `\b`).Match(ns) {
+			t.Errorf("namespace %s still there:\n%s", name, ns)
+		}
+	}
+	work := regexp.MustCompile(`msg="work directory" path=(\S+)`).FindStringSubmatch(log)
+	if work == nil {
+		t.Fatalf("the log names no work directory:\n%s", log)
+	}
+	if _, err := os.Stat(work[1]); !errors.Is(err, os.ErrNotExist) {
+		t.Errorf("work directory %s: %v, want it removed", work[1], err)
+	}
+	t.Logf("interrupted; %d processes, namespaces %v and %s gone", len(pids), net[1:], work[1])
 }
 
 // lastTable returns the last live table and the summary.

@@ -8,29 +8,12 @@ import (
 	"os/exec"
 	"path/filepath"
 	"strings"
-	"sync"
 	"syscall"
 	"testing"
 	"time"
+
+	"github.com/shoal-project/shoal/internal/syncbuf"
 )
-
-// syncBuffer is a bytes.Buffer safe for a process's output and a reader.
-type syncBuffer struct {
-	mu sync.Mutex
-	b  bytes.Buffer
-}
-
-func (s *syncBuffer) Write(p []byte) (int, error) {
-	s.mu.Lock()
-	defer s.mu.Unlock()
-	return s.b.Write(p)
-}
-
-func (s *syncBuffer) String() string {
-	s.mu.Lock()
-	defer s.mu.Unlock()
-	return s.b.String()
-}
 
 // TestFetchProcesses runs real `shoal fetch` processes, one per node, and
 // kills the leader's process (SIGKILL, by PID) half way: the two others
@@ -48,13 +31,13 @@ func TestFetchProcesses(t *testing.T) {
 	dir := t.TempDir()
 	type proc struct {
 		cmd    *exec.Cmd
-		stderr *syncBuffer
+		stderr *syncbuf.Buffer
 		target string
 		stats  string
 		done   chan error
 	}
 	start := func(i int) *proc {
-		p := &proc{stderr: &syncBuffer{}, target: filepath.Join(dir, "target"+string(rune('0'+i))),
+		p := &proc{stderr: &syncbuf.Buffer{}, target: filepath.Join(dir, "target"+string(rune('0'+i))),
 			stats: filepath.Join(dir, "stats"+string(rune('0'+i))+".json"), done: make(chan error, 1)}
 		p.cmd = l.lan.Nodes[i].Command(ctx, bin, "fetch", "--repo", l.url, "--name", "img", "--iface", "eth0",
 			"--announce-interval", "100ms", "--listen", "400ms", "--leader-timeout", "1s", "--election", "700ms",

@@ -257,6 +257,7 @@ func Run(ctx context.Context, cfg Config) (Summary, error) {
 	if err != nil {
 		return sum, err
 	}
+	log.Info("work directory", "path", work, "keep", cfg.Keep)
 	if cfg.Keep {
 		fmt.Fprintf(cfg.Table, "work directory (kept): %s\n", work)
 	} else {
@@ -295,6 +296,7 @@ func Run(ctx context.Context, cfg Config) (Summary, error) {
 	}
 	defer lan.Close()
 	srvNode := lan.Nodes[0]
+	log.Info("network", "hub", lan.Hub, "server", srvNode.Name, "ip", srvNode.IP)
 	ip := srvNode.IP.To4()
 	rng := fmt.Sprintf("%d.%d.%d.100-%d.%d.%d.199", ip[0], ip[1], ip[2], ip[0], ip[1], ip[2])
 
@@ -357,6 +359,7 @@ func Run(ctx context.Context, cfg Config) (Summary, error) {
 	if err := srv.Start(); err != nil {
 		return sum, fmt.Errorf("lab: shoal serve: %w", err)
 	}
+	log.Info("shoal serve started", "pid", srv.Process.Pid)
 	srvDone := make(chan struct{})
 	go func() { srv.Wait(); close(srvDone) }()
 	defer func() {
