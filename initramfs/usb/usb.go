@@ -226,9 +226,11 @@ func SetConf(stick string, conf []byte) error {
 	if fs.Type() != filesystem.TypeFat32 {
 		return fmt.Errorf("%s: partition 1 is not FAT32", stick)
 	}
-	if _, err := fs.OpenFile("/EFI/BOOT/BOOTX64.EFI", os.O_RDONLY); err != nil {
+	uki, err := fs.OpenFile("/EFI/BOOT/BOOTX64.EFI", os.O_RDONLY)
+	if err != nil {
 		return fmt.Errorf("%s: no EFI/BOOT/BOOTX64.EFI, not a shoal stick: %w", stick, err)
 	}
+	uki.Close()
 	w, err := fs.OpenFile("/shoal.conf", os.O_CREATE|os.O_RDWR|os.O_TRUNC)
 	if err != nil {
 		return fmt.Errorf("%s: shoal.conf: %w", stick, err)
