@@ -80,6 +80,12 @@ func TestFleet(t *testing.T) {
 	if roles["leader"] != 1 || roles["follower"] != 3 {
 		t.Errorf("roles %v, want one leader and three followers", roles)
 	}
+	for _, n := range sum.Nodes {
+		// The leader stays to multicast once its disk is complete.
+		if s := strings.Join(n.States, " "); n.Role == "leader" && !strings.Contains(s, "serving done") {
+			t.Errorf("leader %s reported states %q, want serving then done", n.Name, s)
+		}
+	}
 	if u := sum.Nodes[4]; u.Firmware != "usb" || u.State != "done" {
 		t.Errorf("the USB machine: %+v, want firmware usb, done", u)
 	}

@@ -80,8 +80,13 @@ func Session(ctx context.Context, j Job) (Result, error) {
 			src = "peer"
 		}
 		state := "writing"
-		if s.Role == session.RoleListening {
+		switch {
+		case s.Role == session.RoleListening:
 			state = "listening"
+		case s.Role == session.RoleLeader && s.Chunks > 0 && s.ChunksDone == s.Chunks:
+			// The image is written and verified; the machine stays to
+			// multicast it to peers (linger) before it reports done.
+			state = "serving"
 		}
 		// The console's last line names the role the node played, not
 		// "done".

@@ -115,8 +115,11 @@ type NodeSummary struct {
 	State    string `json:"state"`
 	// Action is the server's inventory entry for the machine's next
 	// network boot at the end: "local" once its success was reported.
-	Action   string `json:"action"`
-	Verified bool   `json:"verified"`
+	Action string `json:"action"`
+	// States are the states the machine reported, in order, each once
+	// per change (booting, listening, writing, serving, done...).
+	States   []string `json:"states,omitempty"`
+	Verified bool     `json:"verified"`
 	// DiskMatches: with the sample OS, the machine's disk, after it
 	// booted its new OS, equals byte for byte a disk of the same size that
 	// `shoal image apply` wrote on the host (the sample OS never writes
@@ -620,6 +623,9 @@ func (n *node) update(m *inventory.Machine, sample bool) {
 	if m != nil && !m.LastReport.IsZero() {
 		st := m.Status
 		n.State = st.State
+		if k := len(n.States); st.State != "" && (k == 0 || n.States[k-1] != st.State) {
+			n.States = append(n.States, st.State)
+		}
 		if st.Role != "" {
 			n.Role = st.Role
 		}

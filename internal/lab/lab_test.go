@@ -59,6 +59,10 @@ func TestNodeUpdate(t *testing.T) {
 	if n.Action != "local" {
 		t.Errorf("action %q after the server's machine says local, want local", n.Action)
 	}
+	n.update(&inventory.Machine{Action: inventory.Local, LastReport: time.Now(), Status: inventory.Status{State: "done"}}, true)
+	if diff := cmp.Diff([]string{"done"}, n.States); diff != "" {
+		t.Errorf("states, a state reported twice (-want +got):\n%s", diff)
+	}
 	if n.over() || n.ok(true) || n.Seconds <= 0 || n.Role != "follower" || n.BytesFromPeers != 5 {
 		t.Errorf("done but not booted: over %v ok %v seconds %v role %q peers %d", n.over(), n.ok(true), n.Seconds, n.Role, n.BytesFromPeers)
 	}
