@@ -399,6 +399,8 @@ func Run(ctx context.Context, cfg Config) (Summary, error) {
 	}
 
 	// The machines.
+	kvm := vm.KVMAvailable()
+	log.Info("machines", "accelerator", map[bool]string{true: "kvm", false: "tcg"}[kvm])
 	for i, n := range nodes {
 		if i > 0 {
 			select {
@@ -406,7 +408,7 @@ func Run(ctx context.Context, cfg Config) (Summary, error) {
 			case <-time.After(cfg.Stagger):
 			}
 		}
-		m, err := vm.Start(ctx, n.vmConfig(cfg.MemMiB, i), lan.HubCommand)
+		m, err := vm.Start(ctx, n.vmConfig(cfg.MemMiB, i, kvm), lan.HubCommand)
 		if err != nil {
 			return sum, err
 		}
@@ -438,7 +440,7 @@ func Run(ctx context.Context, cfg Config) (Summary, error) {
 				if err := os.Rename(filepath.Join(n.dir, "serial.log"), filepath.Join(n.dir, "serial-usb.log")); err != nil {
 					log.Warn("keep the USB boot's console", "name", n.Name, "err", err)
 				}
-				m, err := vm.Start(ctx, n.vmConfig(cfg.MemMiB, i), lan.HubCommand)
+				m, err := vm.Start(ctx, n.vmConfig(cfg.MemMiB, i, kvm), lan.HubCommand)
 				if err != nil {
 					return sum, fmt.Errorf("lab: start %s again from its disk: %w", n.Name, err)
 				}
@@ -547,8 +549,8 @@ func killTarget(nodes []*node, at float64) (*node, float64) {
 }
 
 // vmConfig is the QEMU machine for n, on tap number i.
-func (n *node) vmConfig(memMiB, i int) vm.Config {
-	c := vm.Config{Name: n.Name, Firmware: n.Firmware, MemMiB: memMiB, Dir: n.dir,
+func (n *node) vmConfig(memMiB, i int, kvm bool) vm.Config {
+	c := vm.Config{Name: n.Name, Firmware: n.Firmware, MemMiB: memMiB, Dir: n.dir, KVM: kvm,
 		Disks:  []vm.Disk{{Path: n.disk}},
 		NICs:   []vm.NIC{{Tap: fmt.Sprintf("tap%d", i), MAC: n.MAC, NoROM: n.Firmware != "bios"}},
 		Reboot: true,

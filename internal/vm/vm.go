@@ -1,8 +1,9 @@
 // Package vm runs QEMU machines for shoal's lab and tests: SeaBIOS or OVMF
 // firmware, virtio or USB disks, tap or user-mode NICs, the serial console
-// in a file that callers watch for markers. QEMU runs under TCG here
-// (no KVM), so every machine gets -cpu max (the guest's getrandom would
-// otherwise block for minutes; see ../shared/notes).
+// in a file that callers watch for markers. Machines run under KVM where
+// /dev/kvm can be opened (Config.KVM, KVMAvailable) and under TCG
+// otherwise, with -cpu max (the guest's getrandom would otherwise block for
+// minutes; see ../shared/notes).
 package vm
 
 import (
@@ -54,6 +55,20 @@ type Config struct {
 	Dir string
 	// Reboot lets the guest reboot; by default a reboot ends QEMU.
 	Reboot bool
+	// KVM runs the machine with KVM (-accel kvm -cpu host); TCG
+	// otherwise.
+	KVM bool
+}
+
+// KVMAvailable reports whether this host can run machines with KVM:
+// /dev/kvm opens for reading and writing.
+func KVMAvailable() bool {
+	f, err := os.OpenFile("/dev/kvm", os.O_RDWR, 0)
+	if err != nil {
+		return false
+	}
+	f.Close()
+	return true
 }
 
 // Machine is a running QEMU.
@@ -77,8 +92,12 @@ func (c Config) Args() ([]string, error) {
 		mem = 512
 	}
 	serial := filepath.Join(c.Dir, "serial.log")
-	args := []string{"-cpu", "max", "-m", fmt.Sprint(mem), "-smp", "1",
-		"-display", "none", "-monitor", "none", "-serial", "file:" + serial}
+	cpu := []string{"-cpu", "max"}
+	if c.KVM {
+		cpu = []string{"-accel", "kvm", "-cpu", "host"}
+	}
+	args := append(cpu, "-m", fmt.Sprint(mem), "-smp", "1",
+		"-display", "none", "-monitor", "none", "-serial", "file:"+serial)
 	if !c.Reboot {
 		args = append(args, "-no-reboot")
 	}

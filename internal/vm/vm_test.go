@@ -37,6 +37,13 @@ func TestArgs(t *testing.T) {
 			}
 		})
 	}
+	kvm, err := Config{Dir: dir, KVM: true}.Args()
+	if err != nil {
+		t.Fatal(err)
+	}
+	if diff := cmp.Diff([]string{"-accel", "kvm", "-cpu", "host"}, kvm[:4]); diff != "" {
+		t.Errorf("Args() with KVM starts (-want +got):\n%s", diff)
+	}
 	if _, err := (Config{Dir: dir, Firmware: "coreboot"}).Args(); err == nil {
 		t.Errorf("Args() with firmware coreboot = nil error, want one")
 	}
