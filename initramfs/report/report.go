@@ -1,22 +1,24 @@
 // Package report sends the appliance's status to shoal serve: POST
 // /api/v1/machines/{mac}/status with a JSON inventory.Status, signed with
-// an HMAC-SHA256 of the MAC and body when a site key is set (see
-// docs/netboot.md). Progress reports are rate-limited; a report that fails
-// is logged and dropped, never allowed to stop the imaging.
+// an HMAC-SHA256 of the MAC, the time and the body when a site key is set
+// (inventory.SignReport; see docs/netboot.md). The time is the server's:
+// a report the server refuses for its time (409) is sent once more with
+// the offset learnt from the server's answer, so a machine with a wrong
+// clock still reports. Progress reports are rate-limited; a report that
+// fails is logged and dropped, never allowed to stop the imaging.
 package report
 
 import (
 	"bytes"
 	"context"
-	"crypto/hmac"
-	"crypto/sha256"
-	"encoding/hex"
+
 	"encoding/json"
 	"fmt"
 	"io"
 	"log/slog"
 	"net/http"
 	"net/url"
+	"strconv"
 	"strings"
 	"sync"
 	"time"
@@ -35,9 +37,12 @@ type Reporter struct {
 	Interval time.Duration
 	Client   *http.Client
 	Log      *slog.Logger
+	Now      func() time.Time // the machine's clock; nil: time.Now
 
-	mu   sync.Mutex
-	last time.Time
+	mu       sync.Mutex
+	last     time.Time
+	offsetMs int64 // the server's clock minus ours, learnt from a 409
+	sentMs   int64 // time of the last report sent
 }
 
 // Enabled reports whether reports go anywhere.
@@ -74,16 +79,43 @@ func (r *Reporter) Send(ctx context.Context, s Status) error {
 	if err != nil {
 		return err
 	}
+	code, serverMs, err := r.post(ctx, body)
+	if code == http.StatusConflict && serverMs != 0 && len(r.Key) > 0 {
+		// Our clock is not the server's (or a report crossed this one):
+		// take the server's time and send once more.
+		r.mu.Lock()
+		r.offsetMs = serverMs - r.now().UnixMilli()
+		r.mu.Unlock()
+		_, _, err = r.post(ctx, body)
+	}
+	return err
+}
+
+func (r *Reporter) now() time.Time {
+	if r.Now != nil {
+		return r.Now()
+	}
+	return time.Now()
+}
+
+// post sends one report; it returns the HTTP status and the server's time
+// (0 when the answer has none).
+func (r *Reporter) post(ctx context.Context, body []byte) (code int, serverMs int64, err error) {
 	u := strings.TrimSuffix(r.Server, "/") + "/api/v1/machines/" + url.PathEscape(r.MAC) + "/status"
 	ctx, cancel := context.WithTimeout(ctx, 5*time.Second)
 	defer cancel()
 	req, err := http.NewRequestWithContext(ctx, http.MethodPost, u, bytes.NewReader(body))
 	if err != nil {
-		return fmt.Errorf("status report: %w", err)
+		return 0, 0, fmt.Errorf("status report: %w", err)
 	}
 	req.Header.Set("Content-Type", "application/json")
 	if len(r.Key) > 0 {
-		req.Header.Set("X-Shoal-Signature", Sign(r.Key, r.MAC, body))
+		r.mu.Lock()
+		sent := max(r.now().UnixMilli()+r.offsetMs, r.sentMs+1) // never twice the same
+		r.sentMs = sent
+		r.mu.Unlock()
+		req.Header.Set(inventory.TimeHeader, strconv.FormatInt(sent, 10))
+		req.Header.Set(inventory.SignatureHeader, inventory.SignReport(r.Key, r.MAC, sent, body))
 	}
 	c := r.Client
 	if c == nil {
@@ -91,21 +123,13 @@ func (r *Reporter) Send(ctx context.Context, s Status) error {
 	}
 	resp, err := c.Do(req)
 	if err != nil {
-		return fmt.Errorf("status report to %s: %w", u, err)
+		return 0, 0, fmt.Errorf("status report to %s: %w", u, err)
 	}
 	defer resp.Body.Close()
+	serverMs, _ = strconv.ParseInt(resp.Header.Get(inventory.TimeHeader), 10, 64)
 	msg, _ := io.ReadAll(io.LimitReader(resp.Body, 512))
 	if resp.StatusCode/100 != 2 {
-		return fmt.Errorf("status report to %s: %s: %s", u, resp.Status, strings.TrimSpace(string(msg)))
+		return resp.StatusCode, serverMs, fmt.Errorf("status report to %s: %s: %s", u, resp.Status, strings.TrimSpace(string(msg)))
 	}
-	return nil
-}
-
-// Sign returns the X-Shoal-Signature header value: "sha256=" and the hex
-// HMAC-SHA256, keyed with key, of the MAC, a newline and the body.
-func Sign(key []byte, mac string, body []byte) string {
-	m := hmac.New(sha256.New, key)
-	m.Write([]byte(mac + "\n"))
-	m.Write(body)
-	return "sha256=" + hex.EncodeToString(m.Sum(nil))
+	return resp.StatusCode, serverMs, nil
 }

@@ -2,9 +2,11 @@ package report
 
 import (
 	"context"
+	"net/http"
 	"net/http/httptest"
 	"strings"
 	"testing"
+	"time"
 
 	"github.com/shoal-project/shoal/netboot/httpd"
 	"github.com/shoal-project/shoal/netboot/inventory"
@@ -27,10 +29,6 @@ func TestReportToServe(t *testing.T) {
 	defer srv.Close()
 	hs := httptest.NewServer(srv.Handler())
 	defer hs.Close()
-
-	if got, want := Sign([]byte("k"), mac, []byte("{}")), httpd.Sign([]byte("k"), mac, []byte("{}")); got != want {
-		t.Errorf("Sign = %s, want httpd.Sign's %s", got, want)
-	}
 
 	ctx := context.Background()
 	bad := &Reporter{Server: hs.URL, MAC: mac, Key: []byte("wrong")}
@@ -63,5 +61,58 @@ func TestReportToServe(t *testing.T) {
 	var off *Reporter
 	if off.Enabled() || (&Reporter{}).Send(ctx, Status{}) != nil {
 		t.Error("a reporter without a server should do nothing")
+	}
+}
+
+// TestClockSkew: a machine whose clock is an hour behind the server's (no
+// RTC, no NTP in the appliance) still reports with a site key: the first
+// report is refused for its time (409), the reporter takes the server's
+// time from the answer and sends it again; later reports go through at
+// once. A report the server saw is not taken twice.
+func TestClockSkew(t *testing.T) {
+	const mac = "52:54:00:12:34:56"
+	dir := t.TempDir()
+	inv, err := inventory.Parse([]byte(mac+" reimage debian-12 /dev/vda\n"), "")
+	if err != nil {
+		t.Fatal(err)
+	}
+	srv, err := httpd.New(httpd.Config{RepoDir: dir, BootDir: dir, Inventory: inv, Key: []byte("site-key")})
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer srv.Close()
+	var stale, sent int
+	hs := httptest.NewServer(http.HandlerFunc(func(w http.ResponseWriter, req *http.Request) {
+		sent++
+		rec := httptest.NewRecorder()
+		srv.Handler().ServeHTTP(rec, req)
+		if rec.Code == http.StatusConflict {
+			stale++
+		}
+		for k, v := range rec.Header() {
+			w.Header()[k] = v
+		}
+		w.WriteHeader(rec.Code)
+		w.Write(rec.Body.Bytes())
+	}))
+	defer hs.Close()
+	ctx := context.Background()
+	r := &Reporter{Server: hs.URL, MAC: mac, Key: []byte("site-key"), Now: func() time.Time { return time.Now().Add(-time.Hour) }}
+	if err := r.Send(ctx, Status{State: "writing", Progress: 0.5}); err != nil {
+		t.Fatalf("Send with a clock an hour behind = %v, want it sent again with the server's time", err)
+	}
+	if stale != 1 || sent != 2 {
+		t.Errorf("first report: %d sent, %d refused for their time; want 2 and 1", sent, stale)
+	}
+	for i := range 3 {
+		if err := r.Send(ctx, Status{State: "writing", Progress: 0.6 + float64(i)/10}); err != nil {
+			t.Fatalf("Send %d = %v", i, err)
+		}
+	}
+	if stale != 1 || sent != 5 {
+		t.Errorf("after the offset was learnt: %d sent, %d refused; want 5 and 1", sent, stale)
+	}
+	if m, _ := inv.Lookup(mac); m.Status.Progress != 0.8 {
+		t.Errorf("progress at the server = %v, want the last report's 0.8", m.Status.Progress)
 	}
 }

@@ -13,18 +13,19 @@
 //	GET  /metrics                            Prometheus metrics
 //	GET  /                                   the dashboard
 //
-// With a key, a status report must carry the header
-// "X-Shoal-Signature: sha256=HEX", HEX being HMAC-SHA256(key, MAC "\n" BODY)
-// with MAC in lower case with colons (see Sign).
+// With a key, a status report must carry the headers "X-Shoal-Time: MS"
+// (Unix milliseconds, the server's clock) and "X-Shoal-Signature:
+// sha256=HEX", HEX being HMAC-SHA256(key, MAC "\n" MS "\n" BODY) with MAC in
+// lower case with colons (inventory.SignReport). A time more than
+// MaxReportSkew from the server's, or not after the last accepted for the
+// MAC (a replay), gives 409 with the server's time in X-Shoal-Time.
 package httpd
 
 import (
 	"bytes"
 	"context"
 	"crypto/hmac"
-	"crypto/sha256"
 	_ "embed"
-	"encoding/hex"
 	"encoding/json"
 	"errors"
 	"fmt"
@@ -36,6 +37,7 @@ import (
 	"os"
 	"strconv"
 	"strings"
+	"sync"
 	"time"
 
 	"github.com/prometheus/client_golang/prometheus"
@@ -55,6 +57,9 @@ type Config struct {
 	Inventory *inventory.Store
 	// Key, if set, is the site key status reports are signed with.
 	Key []byte
+	// MaxReportSkew is how far a signed report's time may be from the
+	// server's clock (default DefaultMaxReportSkew).
+	MaxReportSkew time.Duration
 	// Kernel and Initrd are the file names in BootDir the appliance boots.
 	Kernel, Initrd string
 	// Cmdline holds extra kernel arguments for every machine (e.g.
@@ -77,10 +82,18 @@ type Server struct {
 	requests *prometheus.CounterVec
 	sent     *prometheus.CounterVec
 	reports  *prometheus.CounterVec
+
+	lastMu     sync.Mutex
+	lastReport map[string]int64 // MAC: time of the last signed report accepted
 }
 
 // SignatureHeader is the header that carries a status report's HMAC.
-const SignatureHeader = "X-Shoal-Signature"
+const SignatureHeader = inventory.SignatureHeader
+
+// DefaultMaxReportSkew is Config.MaxReportSkew's default: a captured
+// signed report can be replayed for at most this long, and only before a
+// newer one from the machine.
+const DefaultMaxReportSkew = 2 * time.Minute
 
 // maxReportBytes bounds a status report's body.
 const maxReportBytes = 64 << 10
@@ -102,7 +115,10 @@ func New(cfg Config) (*Server, error) {
 	if cfg.Registry == nil {
 		cfg.Registry = prometheus.NewRegistry()
 	}
-	s := &Server{cfg: cfg, log: cfg.Log, mux: http.NewServeMux()}
+	if cfg.MaxReportSkew <= 0 {
+		cfg.MaxReportSkew = DefaultMaxReportSkew
+	}
+	s := &Server{cfg: cfg, log: cfg.Log, mux: http.NewServeMux(), lastReport: map[string]int64{}}
 	if s.log == nil {
 		s.log = slog.New(slog.DiscardHandler)
 	}
@@ -124,7 +140,7 @@ func New(cfg Config) (*Server, error) {
 	}, []string{"route"})
 	s.reports = prometheus.NewCounterVec(prometheus.CounterOpts{
 		Name: "shoal_serve_status_reports_total",
-		Help: "Status reports received, by result (accepted, bad_signature, unknown_machine, bad_request).",
+		Help: "Status reports received, by result (accepted, bad_signature, stale, unknown_machine, bad_request).",
 	}, []string{"result"})
 	for _, c := range []prometheus.Collector{s.requests, s.sent, s.reports, machineCollector{cfg.Inventory}} {
 		if err := cfg.Registry.Register(c); err != nil {
@@ -287,15 +303,6 @@ func (s *Server) machines(w http.ResponseWriter, r *http.Request) {
 	}
 }
 
-// Sign returns the value of the signature header for a report body.
-func Sign(key []byte, mac string, body []byte) string {
-	h := hmac.New(sha256.New, key)
-	io.WriteString(h, mac)
-	io.WriteString(h, "\n")
-	h.Write(body)
-	return "sha256=" + hex.EncodeToString(h.Sum(nil))
-}
-
 func (s *Server) status(w http.ResponseWriter, r *http.Request) {
 	mac, err := inventory.CanonicalMAC(r.PathValue("mac"))
 	if err != nil {
@@ -309,11 +316,19 @@ func (s *Server) status(w http.ResponseWriter, r *http.Request) {
 		http.Error(w, "read body: "+err.Error(), http.StatusBadRequest)
 		return
 	}
+	now := s.cfg.Now()
+	w.Header().Set(inventory.TimeHeader, strconv.FormatInt(now.UnixMilli(), 10))
 	if len(s.cfg.Key) > 0 {
-		want := Sign(s.cfg.Key, mac, body)
-		if !hmac.Equal([]byte(want), []byte(r.Header.Get(SignatureHeader))) {
+		sentMs, err := strconv.ParseInt(r.Header.Get(inventory.TimeHeader), 10, 64)
+		want := inventory.SignReport(s.cfg.Key, mac, sentMs, body)
+		if err != nil || !hmac.Equal([]byte(want), []byte(r.Header.Get(SignatureHeader))) {
 			s.reports.WithLabelValues("bad_signature").Inc()
-			http.Error(w, "bad or missing "+SignatureHeader, http.StatusForbidden)
+			http.Error(w, "bad or missing "+SignatureHeader+" or "+inventory.TimeHeader, http.StatusForbidden)
+			return
+		}
+		if why := s.checkReportTime(mac, sentMs, now); why != "" {
+			s.reports.WithLabelValues("stale").Inc()
+			http.Error(w, why, http.StatusConflict)
 			return
 		}
 	}
@@ -345,6 +360,23 @@ func (s *Server) status(w http.ResponseWriter, r *http.Request) {
 	s.log.Info("status", "mac", mac, "state", st.State, "progress", st.Progress, "action", m.Action)
 	w.Header().Set("Content-Type", "application/json")
 	json.NewEncoder(w).Encode(m)
+}
+
+// checkReportTime takes a signed report's time: within MaxReportSkew of
+// now and after the last one accepted for mac, or it says why not.
+func (s *Server) checkReportTime(mac string, sentMs int64, now time.Time) string {
+	skew := time.Duration(now.UnixMilli()-sentMs) * time.Millisecond
+	if skew > s.cfg.MaxReportSkew || -skew > s.cfg.MaxReportSkew {
+		return fmt.Sprintf("report time %d is %v from the server's %d (more than %v): send it again with the server's time (%s)",
+			sentMs, skew.Abs().Round(time.Millisecond), now.UnixMilli(), s.cfg.MaxReportSkew, inventory.TimeHeader)
+	}
+	s.lastMu.Lock()
+	defer s.lastMu.Unlock()
+	if last := s.lastReport[mac]; sentMs <= last {
+		return fmt.Sprintf("report time %d is not after the last accepted for %s (%d): a replay, or out of order", sentMs, mac, last)
+	}
+	s.lastReport[mac] = sentMs
+	return ""
 }
 
 //go:embed dashboard.html

@@ -8,6 +8,7 @@ import (
 	"net/http/httptest"
 	"os"
 	"path/filepath"
+	"strconv"
 	"strings"
 	"testing"
 	"time"
@@ -162,14 +163,29 @@ func TestScripts(t *testing.T) {
 	}
 }
 
-func post(t *testing.T, url string, body []byte, sig string) int {
+// signed is a status report's authentication: its time (Unix ms) and
+// signature; the zero value sends neither header.
+type signed struct {
+	ms  int64
+	sig string
+}
+
+// sign signs body for mac at time ms with key.
+func sign(key []byte, mac string, ms int64, body []byte) signed {
+	return signed{ms, inventory.SignReport(key, mac, ms, body)}
+}
+
+func post(t *testing.T, url string, body []byte, a signed) int {
 	t.Helper()
 	req, err := http.NewRequest("POST", url, bytes.NewReader(body))
 	if err != nil {
 		t.Fatal(err)
 	}
-	if sig != "" {
-		req.Header.Set(SignatureHeader, sig)
+	if a.sig != "" {
+		req.Header.Set(SignatureHeader, a.sig)
+	}
+	if a.ms != 0 {
+		req.Header.Set(inventory.TimeHeader, strconv.FormatInt(a.ms, 10))
 	}
 	resp, err := http.DefaultClient.Do(req)
 	if err != nil {
@@ -186,23 +202,33 @@ func TestStatusReports(t *testing.T) {
 	url := f.srv.URL + "/api/v1/machines/" + mac + "/status"
 	progress := []byte(`{"state":"writing","role":"leader","progress":0.42,"rateBitsPerSec":90000000,"bytesFromServer":1048576}`)
 	done := []byte(`{"state":"done","progress":1,"verified":true}`)
+	// Times go up from one case to the next: each accepted report moves
+	// the machine's last time on.
+	now := time.Date(2026, 1, 2, 3, 4, 5, 0, time.UTC).UnixMilli() // the fixture's clock
+	good := sign(key, mac, now+10, progress)
 	for _, tc := range []struct {
 		name     string
 		url      string
 		body     []byte
-		sig      string
+		auth     signed
 		wantCode int
 	}{
-		{"no signature", url, progress, "", 403},
-		{"wrong key", url, progress, Sign([]byte("other"), mac, progress), 403},
-		{"signed for another MAC", url, progress, Sign(key, "52:54:00:12:34:57", progress), 403},
-		{"unknown machine", f.srv.URL + "/api/v1/machines/02:00:00:00:00:01/status", progress, Sign(key, "02:00:00:00:00:01", progress), 404},
-		{"bad json", url, []byte("{"), Sign(key, mac, []byte("{")), 400},
-		{"progress out of range", url, []byte(`{"state":"x","progress":2}`), Sign(key, mac, []byte(`{"state":"x","progress":2}`)), 400},
-		{"good", url, progress, Sign(key, mac, progress), 200},
+		{"no signature", url, progress, signed{}, 403},
+		{"no time", url, progress, signed{sig: inventory.SignReport(key, mac, 0, progress)}, 403},
+		{"wrong key", url, progress, sign([]byte("other"), mac, now, progress), 403},
+		{"signed for another MAC", url, progress, sign(key, "52:54:00:12:34:57", now, progress), 403},
+		{"signed for another time", url, progress, signed{now + 1, inventory.SignReport(key, mac, now, progress)}, 403},
+		{"unknown machine", f.srv.URL + "/api/v1/machines/02:00:00:00:00:01/status", progress, sign(key, "02:00:00:00:00:01", now, progress), 404},
+		{"bad json", url, []byte("{"), sign(key, mac, now+1, []byte("{")), 400},
+		{"progress out of range", url, []byte(`{"state":"x","progress":2}`), sign(key, mac, now+2, []byte(`{"state":"x","progress":2}`)), 400},
+		{"ten minutes old", url, progress, sign(key, mac, now-10*60*1000, progress), 409},
+		{"ten minutes ahead", url, progress, sign(key, mac, now+10*60*1000, progress), 409},
+		{"good", url, progress, good, 200},
+		{"replayed", url, progress, good, 409},
+		{"older than the last", url, progress, sign(key, mac, now+5, progress), 409},
 	} {
 		t.Run(tc.name, func(t *testing.T) {
-			if code := post(t, tc.url, tc.body, tc.sig); code != tc.wantCode {
+			if code := post(t, tc.url, tc.body, tc.auth); code != tc.wantCode {
 				t.Errorf("POST %s = %d, want %d", tc.name, code, tc.wantCode)
 			}
 		})
@@ -224,7 +250,7 @@ func TestStatusReports(t *testing.T) {
 	}
 	// A verified success turns the machine local, in the file too, and
 	// its next script exits.
-	if code := post(t, url, done, Sign(key, mac, done)); code != 200 {
+	if code := post(t, url, done, sign(key, mac, now+20, done)); code != 200 {
 		t.Fatalf("POST done = %d", code)
 	}
 	data, err := os.ReadFile(f.invPath)
@@ -246,14 +272,14 @@ func TestUnknownAllowedByPolicy(t *testing.T) {
 	if !strings.Contains(body, "shoal.image=fallback-image") {
 		t.Errorf("script for unknown MAC with --unknown fallback-image:\n%s", body)
 	}
-	if code := post(t, f.srv.URL+"/api/v1/machines/"+mac+"/status", []byte(`{"state":"writing","progress":0.1}`), ""); code != 200 {
+	if code := post(t, f.srv.URL+"/api/v1/machines/"+mac+"/status", []byte(`{"state":"writing","progress":0.1}`), signed{}); code != 200 {
 		t.Errorf("report for unknown MAC allowed by policy = %d, want 200", code)
 	}
 }
 
 func TestMetricsAndDashboard(t *testing.T) {
 	f := newFixture(t, nil, "ignore")
-	post(t, f.srv.URL+"/api/v1/machines/52:54:00:12:34:56/status", []byte(`{"state":"writing","progress":0.5}`), "")
+	post(t, f.srv.URL+"/api/v1/machines/52:54:00:12:34:56/status", []byte(`{"state":"writing","progress":0.5}`), signed{})
 	get(t, f.srv.URL+"/repo/img/chunk", nil)
 	code, body := get(t, f.srv.URL+"/metrics", nil)
 	if code != 200 {
