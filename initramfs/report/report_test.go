@@ -12,11 +12,12 @@ import (
 	"github.com/shoal-project/shoal/netboot/inventory"
 )
 
-// TestReportToServe posts to the real shoal serve HTTP handler (on
-// loopback): a signed success turns the machine local; a report signed
-// with the wrong key is refused.
-func TestReportToServe(t *testing.T) {
-	const mac = "52:54:00:12:34:56"
+const mac = "52:54:00:12:34:56"
+
+// newServe returns shoal serve's HTTP side with the site key "site-key"
+// and an inventory that lists mac.
+func newServe(t *testing.T) (*inventory.Store, *httpd.Server) {
+	t.Helper()
 	dir := t.TempDir()
 	inv, err := inventory.Parse([]byte(mac+" reimage debian-12 /dev/vda\n"), "")
 	if err != nil {
@@ -26,7 +27,15 @@ func TestReportToServe(t *testing.T) {
 	if err != nil {
 		t.Fatal(err)
 	}
-	defer srv.Close()
+	t.Cleanup(func() { srv.Close() })
+	return inv, srv
+}
+
+// TestReportToServe posts to the real shoal serve HTTP handler (on
+// loopback): a signed success turns the machine local; a report signed
+// with the wrong key is refused.
+func TestReportToServe(t *testing.T) {
+	inv, srv := newServe(t)
 	hs := httptest.NewServer(srv.Handler())
 	defer hs.Close()
 
@@ -70,17 +79,7 @@ func TestReportToServe(t *testing.T) {
 // time from the answer and sends it again; later reports go through at
 // once. A report the server saw is not taken twice.
 func TestClockSkew(t *testing.T) {
-	const mac = "52:54:00:12:34:56"
-	dir := t.TempDir()
-	inv, err := inventory.Parse([]byte(mac+" reimage debian-12 /dev/vda\n"), "")
-	if err != nil {
-		t.Fatal(err)
-	}
-	srv, err := httpd.New(httpd.Config{RepoDir: dir, BootDir: dir, Inventory: inv, Key: []byte("site-key")})
-	if err != nil {
-		t.Fatal(err)
-	}
-	defer srv.Close()
+	inv, srv := newServe(t)
 	var stale, sent int
 	hs := httptest.NewServer(http.HandlerFunc(func(w http.ResponseWriter, req *http.Request) {
 		sent++
