@@ -212,6 +212,7 @@ type node struct {
 	// disk alone (the stick pulled), once (fromDisk).
 	stick    string
 	fromDisk bool
+	silent   bool // the server marks it: reports stopped while at work
 }
 
 // Run runs the lab and returns its summary. The error wraps
@@ -621,6 +622,7 @@ func makeBlank(path string, sizeBytes int64) error {
 func (n *node) update(m *inventory.Machine, sample bool) {
 	if m != nil {
 		n.Action = string(m.Action)
+		n.silent = m.Silent
 	}
 	if m != nil && !m.LastReport.IsZero() {
 		st := m.Status
@@ -852,6 +854,8 @@ func printTable(w io.Writer, nodes []*node, elapsed time.Duration) {
 		switch {
 		case n.Killed:
 			state = "killed"
+		case n.silent:
+			state = "silent"
 		case state == "":
 			state = "booting"
 		}

@@ -4,6 +4,7 @@ import (
 	"bytes"
 	"os"
 	"path/filepath"
+	"regexp"
 	"strings"
 	"testing"
 	"time"
@@ -92,7 +93,12 @@ func TestTableAndSummary(t *testing.T) {
 	var b bytes.Buffer
 	n := &node{}
 	n.NodeSummary = NodeSummary{Name: "node2", Firmware: "uefi", MAC: "52:54:00:5e:00:02", State: "writing", Role: "leader", BytesFromServer: 3 << 20}
-	printTable(&b, []*node{n}, 65*time.Second)
+	quiet := &node{silent: true}
+	quiet.NodeSummary = NodeSummary{Name: "node3", State: "writing", Role: "follower"}
+	printTable(&b, []*node{n, quiet}, 65*time.Second)
+	if !regexp.MustCompile(`node3 .* silent `).MatchString(b.String()) {
+		t.Errorf("table lacks node3 shown silent:\n%s", b.String())
+	}
 	printSummary(&b, Summary{Seconds: 12, ImageBytes: 10 << 20, ServerEgressBytes: 11 << 20, Nodes: []NodeSummary{n.NodeSummary}})
 	for _, want := range []string{"01:05", "node2", "uefi", "writing", "leader", "3.0MiB", "1.10x the image"} {
 		if !strings.Contains(b.String(), want) {

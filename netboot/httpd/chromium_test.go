@@ -34,11 +34,15 @@ func chromium(t *testing.T) string {
 // TestDashboardInChromium loads the dashboard in headless Chromium. The
 // page's first poll sees the machine with no report; the test then posts
 // a status, and the DOM Chromium dumps later shows the machine's progress,
-// role and source: the page updated itself without a reload.
+// role and source: the page updated itself without a reload. A second
+// machine whose last report (writing) is five minutes old shows as silent.
 func TestDashboardInChromium(t *testing.T) {
 	bin := chromium(t)
 	f := newFixture(t, nil, "ignore")
-	mac := "52:54:00:12:34:56"
+	mac, silentMAC := "52:54:00:12:34:56", "52:54:00:12:34:57"
+	if _, err := f.inv.Report(silentMAC, inventory.Status{State: "writing", Progress: 0.3}, fixtureNow.Add(-5*time.Minute)); err != nil {
+		t.Fatal(err)
+	}
 	var (
 		mu             sync.Mutex
 		pageLoads      int
@@ -93,6 +97,13 @@ func TestDashboardInChromium(t *testing.T) {
 		if !strings.Contains(row, want) {
 			t.Errorf("row for %s lacks %q:\n%s", mac, want, row)
 		}
+	}
+	if strings.Contains(row, "silent") {
+		t.Errorf("row for %s, which just reported, says silent:\n%s", mac, row)
+	}
+	silentRow := regexp.MustCompile(`(?s)<tr data-mac="` + regexp.QuoteMeta(silentMAC) + `">.*?</tr>`).FindString(dom)
+	if !strings.Contains(silentRow, `<td class="silent">writing (silent)</td>`) {
+		t.Errorf("row for %s, silent for five minutes, lacks its silent state cell:\n%s", silentMAC, silentRow)
 	}
 }
 

@@ -60,6 +60,10 @@ type Config struct {
 	// MaxReportSkew is how far a signed report's time may be from the
 	// server's clock (default DefaultMaxReportSkew).
 	MaxReportSkew time.Duration
+	// SilentAfter: a machine at work whose reports stopped for longer is
+	// marked silent in the machine list and on the dashboard (default
+	// DefaultSilentAfter; the appliance reports every 2 s).
+	SilentAfter time.Duration
 	// Kernel and Initrd are the file names in BootDir the appliance boots.
 	Kernel, Initrd string
 	// Cmdline holds extra kernel arguments for every machine (e.g.
@@ -95,6 +99,9 @@ const SignatureHeader = inventory.SignatureHeader
 // newer one from the machine.
 const DefaultMaxReportSkew = 2 * time.Minute
 
+// DefaultSilentAfter is Config.SilentAfter's default.
+const DefaultSilentAfter = 30 * time.Second
+
 // maxReportBytes bounds a status report's body.
 const maxReportBytes = 64 << 10
 
@@ -117,6 +124,9 @@ func New(cfg Config) (*Server, error) {
 	}
 	if cfg.MaxReportSkew <= 0 {
 		cfg.MaxReportSkew = DefaultMaxReportSkew
+	}
+	if cfg.SilentAfter <= 0 {
+		cfg.SilentAfter = DefaultSilentAfter
 	}
 	s := &Server{cfg: cfg, log: cfg.Log, mux: http.NewServeMux(), lastReport: map[string]int64{}}
 	if s.log == nil {
@@ -298,7 +308,12 @@ func (s *Server) machines(w http.ResponseWriter, r *http.Request) {
 	w.Header().Set("Cache-Control", "no-store")
 	enc := json.NewEncoder(w)
 	enc.SetIndent("", "  ")
-	if err := enc.Encode(s.cfg.Inventory.Machines()); err != nil {
+	ms := s.cfg.Inventory.Machines()
+	now := s.cfg.Now()
+	for i := range ms {
+		ms[i].Silent = ms[i].SilentAt(now, s.cfg.SilentAfter)
+	}
+	if err := enc.Encode(ms); err != nil {
 		s.log.Warn("http: encode machines", "err", err)
 	}
 }

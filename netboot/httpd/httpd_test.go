@@ -22,6 +22,9 @@ const machinesFile = `52:54:00:12:34:56  reimage  debian-12  /dev/vda
 52:54:00:12:34:57  local    debian-12
 `
 
+// fixtureNow is the fixture server's clock.
+var fixtureNow = time.Date(2026, 1, 2, 3, 4, 5, 0, time.UTC)
+
 type fixture struct {
 	srv     *httptest.Server
 	handler http.Handler
@@ -65,7 +68,7 @@ func newFixture(t *testing.T, key []byte, unknown string) *fixture {
 		Inventory: inv,
 		Key:       key,
 		Cmdline:   []string{"console=ttyS0"},
-		Now:       func() time.Time { return time.Date(2026, 1, 2, 3, 4, 5, 0, time.UTC) },
+		Now:       func() time.Time { return fixtureNow },
 	})
 	if err != nil {
 		t.Fatal(err)
@@ -204,7 +207,7 @@ func TestStatusReports(t *testing.T) {
 	done := []byte(`{"state":"done","progress":1,"verified":true}`)
 	// Times go up from one case to the next: each accepted report moves
 	// the machine's last time on.
-	now := time.Date(2026, 1, 2, 3, 4, 5, 0, time.UTC).UnixMilli() // the fixture's clock
+	now := fixtureNow.UnixMilli()
 	good := sign(key, mac, now+10, progress)
 	for _, tc := range []struct {
 		name     string
@@ -247,6 +250,21 @@ func TestStatusReports(t *testing.T) {
 	want := inventory.Status{State: "writing", Role: "leader", Progress: 0.42, RateBitsPerSec: 90000000, BytesFromServer: 1048576}
 	if diff := cmp.Diff(want, ms[0].Status); diff != "" {
 		t.Errorf("machine status (-want +got):\n%s", diff)
+	}
+	if ms[0].Silent || ms[1].Silent {
+		t.Errorf("machines silent %v %v right after a report / with none, want neither", ms[0].Silent, ms[1].Silent)
+	}
+	// Five minutes later (the fixture's clock stands still), the machine
+	// still writing is silent.
+	if _, err := f.inv.Report(mac, inventory.Status{State: "writing", Progress: 0.5}, fixtureNow.Add(-5*time.Minute)); err != nil {
+		t.Fatal(err)
+	}
+	_, body = get(t, f.srv.URL+"/api/v1/machines", nil)
+	if err := json.Unmarshal([]byte(body), &ms); err != nil {
+		t.Fatal(err)
+	}
+	if !ms[0].Silent {
+		t.Errorf("machine writing, last report five minutes ago: silent = false, want true")
 	}
 	// A verified success turns the machine local, in the file too, and
 	// its next script exits.

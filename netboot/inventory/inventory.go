@@ -53,6 +53,19 @@ type Machine struct {
 	FirstSeen  time.Time `json:"firstSeen,omitzero"`
 	LastBoot   time.Time `json:"lastBoot,omitzero"`   // last boot script served
 	LastReport time.Time `json:"lastReport,omitzero"` // last status accepted
+	// Silent is set in the server's answers (not stored): the machine's
+	// reports stopped while it was at work (see Machine.SilentAt).
+	Silent bool `json:"silent,omitempty"`
+}
+
+// SilentAt reports whether, at now, m's reports have stopped for longer
+// than after while its last state was not an end (done or failed): the
+// machine died, hung or lost its network.
+func (m Machine) SilentAt(now time.Time, after time.Duration) bool {
+	if m.LastReport.IsZero() || m.Status.State == "done" || m.Status.State == "failed" {
+		return false
+	}
+	return now.Sub(m.LastReport) > after
 }
 
 // Status is what the appliance reports to POST /api/v1/machines/{mac}/status.

@@ -123,3 +123,24 @@ func TestSuccessTurnsLocalAndSaves(t *testing.T) {
 		t.Errorf("reloaded Lookup = %+v, %v; want local fallback", m2, err)
 	}
 }
+
+func TestSilentAt(t *testing.T) {
+	now := time.Date(2026, 11, 26, 3, 0, 0, 0, time.UTC)
+	for _, tc := range []struct {
+		name string
+		m    Machine
+		want bool
+	}{
+		{"never reported", Machine{}, false},
+		{"writing, reported 5 s ago", Machine{LastReport: now.Add(-5 * time.Second), Status: Status{State: "writing"}}, false},
+		{"writing, reported 2 min ago", Machine{LastReport: now.Add(-2 * time.Minute), Status: Status{State: "writing"}}, true},
+		{"done 2 min ago", Machine{LastReport: now.Add(-2 * time.Minute), Status: Status{State: "done"}}, false},
+		{"failed 2 min ago", Machine{LastReport: now.Add(-2 * time.Minute), Status: Status{State: "failed"}}, false},
+	} {
+		t.Run(tc.name, func(t *testing.T) {
+			if got := tc.m.SilentAt(now, 30*time.Second); got != tc.want {
+				t.Errorf("SilentAt() = %v, want %v", got, tc.want)
+			}
+		})
+	}
+}
