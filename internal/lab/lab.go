@@ -213,6 +213,8 @@ type node struct {
 	stick    string
 	fromDisk bool
 	silent   bool // the server marks it: reports stopped while at work
+	// rateBitsPerSec is the write rate the machine last reported.
+	rateBitsPerSec int64
 }
 
 // Run runs the lab and returns its summary. The error wraps
@@ -634,6 +636,7 @@ func (n *node) update(m *inventory.Machine, sample bool) {
 			n.Role = st.Role
 		}
 		// Counts only grow; a report that leaves them out keeps the last.
+		n.rateBitsPerSec = st.RateBitsPerSec
 		n.BytesFromServer = max(n.BytesFromServer, st.BytesFromServer)
 		n.BytesFromPeers = max(n.BytesFromPeers, st.BytesFromPeers)
 		n.Progress = max(n.Progress, st.Progress)
@@ -840,13 +843,14 @@ func proxyDashboard(ctx context.Context, addr, base string, tr http.RoundTripper
 func tableSignature(nodes []*node) string {
 	var b strings.Builder
 	for _, n := range nodes {
-		fmt.Fprintf(&b, "%s|%s|%s|%s|%s|%v|%v;", n.State, n.Role, mib(n.BytesFromServer), mib(n.BytesFromPeers), n.Error, n.BootedNewOS, n.Killed)
+		fmt.Fprintf(&b, "%s|%s|%s|%s|%s|%v|%v|%v;", n.State, n.Role, mib(n.BytesFromServer), mib(n.BytesFromPeers), n.Error, n.BootedNewOS, n.Killed, n.silent)
 	}
 	return b.String()
 }
 
 func printTable(w io.Writer, nodes []*node, elapsed time.Duration) {
-	fmt.Fprintf(w, "\n%s  %-8s %-5s %-17s %-12s %-9s %9s %9s %-8s\n", fmtDur(elapsed), "machine", "fw", "mac", "state", "role", "server", "peers", "new OS")
+	fmt.Fprintf(w, "\n%s  %-8s %-5s %-17s %-12s %-9s %5s %11s %-11s %9s %9s %-8s\n", fmtDur(elapsed),
+		"machine", "fw", "mac", "state", "role", "done", "rate", "source", "server", "peers", "new OS")
 	sorted := append([]*node(nil), nodes...)
 	sort.Slice(sorted, func(i, j int) bool { return sorted[i].Name < sorted[j].Name })
 	for _, n := range sorted {
@@ -863,8 +867,20 @@ func printTable(w io.Writer, nodes []*node, elapsed time.Duration) {
 		if n.BootedNewOS {
 			os = "booted"
 		}
-		fmt.Fprintf(w, "%8s  %-8s %-5s %-17s %-12s %-9s %9s %9s %-8s\n", "", n.Name, n.Firmware, n.MAC, state, n.Role,
-			mib(n.BytesFromServer), mib(n.BytesFromPeers), os)
+		rate, source := "-", "-"
+		if n.rateBitsPerSec > 0 && n.State != "done" {
+			rate = fmt.Sprintf("%.1fMbit/s", float64(n.rateBitsPerSec)/1e6)
+		}
+		switch {
+		case n.BytesFromServer > 0 && n.BytesFromPeers > 0:
+			source = "peer+server"
+		case n.BytesFromServer > 0:
+			source = "server"
+		case n.BytesFromPeers > 0:
+			source = "peer"
+		}
+		fmt.Fprintf(w, "%8s  %-8s %-5s %-17s %-12s %-9s %4.0f%% %11s %-11s %9s %9s %-8s\n", "", n.Name, n.Firmware, n.MAC, state, n.Role,
+			100*n.Progress, rate, source, mib(n.BytesFromServer), mib(n.BytesFromPeers), os)
 	}
 }
 

@@ -92,7 +92,8 @@ func TestNodeUpdate(t *testing.T) {
 func TestTableAndSummary(t *testing.T) {
 	var b bytes.Buffer
 	n := &node{}
-	n.NodeSummary = NodeSummary{Name: "node2", Firmware: "uefi", MAC: "52:54:00:5e:00:02", State: "writing", Role: "leader", BytesFromServer: 3 << 20}
+	n.NodeSummary = NodeSummary{Name: "node2", Firmware: "uefi", MAC: "52:54:00:5e:00:02", State: "writing", Role: "leader", BytesFromServer: 3 << 20, Progress: 0.42}
+	n.rateBitsPerSec = 12.5e6
 	quiet := &node{silent: true}
 	quiet.NodeSummary = NodeSummary{Name: "node3", State: "writing", Role: "follower"}
 	printTable(&b, []*node{n, quiet}, 65*time.Second)
@@ -100,7 +101,7 @@ func TestTableAndSummary(t *testing.T) {
 		t.Errorf("table lacks node3 shown silent:\n%s", b.String())
 	}
 	printSummary(&b, Summary{Seconds: 12, ImageBytes: 10 << 20, ServerEgressBytes: 11 << 20, Nodes: []NodeSummary{n.NodeSummary}})
-	for _, want := range []string{"01:05", "node2", "uefi", "writing", "leader", "3.0MiB", "1.10x the image"} {
+	for _, want := range []string{"01:05", "node2", "uefi", "writing", "leader", "  42%", "12.5Mbit/s", "server ", "3.0MiB", "1.10x the image"} {
 		if !strings.Contains(b.String(), want) {
 			t.Errorf("output lacks %q:\n%s", want, b.String())
 		}
