@@ -868,7 +868,7 @@ func printTable(w io.Writer, nodes []*node, elapsed time.Duration) {
 			os = "booted"
 		}
 		rate, source := "-", "-"
-		if n.rateBitsPerSec > 0 && n.State != "done" {
+		if n.rateBitsPerSec > 0 && n.State == "writing" {
 			rate = fmt.Sprintf("%.1fMbit/s", float64(n.rateBitsPerSec)/1e6)
 		}
 		switch {
