@@ -11,7 +11,6 @@ package report
 import (
 	"bytes"
 	"context"
-
 	"encoding/json"
 	"fmt"
 	"io"
