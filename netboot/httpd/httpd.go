@@ -355,6 +355,13 @@ func (s *Server) status(w http.ResponseWriter, r *http.Request) {
 		http.Error(w, "bad status: "+err.Error(), http.StatusBadRequest)
 		return
 	}
+	if _, err := dec.Token(); !errors.Is(err, io.EOF) {
+		// One JSON object and nothing after it: what the HMAC covers is
+		// what is stored.
+		s.reports.WithLabelValues("bad_request").Inc()
+		http.Error(w, "bad status: data after the JSON object", http.StatusBadRequest)
+		return
+	}
 	if st.Progress < 0 || st.Progress > 1 || st.State == "" {
 		s.reports.WithLabelValues("bad_request").Inc()
 		http.Error(w, "bad status: want a state and 0 <= progress <= 1", http.StatusBadRequest)
