@@ -433,6 +433,9 @@ func (r *run) findConf(ctx context.Context, wait time.Duration) (config.Config, 
 		for _, d := range disks {
 			b, err := ReadConf(d.Path)
 			if err != nil {
+				// No shoal.conf, or a damaged filesystem (ErrFilesystem):
+				// not a stick of ours.
+				r.log.Debug("no shoal.conf", "disk", d.Path, "err", err)
 				continue
 			}
 			c, err := config.ParseConf(strings.NewReader(string(b)))

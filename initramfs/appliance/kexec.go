@@ -33,8 +33,17 @@ type BootFiles struct {
 // version order) or /vmlinuz, with its initrd (initrd.img-VERSION,
 // initramfs-VERSION.img, initrd.gz, initrd.img). The command line of the
 // latter comes from /etc/kernel/cmdline, a syslinux/extlinux APPEND line,
-// or is "root=PARTUUID=GUID ro" for a GPT partition.
-func FindKernel(disk string) (*BootFiles, error) {
+// or is "root=PARTUUID=GUID ro" for a GPT partition. A filesystem that
+// makes go-diskfs panic gives an error wrapping ErrFilesystem.
+func FindKernel(disk string) (b *BootFiles, err error) {
+	err = guard(disk, func() error {
+		b, err = findKernel(disk)
+		return err
+	})
+	return b, err
+}
+
+func findKernel(disk string) (*BootFiles, error) {
 	d, err := diskfs.Open(disk, diskfs.WithOpenMode(diskfs.ReadOnly))
 	if err != nil {
 		return nil, err
