@@ -39,6 +39,14 @@ func LoadImage(ctx context.Context, repo Repo, name string, pub ed25519.PublicKe
 	if err != nil {
 		return nil, err
 	}
+	return ImageNamed(raw, sig, pub, name, repo)
+}
+
+// ImageNamed checks a manifest that repo gave for image name (its
+// signature with pub, when set, and that it names that image) and returns
+// the image: LoadImage's checks, for callers that fetch the manifest
+// themselves.
+func ImageNamed(raw, sig []byte, pub ed25519.PublicKey, name string, repo Repo) (*Image, error) {
 	img, err := NewImage(raw, sig, pub)
 	if err != nil {
 		return nil, fmt.Errorf("image %q from %s: %w", name, repo, err)

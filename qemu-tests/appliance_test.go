@@ -95,6 +95,14 @@ func applianceRepo(t testing.TB) (*testdisk.Disk, int) {
 	if _, _, err := imaging.Create(context.Background(), src.Path, repo, "testimg", imaging.CreateOptions{ChunkSizeBytes: 1 << 20}); err != nil {
 		t.Fatal(err)
 	}
+	return src, applianceServe(t, repo)
+}
+
+// applianceServe serves the repository directory over HTTP on loopback
+// until the test ends and returns the port (the guest reaches it as
+// 10.0.2.2:PORT through QEMU's user-mode network).
+func applianceServe(t testing.TB, repo string) int {
+	t.Helper()
 	ln, err := net.Listen("tcp", "127.0.0.1:0")
 	if err != nil {
 		t.Fatal(err)
@@ -102,7 +110,7 @@ func applianceRepo(t testing.TB) (*testdisk.Disk, int) {
 	srv := &http.Server{Handler: http.FileServer(http.Dir(repo))}
 	go srv.Serve(ln)
 	t.Cleanup(func() { srv.Close() })
-	return src, ln.Addr().(*net.TCPAddr).Port
+	return ln.Addr().(*net.TCPAddr).Port
 }
 
 // vm is a QEMU run whose serial console goes to a file.
@@ -434,14 +442,7 @@ func BenchmarkAppliance8GiB(b *testing.B) {
 		b.Fatal(err)
 	}
 	b.Logf("image: %d bytes of data in %d chunks, made in %v", img.Manifest.DataBytes, len(img.Chunks), time.Since(start).Round(time.Second))
-	ln, err := net.Listen("tcp", "127.0.0.1:0")
-	if err != nil {
-		b.Fatal(err)
-	}
-	srv := &http.Server{Handler: http.FileServer(http.Dir(repo))}
-	go srv.Serve(ln)
-	defer srv.Close()
-	port := ln.Addr().(*net.TCPAddr).Port
+	port := applianceServe(b, repo)
 	b.ResetTimer()
 	for i := 0; i < b.N; i++ {
 		target := filepath.Join(dir, "target.img")
@@ -520,19 +521,13 @@ func TestApplianceKexec(t *testing.T) {
 	if _, _, err := imaging.Create(context.Background(), src, repo, "sample", imaging.CreateOptions{}); err != nil {
 		t.Fatal(err)
 	}
-	ln, err := net.Listen("tcp", "127.0.0.1:0")
-	if err != nil {
-		t.Fatal(err)
-	}
-	srv := &http.Server{Handler: http.FileServer(http.Dir(repo))}
-	go srv.Serve(ln)
-	defer srv.Close()
+	port := applianceServe(t, repo)
 	target := filepath.Join(dir, "target.img")
 	if err := os.Truncate(applianceCreate(t, target), 96<<20); err != nil {
 		t.Fatal(err)
 	}
 	v := applianceStart(t, append(applianceDirect(kernel, initramfs, fmt.Sprintf(
-		"shoal.repo=http://%s/ shoal.image=sample shoal.after=kexec", strings.Replace(ln.Addr().String(), "127.0.0.1", "10.0.2.2", 1))),
+		"shoal.repo=http://10.0.2.2:%d/ shoal.image=sample shoal.after=kexec", port)),
 		"-drive", "file="+target+",format=raw,if=virtio", "-smbios", "type=1,serial=kexec1")...)
 	marker := sampleos.Marker + " host=kexec1"
 	v.wait(3*time.Minute, func(c string) bool { return strings.Contains(c, marker) }, "shoal: SUCCESS", "shoal: after-action: kexec")

@@ -12,6 +12,7 @@ import (
 	"time"
 
 	"github.com/shoal-project/shoal/internal/bench"
+	"github.com/shoal-project/shoal/internal/units"
 )
 
 const benchUsage = `shoal bench [--size 256MiB] [--rate 200Mbit] [--receivers 1,8] [--loss 0,1] [--tools shoal,udpcast,uftp,http] [--plot bench.png] [--json FILE]
@@ -80,7 +81,7 @@ func runBench(ctx context.Context, args []string, stdout, stderr io.Writer) erro
 			Runs: strings.Split(*runs, ","), ShoalBin: *shoalBin, Dir: *dir, Log: stderr}, *rate, *jsonPath, stdout)
 	}
 	cfg := bench.Config{SizeBytes: size, LateJoin: *lateJoin, Log: stderr, ShoalBin: *shoalBin, Tools: strings.Split(*tools, ",")}
-	if cfg.RateBitsPerSec, err = parseRate(*rate); err != nil {
+	if cfg.RateBitsPerSec, err = units.ParseRate(*rate); err != nil {
 		return usageErr("bench: %v", err)
 	}
 	if cfg.Receivers, err = splitInts(*receivers, 1); err != nil {
@@ -128,7 +129,7 @@ func runBench(ctx context.Context, args []string, stdout, stderr io.Writer) erro
 
 func runSessionBench(ctx context.Context, cfg bench.SessionConfig, rate, jsonPath string, stdout io.Writer) error {
 	var err error
-	if cfg.RateBitsPerSec, err = parseRate(rate); err != nil {
+	if cfg.RateBitsPerSec, err = units.ParseRate(rate); err != nil {
 		return usageErr("bench: %v", err)
 	}
 	if cfg.ShoalBin == "" {

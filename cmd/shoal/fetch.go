@@ -16,6 +16,7 @@ import (
 	"github.com/shoal-project/shoal/imaging/session"
 	"github.com/shoal-project/shoal/imaging/sign"
 	"github.com/shoal-project/shoal/internal/progress"
+	"github.com/shoal-project/shoal/internal/units"
 	"github.com/shoal-project/shoal/partition"
 )
 
@@ -60,7 +61,7 @@ func runFetch(ctx context.Context, args []string, stdout, stderr io.Writer) erro
 	if *relay != session.RelayStream && *relay != session.RelayAfter {
 		return usageErr("fetch: --relay %q: want stream or after", *relay)
 	}
-	if c.RateBitsPerSec, err = parseRate(*rateStr); err != nil {
+	if c.RateBitsPerSec, err = units.ParseRate(*rateStr); err != nil {
 		return usageErr("fetch: --rate: %v", err)
 	}
 	if *control != "" {

@@ -11,6 +11,7 @@ import (
 	"strings"
 
 	"github.com/shoal-project/shoal/internal/lab"
+	"github.com/shoal-project/shoal/internal/units"
 )
 
 const labUsage = `shoal lab [--nodes 3] [--image DISK.img] [--summary FILE.json] [--firmware bios,uefi,usb] [--rate 20Mbit] [--server-rate RATE] [--out out] [--keep]
@@ -57,11 +58,11 @@ func runLab(ctx context.Context, args []string, stdout, stderr io.Writer) error 
 		return usageErr("lab: --nodes %d: want at least 1", cfg.Nodes)
 	}
 	cfg.Firmware = strings.Split(*firmware, ",")
-	if cfg.RateBitsPerSec, err = parseRate(*rate); err != nil {
+	if cfg.RateBitsPerSec, err = units.ParseRate(*rate); err != nil {
 		return usageErr("lab: --rate: %v", err)
 	}
 	if *serverRate != "" {
-		if cfg.ServerRateBitsPerSec, err = parseRate(*serverRate); err != nil {
+		if cfg.ServerRateBitsPerSec, err = units.ParseRate(*serverRate); err != nil {
 			return usageErr("lab: --server-rate: %v", err)
 		}
 	}

@@ -63,7 +63,6 @@ func writeStats(path string, v any) error {
 }
 
 // parseRate parses a rate such as 500Mbit, 1Gbit, 200M or 1e9 (bits per second).
-func parseRate(s string) (int64, error) { return units.ParseRate(s) }
 
 // parseFEC parses K+M: K data blocks per group, M parity blocks sent with them.
 func parseFEC(s string) (k, m int, err error) {
@@ -113,7 +112,7 @@ func runSend(ctx context.Context, args []string, stdout, stderr io.Writer) error
 		}
 		defer pprof.StopCPUProfile()
 	}
-	rateBits, err := parseRate(*rate)
+	rateBits, err := units.ParseRate(*rate)
 	if err != nil {
 		return usageErr("send: %v", err)
 	}

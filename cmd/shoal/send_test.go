@@ -16,22 +16,6 @@ import (
 	"github.com/shoal-project/shoal/internal/testdisk"
 )
 
-func TestParseRate(t *testing.T) {
-	tests := []struct {
-		in   string
-		want int64
-	}{
-		{"500Mbit", 500e6}, {"1Gbit", 1e9}, {"200M", 200e6}, {"1.5Gbit", 1.5e9}, {"100Kbit", 100e3}, {"250000000", 250e6},
-		{"", 0}, {"fast", 0}, {"-5M", 0}, {"10bit", 0}, {"0M", 0},
-	}
-	for _, tc := range tests {
-		got, err := parseRate(tc.in)
-		if (err != nil) != (tc.want == 0) || got != tc.want {
-			t.Errorf("parseRate(%q) = %d, %v; want %d", tc.in, got, err, tc.want)
-		}
-	}
-}
-
 func TestParseFEC(t *testing.T) {
 	tests := []struct {
 		in     string

@@ -568,12 +568,9 @@ func (n *node) loadManifest(ctx context.Context) error {
 	if err != nil {
 		return fmt.Errorf("%w: %w", ErrServer, err)
 	}
-	img, err := imaging.NewImage(raw, sig, n.cfg.Pub)
+	img, err := imaging.ImageNamed(raw, sig, n.cfg.Pub, n.cfg.Name, n.cfg.Server)
 	if err != nil {
-		return fmt.Errorf("image %q from %s: %w", n.cfg.Name, n.cfg.Server, err)
-	}
-	if img.Manifest.Name != n.cfg.Name {
-		return fmt.Errorf("image %q from %s: %w: manifest names image %q", n.cfg.Name, n.cfg.Server, imaging.ErrBadManifest, img.Manifest.Name)
+		return err
 	}
 	n.mu.Lock()
 	defer n.mu.Unlock()
