@@ -129,8 +129,8 @@ func applianceStart(t testing.TB, args ...string) *applianceVM {
 	t.Helper()
 	qemu := applianceTool(t, "qemu-system-x86_64")
 	v := &applianceVM{t: t, serial: filepath.Join(t.TempDir(), "serial.log"), done: make(chan error, 1), seen: map[string]time.Duration{}}
-	base := []string{"-cpu", "max", "-m", "512", "-smp", "1", "-display", "none", "-monitor", "none",
-		"-serial", "file:" + v.serial, "-no-reboot", "-netdev", "user,id=n0", "-device", "virtio-net-pci,netdev=n0,romfile="}
+	base := append(testCPUArgs(t), "-m", "512", "-smp", "1", "-display", "none", "-monitor", "none",
+		"-serial", "file:"+v.serial, "-no-reboot", "-netdev", "user,id=n0", "-device", "virtio-net-pci,netdev=n0,romfile=")
 	v.cmd = exec.Command(qemu, append(base, args...)...)
 	v.cmd.Stdout, v.cmd.Stderr = &v.out, &v.out
 	v.start = time.Now()

@@ -61,7 +61,7 @@ func TestFleet(t *testing.T) {
 	var table bytes.Buffer
 	sum, err := lab.Run(context.Background(), lab.Config{
 		Nodes: 5, Firmware: []string{"bios", "uefi", "bios", "bios", "usb"},
-		Out: out, Shoal: shoal, Dashboard: "off", Table: &table,
+		Out: out, Shoal: shoal, Dashboard: "off", Table: &table, Accel: testAccel(t),
 		Timeout: 8 * time.Minute, Stagger: 500 * time.Millisecond,
 		Faults: lab.Faults{TinyDisk: 4},
 	})
@@ -117,7 +117,7 @@ func TestFleetLeaderKilled(t *testing.T) {
 	var table bytes.Buffer
 	sum, err := lab.Run(context.Background(), lab.Config{
 		Nodes: 3, Firmware: []string{"bios"},
-		Out: out, Shoal: shoal, Dashboard: "off", Table: &table,
+		Out: out, Shoal: shoal, Dashboard: "off", Table: &table, Accel: testAccel(t),
 		Timeout: 8 * time.Minute, Stagger: 500 * time.Millisecond,
 		RateBitsPerSec: 4e6,
 		Faults:         lab.Faults{KillLeaderAt: 0.5},
@@ -159,7 +159,7 @@ func TestFleetLeaderKilled(t *testing.T) {
 func TestLabInterrupted(t *testing.T) {
 	out, shoal := fleetSetup(t)
 	var stdout, stderr syncbuf.Buffer
-	cmd := exec.Command(shoal, "lab", "--nodes", "2", "--firmware", "bios", "--out", out, "--dashboard", "off", "-v")
+	cmd := exec.Command(shoal, "lab", "--nodes", "2", "--firmware", "bios", "--out", out, "--dashboard", "off", "--accel", string(testAccel(t)), "-v")
 	cmd.Stdout, cmd.Stderr = &stdout, &stderr
 	if err := cmd.Start(); err != nil {
 		t.Fatal(err)

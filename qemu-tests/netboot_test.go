@@ -230,11 +230,11 @@ func testNetboot(t testing.TB, c netbootCase) time.Duration {
 		// to the script), so this path loads ipxe.efi over TFTP first.
 		nic += ",romfile="
 	}
-	args := []string{"-cpu", "max", "-m", "512", "-smp", "1",
-		"-display", "none", "-monitor", "none", "-serial", "file:" + serial, "-no-reboot",
+	args := append(testCPUArgs(t), "-m", "512", "-smp", "1",
+		"-display", "none", "-monitor", "none", "-serial", "file:"+serial, "-no-reboot",
 		"-netdev", "tap,id=n0,ifname=tap0,script=no,downscript=no",
 		"-device", nic,
-	}
+	)
 	switch firmware {
 	case "bios":
 		// graphics=off: SeaBIOS and iPXE write their text screen to the

@@ -52,7 +52,7 @@ func TestSampleOSReimagedBoots(t *testing.T) {
 			}
 			sampleShoal(t, shoal, "image", "apply", "--repo", repo, "--name", "sample", target)
 			name := "sample-" + fw
-			m, err := vm.Start(ctx, vm.Config{Name: name, Firmware: fw, MemMiB: 256, Dir: t.TempDir(),
+			m, err := vm.Start(ctx, vm.Config{Name: name, Firmware: fw, MemMiB: 256, Dir: t.TempDir(), Accel: testAccel(t),
 				Disks: []vm.Disk{{Path: target}}}, nil)
 			if err != nil {
 				t.Fatal(err)

@@ -12,17 +12,30 @@ import (
 
 	"github.com/shoal-project/shoal/internal/lab"
 	"github.com/shoal-project/shoal/internal/units"
+	"github.com/shoal-project/shoal/internal/vm"
 )
 
-const labUsage = `shoal lab [--nodes 3] [--image DISK.img] [--summary FILE.json] [--firmware bios,uefi,usb] [--rate 20Mbit] [--server-rate RATE] [--out out] [--keep]
+// envOr is the environment variable key, or def when it is unset.
+func envOr(key, def string) string {
+	if v := os.Getenv(key); v != "" {
+		return v
+	}
+	return def
+}
+
+const labUsage = `shoal lab [--nodes 3] [--image DISK.img [--boot-check REGEX]] [--summary FILE.json] [--firmware bios,uefi,usb] [--accel auto|kvm|tcg] [--rate 20Mbit] [--server-rate RATE] [--out out] [--keep]
 
 The virtual lab: builds a private network of namespaces, runs shoal serve
 (DHCP, TFTP, HTTP) with the image in its repository, and boots --nodes QEMU
 machines with blank disks that PXE-boot the appliance from --out, reimage
 their disks (one leader from the server, the others by multicast from it),
 reboot and come up in the new OS from their own disks. Without --image the
-image is shoal's sample OS (out/sample-os.img, built when missing), whose
-boot is checked on each machine's console. Shows a live table and a
+image is shoal's sample OS (out/sample-os.img, built when missing). Each
+machine must boot its new OS from its own disk: --boot-check is matched on
+its serial console after the appliance's reboot (default: the sample OS's
+marker, or a login prompt for any other image). Machines run under KVM
+only once a probe guest has booted under it (--accel auto; $SHOAL_ACCEL
+sets the default), else under TCG. Shows a live table and a
 dashboard URL, then a summary; --summary writes it as JSON. Removes
 everything it made, on exit or Ctrl-C, and exits non-zero if any machine
 failed. Needs root, QEMU and the files ./build.sh puts in out/.`
@@ -32,6 +45,9 @@ func runLab(ctx context.Context, args []string, stdout, stderr io.Writer) error 
 	var cfg lab.Config
 	fs.IntVar(&cfg.Nodes, "nodes", 3, "number of machines")
 	fs.StringVar(&cfg.Image, "image", "", "disk image to reimage the machines with (default: the sample OS)")
+	fs.StringVar(&cfg.BootCheck, "boot-check", "", "regular expression that proves a machine booted its new OS, matched on its serial console after the reboot (default: the sample OS's marker; a login prompt, "+lab.DefaultBootCheck+", for --image)")
+	accel := fs.String("accel", envOr(vm.EnvAccel, "auto"), "QEMU accelerator: auto (KVM once a probe guest boots under it, else TCG), kvm (an error if it cannot run a guest), tcg")
+	fs.DurationVar(&cfg.Silence, "silence", 0, "a machine whose console prints nothing this long is stopped and counted failed (default 3m)")
 	fs.StringVar(&cfg.Out, "out", "out", "directory with vmlinuz, shoal-initramfs.cpio.zst, undionly.kpxe, ipxe.efi")
 	summary := fs.String("summary", "", "write the summary as JSON to this file")
 	firmware := fs.String("firmware", "bios,uefi", "firmware of the machines, in turn: bios (SeaBIOS PXE), uefi (OVMF PXE), usb (OVMF booting out/shoal-usb.img)")
@@ -58,6 +74,11 @@ func runLab(ctx context.Context, args []string, stdout, stderr io.Writer) error 
 		return usageErr("lab: --nodes %d: want at least 1", cfg.Nodes)
 	}
 	cfg.Firmware = strings.Split(*firmware, ",")
+	a, err := vm.ParseAccel(*accel)
+	if err != nil {
+		return usageErr("lab: --accel: %v", err)
+	}
+	cfg.Accel = a
 	if cfg.RateBitsPerSec, err = units.ParseRate(*rate); err != nil {
 		return usageErr("lab: --rate: %v", err)
 	}

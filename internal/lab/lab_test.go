@@ -50,42 +50,44 @@ func TestDefaults(t *testing.T) {
 // TestNodeUpdate checks how a machine's state follows the server's reports
 // and its console.
 func TestNodeUpdate(t *testing.T) {
-	n := &node{started: time.Now()}
+	n := &node{started: time.Now(), sample: true}
 	n.Name = "node1"
-	n.update(nil, true)
-	if n.over() || n.ok(true) {
-		t.Fatalf("machine with no report: over %v ok %v, want neither", n.over(), n.ok(true))
+	n.update(nil)
+	if n.over() || n.ok() {
+		t.Fatalf("machine with no report: over %v ok %v, want neither", n.over(), n.ok())
 	}
-	n.update(&inventory.Machine{Action: inventory.Local, LastReport: time.Now(), Status: inventory.Status{State: "done", Role: "follower", Verified: true, BytesFromPeers: 5}}, true)
+	n.update(&inventory.Machine{Action: inventory.Local, LastReport: time.Now(), Status: inventory.Status{State: "done", Role: "follower", Verified: true, BytesFromPeers: 5}})
 	if n.Action != "local" {
 		t.Errorf("action %q after the server's machine says local, want local", n.Action)
 	}
-	n.update(&inventory.Machine{Action: inventory.Local, LastReport: time.Now(), Status: inventory.Status{State: "done"}}, true)
+	n.update(&inventory.Machine{Action: inventory.Local, LastReport: time.Now(), Status: inventory.Status{State: "done"}})
 	if diff := cmp.Diff([]string{"done"}, n.States); diff != "" {
 		t.Errorf("states, a state reported twice (-want +got):\n%s", diff)
 	}
-	if n.over() || n.ok(true) || n.Seconds <= 0 || n.Role != "follower" || n.BytesFromPeers != 5 {
-		t.Errorf("done but not booted: over %v ok %v seconds %v role %q peers %d", n.over(), n.ok(true), n.Seconds, n.Role, n.BytesFromPeers)
+	if n.over() || n.ok() || n.Seconds <= 0 || n.Role != "follower" || n.BytesFromPeers != 5 {
+		t.Errorf("done but not booted: over %v ok %v seconds %v role %q peers %d", n.over(), n.ok(), n.Seconds, n.Role, n.BytesFromPeers)
 	}
-	n.update(&inventory.Machine{LastReport: time.Now(), Status: inventory.Status{State: "done"}}, true)
+	n.update(&inventory.Machine{LastReport: time.Now(), Status: inventory.Status{State: "done"}})
 	if n.BytesFromPeers != 5 {
 		t.Errorf("a report without counts took the bytes from peers from 5 to %d, want them kept", n.BytesFromPeers)
 	}
-	if !n.ok(false) {
-		t.Errorf("done and verified, image not the sample OS: ok = false, want true")
-	}
 	n.BootedNewOS = true
-	if !n.over() || n.ok(true) {
-		t.Errorf("done and booted, disk not compared: over %v ok %v, want over and not ok", n.over(), n.ok(true))
+	n.sample = false
+	if !n.ok() {
+		t.Errorf("done, verified and booted, image not the sample OS: ok = false, want true")
+	}
+	n.sample = true
+	if !n.over() || n.ok() {
+		t.Errorf("done and booted, disk not compared: over %v ok %v, want over and not ok", n.over(), n.ok())
 	}
 	n.DiskMatches = true
-	if !n.over() || !n.ok(true) {
-		t.Errorf("done, booted, disk matches: over %v ok %v, want both", n.over(), n.ok(true))
+	if !n.over() || !n.ok() {
+		t.Errorf("done, booted, disk matches: over %v ok %v, want both", n.over(), n.ok())
 	}
 	f := &node{}
-	f.update(&inventory.Machine{LastReport: time.Now(), Status: inventory.Status{State: "failed", Error: "disk too small"}}, true)
-	if !f.over() || f.ok(true) || f.Error != "disk too small" {
-		t.Errorf("failed machine: over %v ok %v error %q", f.over(), f.ok(true), f.Error)
+	f.update(&inventory.Machine{LastReport: time.Now(), Status: inventory.Status{State: "failed", Error: "disk too small"}})
+	if !f.over() || f.ok() || f.Error != "disk too small" {
+		t.Errorf("failed machine: over %v ok %v error %q", f.over(), f.ok(), f.Error)
 	}
 }
 
@@ -193,5 +195,51 @@ func TestFirstDifference(t *testing.T) {
 	}
 	if _, err := firstDifference(a, filepath.Join(dir, "missing")); err == nil {
 		t.Errorf("firstDifference(missing file) = nil error, want one")
+	}
+}
+
+// TestNewOSConsole: the boot check matches only what the new OS printed,
+// after the appliance's after-action line; a USB machine started again
+// from its disk has a console of its own.
+func TestNewOSConsole(t *testing.T) {
+	appliance := "[ 30.1] shoal: configuration:\n  login: ignored\n[ 40.2] shoal: SUCCESS: image lab\n"
+	for _, tc := range []struct {
+		name    string
+		n       node
+		console string
+		want    bool
+	}{
+		{"appliance only", node{}, appliance + "shoal-debian login: \n", false},
+		{"after the reboot", node{}, appliance + "[ 40.3] shoal: after-action: reboot\n\x1b[2JSeaBIOS\nDebian GNU/Linux 12 shoal-debian ttyS0\n\nshoal-debian login: ", true},
+		{"rebooted, no prompt yet", node{}, appliance + "[ 40.3] shoal: after-action: reboot\nSeaBIOS\nBooting `Debian'\n", false},
+		{"usb from disk", node{stick: "s", fromDisk: true}, "shoal-debian login: ", true},
+		{"usb still on the stick", node{stick: "s"}, "shoal-debian login: ", false},
+	} {
+		t.Run(tc.name, func(t *testing.T) {
+			re := regexp.MustCompile(DefaultBootCheck)
+			if got := re.Match(tc.n.newOSConsole([]byte(tc.console))); got != tc.want {
+				t.Errorf("boot check on %q = %v, want %v", tc.console, got, tc.want)
+			}
+		})
+	}
+}
+
+// TestWhy: a machine that is not ok says why, never only its empty state.
+func TestWhy(t *testing.T) {
+	for _, tc := range []struct {
+		name string
+		n    node
+		want string
+	}{
+		{"qemu exited", node{NodeSummary: NodeSummary{MachineError: "qemu exited (signal: aborted): kvm_buf_set_msrs: Assertion failed"}}, "kvm_buf_set_msrs"},
+		{"never reported", node{}, "never reported to the server"},
+		{"not booted", node{NodeSummary: NodeSummary{State: "done", Verified: true}, bootCheck: regexp.MustCompile(DefaultBootCheck)}, "boot check"},
+		{"not verified", node{NodeSummary: NodeSummary{State: "done"}}, "not verified"},
+	} {
+		t.Run(tc.name, func(t *testing.T) {
+			if got := tc.n.why(); !strings.Contains(got, tc.want) {
+				t.Errorf("why() = %q, want it to contain %q", got, tc.want)
+			}
+		})
 	}
 }

@@ -1,21 +1,21 @@
 // Package vm runs QEMU machines for shoal's lab and tests: SeaBIOS or OVMF
 // firmware, virtio or USB disks, tap or user-mode NICs, the serial console
-// in a file that callers watch for markers. Machines run under KVM where
-// /dev/kvm can be opened (Config.KVM, KVMAvailable) and under TCG
-// otherwise, with -cpu max (the guest's getrandom would otherwise block for
-// minutes; see ../shared/notes).
+// in a file that callers watch for markers.
+//
+// Machines run under the accelerator the caller chose (Config.Accel). KVM
+// is never trusted because /dev/kvm opens: Resolve proves it by booting a
+// guest to a marker within a few seconds (some hosts have a /dev/kvm on
+// which QEMU aborts or the guest hangs), and falls back to TCG. TCG runs
+// with -cpu max (the guest's getrandom would otherwise block for minutes).
+// A Machine reports why it cannot run: QEMU's exit status and last line
+// of stderr, or how long its console has been silent and its last line.
 package vm
 
 import (
-	"bytes"
-	"context"
 	"errors"
 	"fmt"
 	"os"
-	"os/exec"
 	"path/filepath"
-	"strings"
-	"time"
 )
 
 // Firmware paths (Debian packages qemu-system-x86 and ovmf).
@@ -51,38 +51,24 @@ type Config struct {
 	// Boot is QEMU's -boot order ("n" network first, "c" disk; default
 	// "nc" when a NIC is present).
 	Boot string
-	// Dir holds the serial log and OVMF's variable store (required).
+	// Dir holds the serial log and OVMF's variable store (required). The
+	// variable store (Dir/OVMF_VARS.fd) is the machine's own NVRAM: made
+	// from OVMF's template on the first start, kept on later ones.
 	Dir string
 	// Reboot lets the guest reboot; by default a reboot ends QEMU.
 	Reboot bool
-	// KVM runs the machine with KVM (-accel kvm -cpu host); TCG
-	// otherwise.
-	KVM bool
+	// Accel is the accelerator (AccelTCG when empty). AccelAuto is not
+	// allowed here: Resolve it once first.
+	Accel Accel
+	// Extra is appended to QEMU's arguments (tests inject faults with it).
+	Extra []string
 }
 
-// KVMAvailable reports whether this host can run machines with KVM:
-// /dev/kvm opens for reading and writing.
-func KVMAvailable() bool {
-	f, err := os.OpenFile("/dev/kvm", os.O_RDWR, 0)
-	if err != nil {
-		return false
-	}
-	f.Close()
-	return true
-}
+// VarsFile is the name of a UEFI machine's variable store in its Dir.
+const VarsFile = "OVMF_VARS.fd"
 
-// Machine is a running QEMU.
-type Machine struct {
-	Config
-	SerialPath string
-	cmd        *exec.Cmd
-	out        bytes.Buffer
-	done       chan struct{}
-	err        error
-}
-
-// Args returns QEMU's arguments for c, writing OVMF's variable store into
-// c.Dir when the firmware is UEFI.
+// Args returns QEMU's arguments for c. For UEFI it makes the machine's
+// variable store in c.Dir from OVMF's template unless one is there.
 func (c Config) Args() ([]string, error) {
 	if c.Dir == "" {
 		return nil, errors.New("vm: Dir is required")
@@ -92,9 +78,9 @@ func (c Config) Args() ([]string, error) {
 		mem = 512
 	}
 	serial := filepath.Join(c.Dir, "serial.log")
-	cpu := []string{"-cpu", "max"}
-	if c.KVM {
-		cpu = []string{"-accel", "kvm", "-cpu", "host"}
+	cpu, err := CPUArgs(c.Accel)
+	if err != nil {
+		return nil, err
 	}
 	args := append(cpu, "-m", fmt.Sprint(mem), "-smp", "1",
 		"-display", "none", "-monitor", "none", "-serial", "file:"+serial)
@@ -108,12 +94,8 @@ func (c Config) Args() ([]string, error) {
 	case "", "bios":
 		args = append(args, "-machine", "pc,graphics=off")
 	case "uefi":
-		vars := filepath.Join(c.Dir, "OVMF_VARS.fd")
-		b, err := os.ReadFile(OVMFVars)
-		if err != nil {
-			return nil, fmt.Errorf("vm: OVMF (apt-get install ovmf): %w", err)
-		}
-		if err := os.WriteFile(vars, b, 0o644); err != nil {
+		vars := filepath.Join(c.Dir, VarsFile)
+		if err := ensureVars(vars); err != nil {
 			return nil, err
 		}
 		args = append(args, "-machine", "pc",
@@ -169,85 +151,21 @@ func (c Config) Args() ([]string, error) {
 			args = append(args, "-append", c.Append)
 		}
 	}
-	return args, nil
+	return append(args, c.Extra...), nil
 }
 
-// Start starts QEMU for c. wrap, when set, makes the command (for example
-// netlab's HubCommand, to run QEMU inside a namespace); nil runs it here.
-// The machine is killed when ctx is done.
-func Start(ctx context.Context, c Config, wrap func(ctx context.Context, name string, args ...string) *exec.Cmd) (*Machine, error) {
-	args, err := c.Args()
+// ensureVars copies OVMF's variable-store template to path unless a store
+// is there already.
+func ensureVars(path string) error {
+	if _, err := os.Stat(path); err == nil {
+		return nil
+	}
+	b, err := os.ReadFile(OVMFVars)
 	if err != nil {
-		return nil, err
+		return fmt.Errorf("vm: OVMF (apt-get install ovmf): %w", err)
 	}
-	qemu, err := exec.LookPath("qemu-system-x86_64")
-	if err != nil {
-		return nil, fmt.Errorf("vm: qemu-system-x86_64 (apt-get install qemu-system-x86): %w", err)
+	if err := os.WriteFile(path, b, 0o644); err != nil {
+		return fmt.Errorf("vm: variable store: %w", err)
 	}
-	if wrap == nil {
-		wrap = exec.CommandContext
-	}
-	m := &Machine{Config: c, SerialPath: filepath.Join(c.Dir, "serial.log"), done: make(chan struct{})}
-	m.cmd = wrap(ctx, qemu, args...)
-	m.cmd.Stdout, m.cmd.Stderr = &m.out, &m.out
-	if err := m.cmd.Start(); err != nil {
-		return nil, fmt.Errorf("vm %s: start qemu: %w", c.Name, err)
-	}
-	go func() { m.err = m.cmd.Wait(); close(m.done) }()
-	return m, nil
-}
-
-// PID is QEMU's process ID.
-func (m *Machine) PID() int { return m.cmd.Process.Pid }
-
-// Serial returns what the machine has printed on its serial console.
-func (m *Machine) Serial() []byte {
-	b, _ := os.ReadFile(m.SerialPath)
-	return b
-}
-
-// Done is closed when QEMU has exited.
-func (m *Machine) Done() <-chan struct{} { return m.done }
-
-// Err is QEMU's exit error, once Done is closed.
-func (m *Machine) Err() error { <-m.done; return m.err }
-
-// QEMUOutput is what QEMU itself printed (errors).
-func (m *Machine) QEMUOutput() string { <-m.done; return m.out.String() }
-
-// ErrExited means QEMU exited before the awaited text appeared.
-var ErrExited = errors.New("qemu exited")
-
-// WaitFor waits until the serial console holds text, polling it, and
-// returns the console. It fails when ctx is done or QEMU exits without it.
-func (m *Machine) WaitFor(ctx context.Context, text string) ([]byte, error) {
-	tick := time.NewTicker(200 * time.Millisecond)
-	defer tick.Stop()
-	for {
-		b := m.Serial()
-		if bytes.Contains(b, []byte(text)) {
-			return b, nil
-		}
-		select {
-		case <-ctx.Done():
-			return b, fmt.Errorf("vm %s: waiting for %q: %w", m.Name, text, ctx.Err())
-		case <-m.done:
-			b = m.Serial()
-			if bytes.Contains(b, []byte(text)) {
-				return b, nil
-			}
-			return b, fmt.Errorf("vm %s: waiting for %q: %w (%v) %s", m.Name, text, ErrExited, m.err, strings.TrimSpace(m.out.String()))
-		case <-tick.C:
-		}
-	}
-}
-
-// Kill ends QEMU (if still running) and waits for it.
-func (m *Machine) Kill() {
-	select {
-	case <-m.done:
-	default:
-		m.cmd.Process.Kill()
-		<-m.done
-	}
+	return nil
 }
