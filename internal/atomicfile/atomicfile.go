@@ -1,0 +1,109 @@
+// Package atomicfile writes files so that a crash leaves either the old
+// content or the new, never a mix or an empty file: the data goes to a
+// temporary file in the same directory, which is fsynced, renamed over the
+// target, and the directory fsynced so that the rename itself is durable.
+//
+// It is the one way shoal writes a file that must survive a crash: the
+// inventory, the DHCP leases, an image's manifest and signature, chunks.
+package atomicfile
+
+import (
+	"errors"
+	"fmt"
+	"io/fs"
+	"os"
+	"path/filepath"
+)
+
+// Options change how Write treats an existing target.
+type Options struct {
+	// Perm is the mode of a new file (default 0o644). An existing file
+	// keeps its own mode unless ForcePerm is set.
+	Perm      fs.FileMode
+	ForcePerm bool
+}
+
+// Write replaces path with data atomically and durably. When path is a
+// symbolic link, the file it points to is replaced and the link is kept.
+func Write(path string, data []byte, o Options) error {
+	target, err := resolve(path)
+	if err != nil {
+		return err
+	}
+	perm := o.Perm
+	if perm == 0 {
+		perm = 0o644
+	}
+	if fi, err := os.Stat(target); err == nil && !o.ForcePerm {
+		perm = fi.Mode().Perm()
+	}
+	dir := filepath.Dir(target)
+	tmp, err := os.CreateTemp(dir, "."+filepath.Base(target)+".tmp-*")
+	if err != nil {
+		return fmt.Errorf("atomicfile: %w", err)
+	}
+	done := false
+	defer func() {
+		if !done {
+			tmp.Close()
+			os.Remove(tmp.Name())
+		}
+	}()
+	if _, err := tmp.Write(data); err != nil {
+		return fmt.Errorf("atomicfile: write %s: %w", target, err)
+	}
+	if err := tmp.Chmod(perm); err != nil {
+		return fmt.Errorf("atomicfile: chmod %s: %w", target, err)
+	}
+	if err := tmp.Sync(); err != nil {
+		return fmt.Errorf("atomicfile: fsync %s: %w", target, err)
+	}
+	if err := tmp.Close(); err != nil {
+		return fmt.Errorf("atomicfile: close %s: %w", target, err)
+	}
+	if err := os.Rename(tmp.Name(), target); err != nil {
+		return fmt.Errorf("atomicfile: %w", err)
+	}
+	done = true
+	return SyncDir(dir)
+}
+
+// SyncDir fsyncs a directory, making the renames and creations in it
+// durable.
+func SyncDir(dir string) error {
+	d, err := os.Open(dir)
+	if err != nil {
+		return fmt.Errorf("atomicfile: %w", err)
+	}
+	defer d.Close()
+	if err := d.Sync(); err != nil {
+		return fmt.Errorf("atomicfile: fsync directory %s: %w", dir, err)
+	}
+	return nil
+}
+
+// resolve follows path's symbolic links (up to 40, as the kernel does);
+// a missing target is fine: the link's target is made.
+func resolve(path string) (string, error) {
+	for range 40 {
+		fi, err := os.Lstat(path)
+		if errors.Is(err, fs.ErrNotExist) {
+			return path, nil
+		}
+		if err != nil {
+			return "", fmt.Errorf("atomicfile: %w", err)
+		}
+		if fi.Mode()&fs.ModeSymlink == 0 {
+			return path, nil
+		}
+		dest, err := os.Readlink(path)
+		if err != nil {
+			return "", fmt.Errorf("atomicfile: %w", err)
+		}
+		if !filepath.IsAbs(dest) {
+			dest = filepath.Join(filepath.Dir(path), dest)
+		}
+		path = dest
+	}
+	return "", fmt.Errorf("atomicfile: %s: too many levels of symbolic links", path)
+}
