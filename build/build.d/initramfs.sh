@@ -28,7 +28,7 @@ CACHE=${SHOAL_KERNEL_CACHE:-/var/cache/shoal/kernel}
 KERNEL=${KERNEL:-$CACHE/vmlinuz}
 [ -s "$KERNEL" ] || KERNEL=$OUT/vmlinuz
 MODULES=${MODULES:-$CACHE/modules}
-MODULES_LIST=${MODULES_LIST:-"virtio_pci virtio_net virtio_blk virtio_scsi virtio_rng e1000 e1000e igb ixgbe i40e mlx5_core ahci nvme sd_mod usb-storage uas xhci_pci xhci_hcd ehci_pci"}
+MODULES_LIST=${MODULES_LIST:-"virtio_pci virtio_net virtio_blk virtio_scsi virtio_rng e1000 e1000e igb ixgbe i40e mlx5_core ahci nvme sd_mod usb-storage uas xhci_pci xhci_hcd ehci_pci efivarfs"}
 CMDLINE=${CMDLINE:-"console=tty0 console=ttyS0,115200 panic=-1"}
 mkdir -p "$OUT"
 log() { printf 'initramfs.sh: %s\n' "$*" >&2; }

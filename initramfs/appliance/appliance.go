@@ -29,6 +29,7 @@ import (
 	"github.com/shoal-project/shoal/imaging/sign"
 	"github.com/shoal-project/shoal/initramfs/config"
 	"github.com/shoal-project/shoal/initramfs/disksel"
+	"github.com/shoal-project/shoal/initramfs/efiboot"
 	"github.com/shoal-project/shoal/initramfs/kmod"
 	"github.com/shoal-project/shoal/initramfs/netup"
 	"github.com/shoal-project/shoal/initramfs/report"
@@ -50,6 +51,12 @@ type Options struct {
 	ConfWait time.Duration
 	// DiskWait is how long to wait for the target disk to appear (default 15 s).
 	DiskWait time.Duration
+	// EFIFirmware is where the kernel shows that it booted by UEFI
+	// (default /sys/firmware/efi; missing: a BIOS boot, no boot entry).
+	EFIFirmware string
+	// EFIVars are the firmware's variables, for the boot entry; nil is
+	// efivarfs at EFIFirmware/efivars, mounted when needed.
+	EFIVars efiboot.Vars
 	// Reimage writes the image; nil is Session (the peer session).
 	Reimage Reimager
 	// After performs the after-action; nil is the real one (reboot, kexec,
@@ -162,6 +169,9 @@ func Run(ctx context.Context, o Options) error {
 	}
 	if o.DiskWait == 0 {
 		o.DiskWait = 15 * time.Second
+	}
+	if o.EFIFirmware == "" {
+		o.EFIFirmware = efiboot.DefaultFirmwareDir
 	}
 	if o.Reimage == nil {
 		o.Reimage = Session
@@ -293,9 +303,13 @@ func (r *run) run(ctx context.Context) error {
 	if err != nil {
 		return &Failure{Step: "reimaging", Image: r.cfg.Image, Disk: r.disk, URL: r.cfg.Repo, Err: err}
 	}
+	bootEntry, err := r.bootEntry(ctx)
+	if err != nil {
+		return err
+	}
 	r.say("SUCCESS: image %s (%s) written to %s and verified, %.1f s after start", r.cfg.Image, res.ImageID, r.disk, time.Since(r.start).Seconds())
 	done := report.Status{State: "done", Role: res.Role, Progress: 1, BytesTotal: res.BytesTotal, BytesDone: res.BytesTotal,
-		BytesFromPeers: res.FromPeers, BytesFromServer: res.FromServer, Verified: res.Verified}
+		BytesFromPeers: res.FromPeers, BytesFromServer: res.FromServer, Verified: res.Verified, BootEntry: bootEntry}
 	if err := r.rep.Send(ctx, done); err != nil {
 		r.say("warning: the success report to %s failed: %v", r.cfg.Server, err)
 	}
@@ -486,6 +500,9 @@ func (r *run) fail(ctx context.Context, err error) {
 }
 
 func hint(f *Failure) string {
+	if h := bootEntryHint(f); h != "" {
+		return h
+	}
 	var te *partition.TargetError
 	switch {
 	case errors.Is(f.Err, imaging.ErrNotFound):

@@ -19,6 +19,7 @@ import (
 	"github.com/shoal-project/shoal/imaging"
 	"github.com/shoal-project/shoal/imaging/sign"
 	"github.com/shoal-project/shoal/initramfs/disksel"
+	"github.com/shoal-project/shoal/initramfs/efiboot"
 	"github.com/shoal-project/shoal/initramfs/netup"
 	"github.com/shoal-project/shoal/internal/testdisk"
 	"github.com/shoal-project/shoal/netboot/httpd"
@@ -36,6 +37,10 @@ type machine struct {
 	src                    *testdisk.Disk
 	repoURL, serverURL     string
 	inv                    *inventory.Store
+	// efiVars, when set, makes the machine one booted by UEFI with these
+	// variables; otherwise it booted by BIOS (and the host's own
+	// /sys/firmware/efi is never looked at).
+	efiVars efiboot.Vars
 }
 
 // source is a 64 MiB GPT disk (FAT ESP, ext4) and a repository holding
@@ -153,7 +158,15 @@ func (m *machine) run(t *testing.T, cmdline string) outcome {
 	var con bytes.Buffer
 	var o outcome
 	hw, _ := net.ParseMAC(testMAC)
+	firmware := filepath.Join(m.dir, "bios-no-efi")
+	if m.efiVars != nil {
+		firmware = filepath.Join(m.dir, "sys", "firmware", "efi")
+		if err := os.MkdirAll(firmware, 0o755); err != nil {
+			t.Fatal(err)
+		}
+	}
 	o.err = Run(context.Background(), Options{
+		EFIFirmware: firmware, EFIVars: m.efiVars,
 		Cmdline: m.cmdline, ModulesDir: filepath.Join(m.dir, "nomodules"), PubKey: cmp.Or(m.pub, filepath.Join(m.dir, "nokey.pem")),
 		SysBlock: m.sys, DevDir: m.dev, ConfWait: 200 * time.Millisecond, DiskWait: 300 * time.Millisecond,
 		Reimage: SingleNode,

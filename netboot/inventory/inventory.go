@@ -80,6 +80,9 @@ type Status struct {
 	BytesFromServer int64   `json:"bytesFromServer,omitempty"`
 	Verified        bool    `json:"verified,omitempty"` // every chunk checked against the signed manifest
 	Error           string  `json:"error,omitempty"`
+	// BootEntry says, in a done report from a machine booted by UEFI, what
+	// the appliance did about the firmware boot entry the disk needs.
+	BootEntry string `json:"bootEntry,omitempty"`
 }
 
 // Success reports whether s is a verified, finished write.
