@@ -8,7 +8,11 @@
 //	sector 0    protective MBR with syslinux's gptmbr.bin as boot code
 //	partition 1 "ESP", FAT, legacy-BIOS-bootable attribute set:
 //	            syslinux (BIOS) and systemd-boot as EFI/BOOT/BOOTX64.EFI
-//	            (UEFI), both loading /vmlinuz and /initrd.gz
+//	            (UEFI), both loading /vmlinuz and /initrd.gz; with
+//	            Options.VendorLoaderOnly, systemd-boot only at
+//	            EFI/systemd/systemd-bootx64.efi and nothing under EFI/BOOT,
+//	            as many real images are: UEFI firmware boots that only
+//	            through a boot entry
 //	partition 2 "root", ext4 with a small marker file, growing to fill
 //	            the target disk when imaged
 //
@@ -51,7 +55,15 @@ type Options struct {
 	Cmdline string
 	// GPTMBR and SystemdBoot override the boot loaders' paths.
 	GPTMBR, SystemdBoot string
+	// VendorLoaderOnly puts systemd-boot only at VendorLoaderPath, with
+	// nothing under \EFI\BOOT: the disk boots under UEFI only through a
+	// firmware boot entry (which the appliance makes). BIOS boot is as by
+	// default.
+	VendorLoaderOnly bool
 }
+
+// VendorLoaderPath is where VendorLoaderOnly puts systemd-boot on the ESP.
+const VendorLoaderPath = `\EFI\systemd\systemd-bootx64.efi`
 
 // Tools are the programs Build runs.
 var Tools = []string{"go", "sgdisk", "mkfs.vfat", "mcopy", "mmd", "syslinux", "mkfs.ext4"}
@@ -126,11 +138,15 @@ func Build(ctx context.Context, o Options) error {
 			return err
 		}
 	}
+	efiDir, efiLoader := "::/EFI/BOOT", "::/EFI/BOOT/BOOTX64.EFI"
+	if o.VendorLoaderOnly {
+		efiDir, efiLoader = "::/EFI/systemd", "::"+strings.ReplaceAll(VendorLoaderPath, `\`, "/")
+	}
 	steps := [][]string{
 		{"mkfs.vfat", "-F", "32", "-n", "SHOAL-ESP", esp},
 		{"syslinux", "--install", esp},
-		{"mmd", "-i", esp, "::/EFI", "::/EFI/BOOT", "::/loader", "::/loader/entries"},
-		{"mcopy", "-i", esp, o.SystemdBoot, "::/EFI/BOOT/BOOTX64.EFI"},
+		{"mmd", "-i", esp, "::/EFI", efiDir, "::/loader", "::/loader/entries"},
+		{"mcopy", "-i", esp, o.SystemdBoot, efiLoader},
 		{"mcopy", "-i", esp, filepath.Join(tmp, "loader.conf"), "::/loader/loader.conf"},
 		{"mcopy", "-i", esp, filepath.Join(tmp, "sample.conf"), "::/loader/entries/sample.conf"},
 		{"mcopy", "-i", esp, filepath.Join(tmp, "syslinux.cfg"), "::/syslinux.cfg"},

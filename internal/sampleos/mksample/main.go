@@ -31,6 +31,7 @@ func run(ctx context.Context, args []string, stdout, stderr io.Writer) error {
 	fs.StringVar(&o.Out, "o", "out/sample-os.img", "disk image to write")
 	fs.Int64Var(&o.SizeBytes, "size", 64<<20, "disk size in bytes")
 	fs.StringVar(&o.Cmdline, "cmdline", "console=ttyS0 panic=-1", "kernel command line")
+	fs.BoolVar(&o.VendorLoaderOnly, "vendor-loader-only", false, `systemd-boot only at \EFI\systemd\systemd-bootx64.efi, nothing under \EFI\BOOT (UEFI boots it only through a boot entry)`)
 	if err := fs.Parse(args); err != nil {
 		return err
 	}
