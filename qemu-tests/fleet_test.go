@@ -4,6 +4,7 @@ import (
 	"bytes"
 	"context"
 	"errors"
+	"fmt"
 	"os"
 	"os/exec"
 	"path/filepath"
@@ -17,6 +18,7 @@ import (
 	"github.com/shoal-project/shoal/internal/lab"
 	"github.com/shoal-project/shoal/internal/netlab"
 	"github.com/shoal-project/shoal/internal/syncbuf"
+	"github.com/shoal-project/shoal/netboot/api"
 )
 
 // fleetSetup checks the tools and returns a boot directory with the
@@ -69,7 +71,7 @@ func TestFleet(t *testing.T) {
 	if err != nil {
 		t.Fatalf("lab.Run: %v", err)
 	}
-	roles := map[string]int{}
+	roles := map[api.Role]int{}
 	for _, n := range append(sum.Nodes[:3:3], sum.Nodes[4]) {
 		roles[n.Role]++
 		if !n.Verified || !n.DiskMatches || !n.BootedNewOS || n.Action != "local" {
@@ -82,7 +84,7 @@ func TestFleet(t *testing.T) {
 	}
 	for _, n := range sum.Nodes {
 		// The leader stays to multicast once its disk is complete.
-		if s := strings.Join(n.States, " "); n.Role == "leader" && !strings.Contains(s, "serving done") {
+		if s := fmt.Sprint(n.States); n.Role == api.RoleLeader && !strings.Contains(s, "serving done") {
 			t.Errorf("leader %s reported states %q, want serving then done", n.Name, s)
 		}
 	}

@@ -35,6 +35,7 @@ import (
 	"github.com/shoal-project/shoal/initramfs/report"
 	"github.com/shoal-project/shoal/internal/progress"
 	"github.com/shoal-project/shoal/internal/units"
+	"github.com/shoal-project/shoal/netboot/api"
 	"github.com/shoal-project/shoal/partition"
 )
 
@@ -92,9 +93,9 @@ type Job struct {
 
 // Progress is the state of a reimaging.
 type Progress struct {
-	State      string // downloading, writing, ...
-	Role       string // leader, follower, server
-	Source     string // where bytes come from: server, peer
+	State      api.State // listening, writing, serving, ...
+	Role       api.Role  // leader, follower, server
+	Source     string    // where bytes come from: server, peer
 	BytesDone  int64
 	BytesTotal int64
 	FromPeers  int64
@@ -106,9 +107,9 @@ type Result struct {
 	ImageID    string
 	BytesTotal int64
 	Verified   bool
-	Role       string // the role the node played (leader, follower, server)
-	FromPeers  int64  // stored bytes received from peers
-	FromServer int64  // stored bytes fetched from the server
+	Role       api.Role // the role the node played (leader, follower, server)
+	FromPeers  int64    // stored bytes received from peers
+	FromServer int64    // stored bytes fetched from the server
 }
 
 // Reimager writes j's image to j's disk. It is the seam between the
@@ -290,7 +291,7 @@ func (r *run) run(ctx context.Context) error {
 	}
 	r.say("configuration:\n%s", strings.TrimRight(r.cfg.String(), "\n"))
 	r.rep = &report.Reporter{Server: r.cfg.Server, MAC: r.cfg.MAC, Key: []byte(r.cfg.Key), Log: r.log}
-	r.rep.Progress(ctx, report.Status{State: "booting"})
+	r.rep.Progress(ctx, report.Status{State: api.StateBooting})
 
 	disk, err := r.chooseDisk(ctx)
 	if err != nil {
@@ -308,7 +309,7 @@ func (r *run) run(ctx context.Context) error {
 		return err
 	}
 	r.say("SUCCESS: image %s (%s) written to %s and verified, %.1f s after start", r.cfg.Image, res.ImageID, r.disk, time.Since(r.start).Seconds())
-	done := report.Status{State: "done", Role: res.Role, Progress: 1, BytesTotal: res.BytesTotal, BytesDone: res.BytesTotal,
+	done := report.Status{State: api.StateDone, Role: res.Role, Progress: 1, BytesTotal: res.BytesTotal, BytesDone: res.BytesTotal,
 		BytesFromPeers: res.FromPeers, BytesFromServer: res.FromServer, Verified: res.Verified, BootEntry: bootEntry}
 	if err := r.rep.Send(ctx, done); err != nil {
 		r.say("warning: the success report to %s failed: %v", r.cfg.Server, err)
@@ -429,7 +430,7 @@ func (r *run) reimage(ctx context.Context, pub ed25519.PublicKey) (Result, error
 	mu.Lock()
 	if err == nil {
 		last.BytesDone, last.BytesTotal = res.BytesTotal, res.BytesTotal
-		last.State = "written"
+		last.State = api.StateWritten
 	}
 	if last.BytesTotal > 0 {
 		line(last)
@@ -493,7 +494,7 @@ func (r *run) fail(ctx context.Context, err error) {
 	r.say("%s", b.String())
 	if r.rep != nil {
 		msg := fmt.Sprintf("%s: %v", f.Step, f.Err)
-		if err := r.rep.Send(ctx, report.Status{State: "failed", Error: msg}); err != nil {
+		if err := r.rep.Send(ctx, report.Status{State: api.StateFailed, Error: msg}); err != nil {
 			r.say("the failure report to %s failed too: %v", r.cfg.Server, err)
 		}
 	}

@@ -10,6 +10,7 @@ import (
 	"github.com/shoal-project/shoal/imaging"
 	"github.com/shoal-project/shoal/imaging/session"
 	"github.com/shoal-project/shoal/imaging/sign"
+	"github.com/shoal-project/shoal/netboot/api"
 	"github.com/shoal-project/shoal/partition"
 )
 
@@ -79,14 +80,14 @@ func Session(ctx context.Context, j Job) (Result, error) {
 		case s.BytesFromPeers > 0:
 			src = "peer"
 		}
-		state := "writing"
+		state := api.StateWriting
 		switch {
 		case s.Role == session.RoleListening:
-			state = "listening"
+			state = api.StateListening
 		case s.Role == session.RoleLeader && s.Chunks > 0 && s.ChunksDone == s.Chunks:
 			// The image is written and verified; the machine stays to
 			// multicast it to peers (linger) before it reports done.
-			state = "serving"
+			state = api.StateServing
 		}
 		// The console's last line names the role the node played, not
 		// "done".
@@ -96,7 +97,7 @@ func Session(ctx context.Context, j Job) (Result, error) {
 		}
 		r := role
 		mu.Unlock()
-		j.Progress(Progress{State: state, Role: r, Source: src, BytesDone: ww.WrittenBytes(),
+		j.Progress(Progress{State: state, Role: api.Role(r), Source: src, BytesDone: ww.WrittenBytes(),
 			BytesTotal: im.Manifest.DataBytes, FromPeers: s.BytesFromPeers, FromServer: s.BytesFromServer})
 	}
 	st, err := session.Run(ctx, c)
@@ -124,5 +125,5 @@ func Session(ctx context.Context, j Job) (Result, error) {
 		}
 	}
 	return Result{ImageID: img.ID.String()[:16], BytesTotal: img.Manifest.DataBytes, Verified: true,
-		Role: role, FromPeers: st.BytesFromPeers, FromServer: st.BytesFromServer}, nil
+		Role: api.Role(role), FromPeers: st.BytesFromPeers, FromServer: st.BytesFromServer}, nil
 }

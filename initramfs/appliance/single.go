@@ -6,6 +6,7 @@ import (
 	"sync/atomic"
 
 	"github.com/shoal-project/shoal/imaging"
+	"github.com/shoal-project/shoal/netboot/api"
 	"github.com/shoal-project/shoal/partition"
 )
 
@@ -33,7 +34,7 @@ func SingleNode(ctx context.Context, j Job) (Result, error) {
 	progress := func(n int64) {
 		d := done.Add(n)
 		if j.Progress != nil {
-			j.Progress(Progress{State: "writing", Role: "server", Source: "server", BytesDone: d, BytesTotal: total, FromServer: d})
+			j.Progress(Progress{State: api.StateWriting, Role: api.RoleServer, Source: "server", BytesDone: d, BytesTotal: total, FromServer: d})
 		}
 	}
 	if j.Log != nil {
@@ -47,5 +48,5 @@ func SingleNode(ctx context.Context, j Job) (Result, error) {
 		return Result{}, fmt.Errorf("write image %s to %s: %w; no partition table was written, the old one was wiped", j.Name, j.Disk, err)
 	}
 	return Result{ImageID: img.ID.String()[:16], BytesTotal: total, Verified: true,
-		Role: "server", FromServer: img.Manifest.StoredBytes}, nil
+		Role: api.RoleServer, FromServer: img.Manifest.StoredBytes}, nil
 }

@@ -10,6 +10,7 @@ import (
 	"time"
 
 	"github.com/google/go-cmp/cmp"
+	"github.com/shoal-project/shoal/netboot/api"
 	"github.com/shoal-project/shoal/netboot/inventory"
 )
 
@@ -61,7 +62,7 @@ func TestNodeUpdate(t *testing.T) {
 		t.Errorf("action %q after the server's machine says local, want local", n.Action)
 	}
 	n.update(&inventory.Machine{Action: inventory.Local, LastReport: time.Now(), Status: inventory.Status{State: "done"}})
-	if diff := cmp.Diff([]string{"done"}, n.States); diff != "" {
+	if diff := cmp.Diff([]api.State{api.StateDone}, n.States); diff != "" {
 		t.Errorf("states, a state reported twice (-want +got):\n%s", diff)
 	}
 	if n.over() || n.ok() || n.Seconds <= 0 || n.Role != "follower" || n.BytesFromPeers != 5 {
@@ -111,7 +112,7 @@ func TestTableAndSummary(t *testing.T) {
 }
 
 func TestKillTarget(t *testing.T) {
-	mk := func(name, state, role string, progress float64) *node {
+	mk := func(name string, state api.State, role api.Role, progress float64) *node {
 		n := &node{started: time.Now()}
 		n.Name, n.State, n.Role, n.Progress = name, state, role, progress
 		return n

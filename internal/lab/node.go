@@ -51,7 +51,7 @@ const exitGrace = 5 * time.Second
 // shows.
 func (n *node) update(m *inventory.Machine) {
 	if m != nil {
-		n.Action = string(m.Action)
+		n.Action = m.Action
 		n.silent = m.Silent
 	}
 	if m != nil && !m.LastReport.IsZero() {

@@ -7,6 +7,8 @@ import (
 	"context"
 	"fmt"
 	"io"
+
+	"github.com/shoal-project/shoal/netboot/api"
 )
 
 // Summary is what a lab run did; `shoal lab --summary FILE` writes it.
@@ -24,18 +26,18 @@ type Summary struct {
 
 // NodeSummary is one machine's result.
 type NodeSummary struct {
-	Name     string `json:"name"`
-	MAC      string `json:"mac"`
-	Firmware string `json:"firmware"`
-	Role     string `json:"role"`
-	State    string `json:"state"`
+	Name     string    `json:"name"`
+	MAC      string    `json:"mac"`
+	Firmware string    `json:"firmware"`
+	Role     api.Role  `json:"role"`
+	State    api.State `json:"state"`
 	// Action is the server's inventory entry for the machine's next
 	// network boot at the end: "local" once its success was reported.
-	Action string `json:"action"`
+	Action api.Action `json:"action"`
 	// States are the states the machine reported, in order, each once
 	// per change (booting, listening, writing, serving, done...).
-	States   []string `json:"states,omitempty"`
-	Verified bool     `json:"verified"`
+	States   []api.State `json:"states,omitempty"`
+	Verified bool        `json:"verified"`
 	// DiskMatches: with the sample OS, the machine's disk, after it
 	// booted its new OS, equals byte for byte a disk of the same size that
 	// `shoal image apply` wrote on the host (the sample OS never writes

@@ -41,7 +41,7 @@ func (n *node) rowState() string {
 	case n.State == "":
 		return "booting"
 	}
-	return n.State
+	return string(n.State)
 }
 
 func printTable(w io.Writer, nodes []*node, elapsed time.Duration) {

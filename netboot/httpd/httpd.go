@@ -429,7 +429,7 @@ func (c machineCollector) Collect(ch chan<- prometheus.Metric) {
 	type key struct{ action, state string }
 	counts := map[key]int{}
 	for _, m := range c.inv.Machines() {
-		st := m.Status.State
+		st := string(m.Status.State)
 		if st == "" {
 			st = "none"
 		}

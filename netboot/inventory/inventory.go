@@ -28,65 +28,23 @@ import (
 	"strings"
 	"sync"
 	"time"
+
+	"github.com/shoal-project/shoal/netboot/api"
 )
 
-// Action says what a machine's next network boot does.
-type Action string
+// The machine API's types (netboot/api): one definition for the server,
+// the appliance and the lab.
+type (
+	Action  = api.Action
+	Machine = api.Machine
+	Status  = api.Status
+)
 
 // The actions.
 const (
-	Reimage Action = "reimage" // boot the appliance and write the image
-	Local   Action = "local"   // boot from the local disk (iPXE exits)
+	Reimage = api.Reimage
+	Local   = api.Local
 )
-
-// Machine is one line of the inventory plus what the server knows about it.
-type Machine struct {
-	MAC    string `json:"mac"` // canonical form, lower case with colons
-	Action Action `json:"action"`
-	Image  string `json:"image"`
-	Disk   string `json:"disk"` // "" for the appliance's default
-	// Known is false for a machine that is not in the file but was let in
-	// by the unknown-machine policy.
-	Known bool `json:"known"`
-
-	Status     Status    `json:"status"`
-	FirstSeen  time.Time `json:"firstSeen,omitzero"`
-	LastBoot   time.Time `json:"lastBoot,omitzero"`   // last boot script served
-	LastReport time.Time `json:"lastReport,omitzero"` // last status accepted
-	// Silent is set in the server's answers (not stored): the machine's
-	// reports stopped while it was at work (see Machine.SilentAt).
-	Silent bool `json:"silent,omitempty"`
-}
-
-// SilentAt reports whether, at now, m's reports have stopped for longer
-// than after while its last state was not an end (done or failed): the
-// machine died, hung or lost its network.
-func (m Machine) SilentAt(now time.Time, after time.Duration) bool {
-	if m.LastReport.IsZero() || m.Status.State == "done" || m.Status.State == "failed" {
-		return false
-	}
-	return now.Sub(m.LastReport) > after
-}
-
-// Status is what the appliance reports to POST /api/v1/machines/{mac}/status.
-type Status struct {
-	State           string  `json:"state"` // e.g. booting, listening, downloading, writing, done, failed
-	Role            string  `json:"role,omitempty"`
-	Progress        float64 `json:"progress"` // 0..1
-	RateBitsPerSec  int64   `json:"rateBitsPerSec,omitempty"`
-	BytesTotal      int64   `json:"bytesTotal,omitempty"`
-	BytesDone       int64   `json:"bytesDone,omitempty"`
-	BytesFromPeers  int64   `json:"bytesFromPeers,omitempty"`
-	BytesFromServer int64   `json:"bytesFromServer,omitempty"`
-	Verified        bool    `json:"verified,omitempty"` // every chunk checked against the signed manifest
-	Error           string  `json:"error,omitempty"`
-	// BootEntry says, in a done report from a machine booted by UEFI, what
-	// the appliance did about the firmware boot entry the disk needs.
-	BootEntry string `json:"bootEntry,omitempty"`
-}
-
-// Success reports whether s is a verified, finished write.
-func (s Status) Success() bool { return s.State == "done" && s.Verified && s.Error == "" }
 
 // ErrUnknown is returned for a MAC that is not in the inventory and not
 // allowed by the unknown-machine policy.
