@@ -15,7 +15,8 @@ const StepBootEntry Step = "UEFI boot entry"
 
 // bootEntry runs efiboot.Ensure on the written disk and says what it did
 // in one console line. It returns the short result for the done report
-// ("" on a BIOS machine). An image with no ESP or no loader at all is a
+// ("" on a BIOS machine). Every written disk gets its entry, even one with
+// the removable path (efiboot.Ensure says why). An image with no ESP or no loader at all is a
 // warning (it may boot by legacy BIOS); an entry the disk needs that
 // cannot be made is a *Failure.
 func (r *run) bootEntry(ctx context.Context) (string, error) {
@@ -44,12 +45,17 @@ func (r *run) bootEntry(ctx context.Context) (string, error) {
 	switch res.Action {
 	case efiboot.ActionNotUEFI:
 		return "", nil
-	case efiboot.ActionRemovable:
-		r.say("UEFI boot: %s partition %d has the removable path %s: no boot entry needed", r.disk, res.Partition, res.Path)
-		return res.String(), nil
 	}
 	did := map[efiboot.Action]string{efiboot.ActionCreated: "created", efiboot.ActionUpdated: "updated", efiboot.ActionUnchanged: "already there"}[res.Action]
-	r.say("UEFI boot entry %s %q %s, first in BootOrder: %s partition %d, %s", efiboot.BootVarName(res.Number), res.Description, did, r.disk, res.Partition, res.Path)
+	where := "first in BootOrder"
+	if len(res.BootOrder) > 0 && res.BootOrder[0] != res.Number {
+		where = "in BootOrder after the network entry this machine booted from"
+	}
+	path := res.Path
+	if res.Removable {
+		path += " (the removable path)"
+	}
+	r.say("UEFI boot entry %s %q %s, %s: %s partition %d, %s", efiboot.BootVarName(res.Number), res.Description, did, where, r.disk, res.Partition, path)
 	return res.String(), nil
 }
 

@@ -12,6 +12,10 @@ import (
 // DefaultFirmwareDir exists when the kernel was booted by UEFI.
 const DefaultFirmwareDir = "/sys/firmware/efi"
 
+// RemovableDescription is the description of an entry for the removable
+// path (edk2 names its own such entries "UEFI OS").
+const RemovableDescription = "UEFI OS"
+
 // Options say which disk and which firmware; the zero paths are the real
 // machine's.
 type Options struct {
@@ -31,7 +35,8 @@ type Result struct {
 	Action      Action
 	Disk        string
 	Partition   uint32 // the ESP's number
-	Path        string // the loader (or the removable path) on the ESP
+	Path        string // the loader on the ESP
+	Removable   bool   // Path is the removable path \EFI\BOOT\BOOTX64.EFI
 	Description string // the entry's
 	Number      uint16 // Boot#### (created, updated, unchanged)
 	BootOrder   []uint16
@@ -43,8 +48,6 @@ func (r Result) String() string {
 	switch r.Action {
 	case ActionNotUEFI:
 		return "not booted by UEFI"
-	case ActionRemovable:
-		return "removable path " + r.Path
 	case ActionCreated, ActionUpdated, ActionUnchanged:
 		return fmt.Sprintf("%s %s %q %s", BootVarName(r.Number), r.Action, r.Description, r.Path)
 	}
@@ -52,9 +55,13 @@ func (r Result) String() string {
 }
 
 // Ensure makes sure that the machine's UEFI firmware can boot o.Disk: on a
-// machine booted by UEFI, when the disk's ESP has no loader at the
-// removable path, it writes a boot entry for the vendor loader
-// (ChooseLoader) and puts it first in BootOrder (Install). Errors wrap
+// machine booted by UEFI, it writes a boot entry for the disk's loader
+// (the removable path when the ESP has it, else ChooseLoader's vendor
+// loader) and puts it first in BootOrder, or after the network entry the
+// machine booted from (Install). An entry even for the removable path:
+// firmware that keeps its variables (every real machine) may try stale
+// entries, or its shell, before it looks at a disk that was blank when it
+// last enumerated its devices. Errors wrap
 // ErrNoESP, ErrNoLoader, ErrAmbiguous, ErrFilesystem (the disk) or ErrVars
 // (the firmware's variables).
 func Ensure(ctx context.Context, o Options) (Result, error) {
@@ -81,19 +88,18 @@ func Ensure(ctx context.Context, o Options) (Result, error) {
 	if err != nil {
 		return r, err
 	}
-	if l.Removable != "" {
-		r.Action, r.Path = ActionRemovable, l.Removable
-		return r, nil
-	}
 	r.Path, r.Description = l.Loader.Path, l.Loader.Vendor
+	if l.Removable != "" {
+		r.Path, r.Description, r.Removable = l.Removable, RemovableDescription, true
+	}
 	if r.HardDrive, err = l.ESP.HardDrive(); err != nil {
 		return r, err
 	}
-	file, err := FilePathNode(l.Loader.Path)
+	file, err := FilePathNode(r.Path)
 	if err != nil {
 		return r, err
 	}
-	opt := LoadOption{Attributes: LoadOptionActive, Description: l.Loader.Vendor, FilePath: []Node{r.HardDrive.Node(), file}}
+	opt := LoadOption{Attributes: LoadOptionActive, Description: r.Description, FilePath: []Node{r.HardDrive.Node(), file}}
 	v := o.Vars
 	if v == nil {
 		if v, err = OpenEFIVarFS(o.VarsDir); err != nil {

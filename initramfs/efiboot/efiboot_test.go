@@ -192,40 +192,64 @@ func TestEnsureVendorOnly(t *testing.T) {
 	}
 }
 
-// TestEnsureNothingToDo: a removable path (in any case), a BIOS machine:
-// nothing is written.
-func TestEnsureNothingToDo(t *testing.T) {
+// TestEnsureRemovable: an ESP with the removable path (in any case) gets
+// an entry for that path too, first in BootOrder; a second run writes
+// nothing.
+func TestEnsureRemovable(t *testing.T) {
 	t.Parallel()
 	for _, tc := range []struct {
 		name  string
 		files []string
-		bios  bool
-		want  Result
+		path  string
 	}{
-		{"removable path", append([]string{"EFI/BOOT/BOOTX64.EFI"}, debian...), false, Result{Action: ActionRemovable, Partition: 1, Path: `\EFI\BOOT\BOOTX64.EFI`}},
-		{"removable path in lower case", []string{"efi/boot/bootx64.efi"}, false, Result{Action: ActionRemovable, Partition: 1, Path: `\efi\boot\bootx64.efi`}},
-		{"BIOS machine", debian, true, Result{Action: ActionNotUEFI}},
+		{"removable path beside a vendor's", append([]string{"EFI/BOOT/BOOTX64.EFI"}, debian...), `\EFI\BOOT\BOOTX64.EFI`},
+		{"removable path in lower case", []string{"efi/boot/bootx64.efi"}, `\efi\boot\bootx64.efi`},
 	} {
 		t.Run(tc.name, func(t *testing.T) {
 			t.Parallel()
 			d := makeDisk(t, "gpt", "ef00", tc.files...)
 			v := withFirmwareEntries(t)
-			o := uefi(t, d.path, v)
-			if tc.bios {
-				o.FirmwareDir = filepath.Join(t.TempDir(), "efi")
-			}
-			r, err := Ensure(context.Background(), o)
+			r, err := Ensure(context.Background(), uefi(t, d.path, v))
 			if err != nil {
 				t.Fatal(err)
 			}
-			tc.want.Disk = d.path
-			if diff := cmp.Diff(tc.want, r); diff != "" {
-				t.Errorf("Ensure (-want +got):\n%s", diff)
+			if r.Action != ActionCreated || !r.Removable || r.Path != tc.path || r.Description != RemovableDescription || r.Number != 3 {
+				t.Errorf("Ensure = %+v, want Boot0003 created for %s, removable", r, tc.path)
 			}
-			if v.sets != 0 {
-				t.Errorf("%d variables written", v.sets)
+			if diff := cmp.Diff([]uint16{3, 0, 1, 2}, order(v)); diff != "" {
+				t.Errorf("BootOrder (-want +got):\n%s", diff)
+			}
+			opt, err := DecodeLoadOption(v.vars["Boot0003"].data)
+			if err != nil {
+				t.Fatal(err)
+			}
+			if f, ok := ParseFilePath(opt.FilePath[len(opt.FilePath)-1]); !ok || f != tc.path {
+				t.Errorf("Boot0003 file %q, want %q", f, tc.path)
+			}
+			sets := v.sets
+			if again, err := Ensure(context.Background(), uefi(t, d.path, v)); err != nil || again.Action != ActionUnchanged || v.sets != sets {
+				t.Errorf("second Ensure = %v, %v with %d writes; want unchanged, none", again, err, v.sets-sets)
 			}
 		})
+	}
+}
+
+// TestEnsureBIOS: a machine not booted by UEFI: nothing is written.
+func TestEnsureBIOS(t *testing.T) {
+	t.Parallel()
+	d := makeDisk(t, "gpt", "ef00", debian...)
+	v := withFirmwareEntries(t)
+	o := uefi(t, d.path, v)
+	o.FirmwareDir = filepath.Join(t.TempDir(), "efi")
+	r, err := Ensure(context.Background(), o)
+	if err != nil {
+		t.Fatal(err)
+	}
+	if diff := cmp.Diff(Result{Action: ActionNotUEFI, Disk: d.path}, r); diff != "" {
+		t.Errorf("Ensure (-want +got):\n%s", diff)
+	}
+	if v.sets != 0 {
+		t.Errorf("%d variables written", v.sets)
 	}
 }
 

@@ -17,7 +17,6 @@ type Action string
 // The actions.
 const (
 	ActionNotUEFI   Action = "not-uefi"  // the machine did not boot by UEFI: nothing to do
-	ActionRemovable Action = "removable" // the ESP has the removable path: nothing to do
 	ActionCreated   Action = "created"   // a new Boot#### was written
 	ActionUpdated   Action = "updated"   // an entry for the same partition and file was rewritten
 	ActionUnchanged Action = "unchanged" // an identical entry was there already
@@ -30,7 +29,12 @@ type Installed struct {
 	BootOrder []uint16 // as written (or found, when it was right)
 }
 
-// Install makes opt a boot entry in v and puts it first in BootOrder. An
+// Install makes opt a boot entry in v and puts it first in BootOrder, or,
+// when the firmware booted this time from the network (BootCurrent is an
+// entry whose device path has a MAC, IPv4, IPv6 or URI node: the machine
+// PXE-booted the appliance), right after that network entry: the server
+// keeps deciding what the machine boots, and when it says "local" the
+// firmware goes on to the disk, whatever stale entries follow. An
 // entry that boots the same file of the same partition (an HD() node with
 // the same signature and number, the same File() path) is reused, and
 // rewritten only if it differs; otherwise opt goes into the lowest number
@@ -122,13 +126,54 @@ func Install(v Vars, opt LoadOption, log *slog.Logger) (Installed, error) {
 			return Installed{}, fmt.Errorf("%w: %w", ErrVars, err)
 		}
 	}
-	in.BootOrder = append([]uint16{in.Number}, slices.DeleteFunc(slices.Clone(order), func(n uint16) bool { return n == in.Number })...)
+	rest := slices.DeleteFunc(slices.Clone(order), func(n uint16) bool { return n == in.Number })
+	at := 0
+	if cur, ok := networkBootCurrent(v, log); ok {
+		if i := slices.Index(rest, cur); i >= 0 {
+			at = i + 1
+		}
+	}
+	in.BootOrder = slices.Insert(rest, at, in.Number)
 	if !slices.Equal(in.BootOrder, order) {
 		if err := v.Set("BootOrder", BootVarAttributes, EncodeBootOrder(in.BootOrder)); err != nil {
 			return Installed{}, fmt.Errorf("%w: %w", ErrVars, err)
 		}
 	}
 	return in, nil
+}
+
+// networkBootCurrent returns BootCurrent when it names an entry that
+// boots from the network.
+func networkBootCurrent(v Vars, log *slog.Logger) (uint16, bool) {
+	_, data, err := v.Get("BootCurrent")
+	if err != nil || len(data) != 2 {
+		return 0, false
+	}
+	cur := uint16(data[0]) | uint16(data[1])<<8
+	_, data, err = v.Get(BootVarName(cur))
+	if err != nil {
+		return 0, false
+	}
+	o, err := DecodeLoadOption(data)
+	if err != nil {
+		log.Debug("BootCurrent's entry undecodable: the new entry goes first", "var", BootVarName(cur), "err", err)
+		return 0, false
+	}
+	return cur, IsNetwork(o)
+}
+
+// IsNetwork reports whether o boots from the network: its device path
+// has a messaging MAC, IPv4, IPv6 or URI node (UEFI 2.10 §10.3.4).
+func IsNetwork(o LoadOption) bool {
+	for _, n := range o.FilePath {
+		if n.Type == TypeMessaging {
+			switch n.SubType {
+			case SubTypeMAC, SubTypeIPv4, SubTypeIPv6, SubTypeURI:
+				return true
+			}
+		}
+	}
+	return false
 }
 
 // readBootOrder returns BootOrder, nil when it does not exist.

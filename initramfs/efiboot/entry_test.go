@@ -23,6 +23,23 @@ func firmwareEntry(t *testing.T, desc string, slot byte) []byte {
 	return b
 }
 
+// pxeEntry is an entry as OVMF makes it for a NIC: PciRoot/Pci/MAC/IPv4.
+func pxeEntry(t *testing.T) []byte {
+	t.Helper()
+	mac := make([]byte, 33)
+	copy(mac, []byte{0x52, 0x54, 0, 0x5e, 0, 1})
+	mac[32] = 1
+	return mustEncode(t, LoadOption{Attributes: LoadOptionActive, Description: "UEFI PXEv4 (MAC:5254005E0001)", FilePath: []Node{
+		{Type: 0x02, SubType: 0x01, Data: []byte{0xd0, 0x41, 0x03, 0x0a, 0, 0, 0, 0}},
+		{Type: 0x01, SubType: 0x01, Data: []byte{0x00, 3}},
+		{Type: TypeMessaging, SubType: SubTypeMAC, Data: mac},
+		{Type: TypeMessaging, SubType: SubTypeIPv4, Data: make([]byte, 23)},
+	}})
+}
+
+// bootCurrent is the BootCurrent variable naming n.
+func bootCurrent(n uint16) []byte { return []byte{byte(n), byte(n >> 8)} }
+
 func mustEncode(t *testing.T, o LoadOption) []byte {
 	t.Helper()
 	b, err := o.Encode()
@@ -83,6 +100,19 @@ func TestInstall(t *testing.T) {
 		{"same partition, other file: a new entry",
 			map[string][]byte{"Boot0000": mustEncode(t, withFile(t, opt, `\EFI\debian\grubx64.efi`))},
 			[]uint16{0}, 1, ActionCreated, []uint16{1, 0}},
+		{"booted from the network: right after that entry",
+			map[string][]byte{"Boot0000": firmwareEntry(t, "UiApp", 0), "Boot0001": pxeEntry(t), "Boot0002": firmwareEntry(t, "EFI Internal Shell", 0),
+				"BootCurrent": bootCurrent(1)},
+			[]uint16{0, 1, 2}, 3, ActionCreated, []uint16{0, 1, 3, 2}},
+		{"booted from the network, entry there first: moved after it",
+			map[string][]byte{"Boot0001": pxeEntry(t), "Boot0005": mustEncode(t, opt), "BootCurrent": bootCurrent(1)},
+			[]uint16{5, 1}, 5, ActionUnchanged, []uint16{1, 5}},
+		{"booted from a disk (BootCurrent not network): first",
+			map[string][]byte{"Boot0001": pxeEntry(t), "Boot0002": firmwareEntry(t, "USB stick", 2), "BootCurrent": bootCurrent(2)},
+			[]uint16{1, 2}, 0, ActionCreated, []uint16{0, 1, 2}},
+		{"BootCurrent names a missing entry: first",
+			map[string][]byte{"Boot0001": pxeEntry(t), "BootCurrent": bootCurrent(7)},
+			[]uint16{1}, 0, ActionCreated, []uint16{0, 1}},
 		{"two matches: the one BootOrder tries first",
 			map[string][]byte{"Boot0003": mustEncode(t, opt), "Boot0009": mustEncode(t, opt)},
 			[]uint16{9, 3}, 9, ActionUnchanged, []uint16{9, 3}},

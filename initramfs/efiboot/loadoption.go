@@ -17,6 +17,11 @@ var ErrMalformed = errors.New("malformed EFI variable")
 
 // Device path node types and subtypes used here (UEFI 2.10 §10.3).
 const (
+	TypeMessaging    uint8 = 0x03
+	SubTypeMAC       uint8 = 0x0b
+	SubTypeIPv4      uint8 = 0x0c
+	SubTypeIPv6      uint8 = 0x0d
+	SubTypeURI       uint8 = 0x18
 	TypeMedia        uint8 = 0x04
 	SubTypeHardDrive uint8 = 0x01
 	SubTypeFilePath  uint8 = 0x04
