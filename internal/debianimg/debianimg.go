@@ -94,7 +94,8 @@ func (o Options) withDefaults() (Options, error) {
 // rootRecipe is everything that decides the root filesystem.
 func rootRecipe(o Options) []string {
 	r := []string{recipeVersion, "suite " + Suite, "mirror " + o.Mirror, "root " + RootUUID,
-		fmt.Sprint("root sectors ", RootSectors), "args " + strings.Join(mmdebstrapArgs("", "TREE", o.Mirror), " ")}
+		fmt.Sprint("root sectors ", RootSectors), "args " + strings.Join(mmdebstrapArgs("", "TREE", o.Mirror), " "),
+		"mkfs " + strings.Join(mkfsArgs("TREE", "FS"), " ")}
 	r = append(r, sortedFiles(setupFiles())...)
 	r = append(r, sortedFiles(configFiles())...)
 	r = append(r, "keep "+strings.Join(keepModules, " "), "initrd "+strings.Join(initrdModules, " "))

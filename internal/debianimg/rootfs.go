@@ -24,7 +24,14 @@ const (
 const DefaultMirror = "http://deb.debian.org/debian"
 
 // packages are installed on top of --variant=minbase.
-var packages = []string{"linux-image-amd64", "systemd-sysv", "udev"}
+var packages = []string{"linux-image-amd64", "systemd-sysv", "udev", "usr-is-merged"}
+
+// purgePackages are removed at the end: usrmerge (mmdebstrap installs it
+// for init-system-helpers' "usrmerge | usr-is-merged"; the tree is
+// merged-/usr already and usr-is-merged, above, takes its place) and the
+// perl it alone needs, some 50 MiB (perl-base, which dpkg needs, stays).
+var purgePackages = []string{"usrmerge", "libfile-find-rule-perl", "libnumber-compare-perl", "libtext-glob-perl",
+	"perl", "perl-modules-5.36", "libperl5.36", "libgdbm-compat4", "libgdbm6"}
 
 // dpkgExcludes keep documentation, manual pages and translations out of
 // the tree (dpkg path-exclude; the copyright files stay).
@@ -81,6 +88,7 @@ func mmdebstrapArgs(setupDir, tree, mirror string) []string {
 		// Hooks run on the host with the tree as $1.
 		args = append(args, "--setup-hook=cp -a '"+setupDir+"'/. \"$1\"/")
 	}
+	args = append(args, "--customize-hook=chroot \"$1\" env DEBIAN_FRONTEND=noninteractive apt-get purge -y -q "+strings.Join(purgePackages, " "))
 	return append(args, Suite, tree, mirror)
 }
 
@@ -158,13 +166,20 @@ func kernelVersion(tree string) (string, error) {
 	return ver, nil
 }
 
+// mkfsArgs are mkfs.ext4's arguments to make the root filesystem holding
+// tree at path: 4 KiB blocks and the default inode ratio (below 512 MiB
+// mke2fs would choose its "small" type, 1 KiB blocks), the fixed UUID.
+func mkfsArgs(tree, path string) []string {
+	return []string{"-q", "-F", "-b", "4096", "-T", "default", "-U", RootUUID, "-L", RootLabel,
+		"-E", "hash_seed=" + RootUUID, "-d", tree, path}
+}
+
 // mkRootFS makes the ext4 filesystem of sizeBytes holding tree at path.
 func mkRootFS(ctx context.Context, tree, path string, sizeBytes int64) error {
 	if err := truncate(path, sizeBytes); err != nil {
 		return err
 	}
-	return run(ctx, "mkfs.ext4", "-q", "-F", "-U", RootUUID, "-L", RootLabel,
-		"-E", "hash_seed="+RootUUID, "-d", tree, path)
+	return run(ctx, "mkfs.ext4", mkfsArgs(tree, path)...)
 }
 
 // writeFiles writes each file (path relative to dir) with its parents.

@@ -40,6 +40,7 @@ func (l *lab) makeNetwork(ctx context.Context, r repository) (_ *netlab.LAN, err
 		n.Firmware = cfg.Firmware[i%len(cfg.Firmware)]
 		n.sample = l.sample
 		n.bootCheck = l.bootCheck(n.Name)
+		n.BootCheck = n.bootCheck.String()
 		n.dir = filepath.Join(l.work, n.Name)
 		if err := os.MkdirAll(n.dir, 0o755); err != nil {
 			return nil, err

@@ -11,6 +11,7 @@ import (
 	"time"
 
 	"github.com/shoal-project/shoal/internal/vm"
+	"github.com/shoal-project/shoal/netboot/api"
 	"github.com/shoal-project/shoal/netboot/inventory"
 )
 
@@ -72,7 +73,10 @@ func (n *node) update(m *inventory.Machine) {
 		if st.Error != "" {
 			n.Error = st.Error
 		}
-		if st.State == "done" && n.doneAt.IsZero() {
+		if st.BootEntry != "" {
+			n.BootEntry = st.BootEntry
+		}
+		if st.State == api.StateDone && n.doneAt.IsZero() {
 			n.doneAt = time.Now()
 			n.Seconds = n.doneAt.Sub(n.started).Seconds()
 		}
@@ -80,7 +84,7 @@ func (n *node) update(m *inventory.Machine) {
 	if n.m == nil {
 		return
 	}
-	if n.State == "failed" && n.ConsoleError == "" {
+	if n.State == api.StateFailed && n.ConsoleError == "" {
 		n.ConsoleError = ConsoleFailure(n.m.Serial())
 	}
 	if !n.BootedNewOS && n.bootCheck != nil && n.bootCheck.Match(n.newOSConsole(n.m.Serial())) {
@@ -134,11 +138,11 @@ func (n *node) exited() bool { return n.m != nil && n.m.Exited() }
 // over: the machine has nothing more to do (failed, cannot run, was
 // killed, or reimaged and then booted its new OS).
 func (n *node) over() bool {
-	return n.State == "failed" || n.MachineError != "" || n.Killed || n.BootedNewOS
+	return n.State == api.StateFailed || n.MachineError != "" || n.Killed || n.BootedNewOS
 }
 
 func (n *node) ok() bool {
-	if n.State != "done" || !n.Verified || !n.BootedNewOS {
+	if n.State != api.StateDone || !n.Verified || !n.BootedNewOS {
 		return false
 	}
 	return !n.sample || n.DiskMatches

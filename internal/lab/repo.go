@@ -13,6 +13,7 @@ import (
 	"path/filepath"
 
 	"github.com/shoal-project/shoal/imaging"
+	"github.com/shoal-project/shoal/netboot/api"
 )
 
 // imageName is the image's name in the lab's repository.
@@ -68,7 +69,7 @@ func (l *lab) checkDisks(ctx context.Context, r repository) error {
 		return fmt.Errorf("shoal image apply: %w\n%s", err, out)
 	}
 	for _, n := range l.nodes {
-		if n.tiny || n.Killed || n.State != "done" {
+		if n.tiny || n.Killed || n.State != api.StateDone {
 			continue
 		}
 		off, err := firstDifference(ref, n.disk)

@@ -45,7 +45,12 @@ type NodeSummary struct {
 	DiskMatches bool `json:"disk_matches,omitempty"`
 	// BootedNewOS: the boot check (Config.BootCheck) matched the console
 	// after the appliance's reboot.
-	BootedNewOS     bool    `json:"booted_new_os"`
+	BootedNewOS bool `json:"booted_new_os"`
+	// BootCheck is the expression that was matched for BootedNewOS.
+	BootCheck string `json:"boot_check"`
+	// BootEntry is what the appliance did about the UEFI boot entry (its
+	// done report's bootEntry; "" on BIOS).
+	BootEntry       string  `json:"boot_entry,omitempty"`
 	BytesFromServer int64   `json:"bytes_from_server"`
 	BytesFromPeers  int64   `json:"bytes_from_peers"`
 	Seconds         float64 `json:"seconds"`
@@ -83,7 +88,7 @@ func (l *lab) finish(ctx context.Context, r repository, srv *server, runErr erro
 		case n.Killed:
 			// The run killed it.
 		case n.tiny:
-			if n.State != "failed" {
+			if n.State != api.StateFailed {
 				failed++
 				n.Error = fmt.Sprintf("disk too small, yet state %q", n.State)
 			} else if zero, err := allZero(n.disk); err != nil || !zero {
@@ -121,7 +126,7 @@ func (n *node) why() string {
 			}
 		}
 		return "never reported to the server; " + last
-	case n.State != "done":
+	case n.State != api.StateDone:
 		return fmt.Sprintf("state %q at the end", n.State)
 	case !n.Verified:
 		return "done but not verified"

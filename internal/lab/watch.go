@@ -10,6 +10,7 @@ import (
 	"time"
 
 	"github.com/shoal-project/shoal/internal/netlab"
+	"github.com/shoal-project/shoal/netboot/api"
 )
 
 // watch runs until every machine is over or ctx is done.
@@ -28,7 +29,7 @@ func (l *lab) watch(ctx context.Context, lan *netlab.LAN, srv *server) error {
 			n.update(machines[n.MAC])
 			// A USB machine powers off once reimaged: pull the stick and
 			// start it again from its disk.
-			if n.stick != "" && !n.fromDisk && n.State == "done" && n.exited() {
+			if n.stick != "" && !n.fromDisk && n.State == api.StateDone && n.exited() {
 				if err := l.restartFromDisk(ctx, lan, n); err != nil {
 					return err
 				}
@@ -79,11 +80,11 @@ func killTarget(nodes []*node, at float64) (*node, float64) {
 	var leader *node
 	followed := 0.0
 	for _, n := range nodes {
-		if n.tiny || n.Killed || n.over() || n.started.IsZero() || (n.State == "done" && n.Role != "leader") {
+		if n.tiny || n.Killed || n.over() || n.started.IsZero() || (n.State == api.StateDone && n.Role != api.RoleLeader) {
 			continue // out of the run, or a follower already complete
 		}
 		switch {
-		case n.Role == "leader" && n.State != "done" && leader == nil:
+		case n.Role == api.RoleLeader && n.State != api.StateDone && leader == nil:
 			leader = n
 		case n.Role == "follower":
 			followed = max(followed, n.Progress)
