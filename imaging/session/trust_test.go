@@ -5,14 +5,20 @@ package session
 
 import (
 	"context"
+	"crypto/ed25519"
 	"crypto/rand"
 	"encoding/binary"
 	"net/netip"
+	"os"
+	"os/exec"
+	"path/filepath"
 	"runtime"
 	"testing"
 	"time"
 
+	"github.com/shoal-project/shoal/imaging"
 	"github.com/shoal-project/shoal/imaging/mcast/fresh"
+	"github.com/shoal-project/shoal/imaging/sign"
 )
 
 var trustKey = []byte("session key of the trust tests")
@@ -178,4 +184,57 @@ func TestForgedFlood(t *testing.T) {
 	}
 	a.cancel()
 	a.wait(t, 10*time.Second)
+}
+
+// A peer whose manifest is ours but whose signature of it is forged (a
+// key holder serving a tampered repository) is a bad peer: counted, left,
+// and the node falls back to the server, which it completes from; its
+// run does not end at the bad signature.
+func TestForgedManifestSignature(t *testing.T) {
+	l := newLab(t, 2, testSizeBytes/2, testChunkBytes, "img")
+	pub, priv, err := ed25519.GenerateKey(nil)
+	if err != nil {
+		t.Fatal(err)
+	}
+	raw, err := os.ReadFile(filepath.Join(l.repoDir, filepath.FromSlash(imaging.ManifestPath("img"))))
+	if err != nil {
+		t.Fatal(err)
+	}
+	sigPath := filepath.FromSlash(imaging.SigPath("img"))
+	if err := os.WriteFile(filepath.Join(l.repoDir, sigPath), sign.Sign(priv, raw), 0o644); err != nil {
+		t.Fatal(err)
+	}
+	rogueDir := filepath.Join(t.TempDir(), "repo")
+	if out, err := exec.Command("cp", "-a", l.repoDir, rogueDir).CombinedOutput(); err != nil {
+		t.Fatalf("cp: %v: %s", err, out)
+	}
+	forged := make([]byte, ed25519.SignatureSize)
+	_, _ = rand.Read(forged)
+	if err := os.WriteFile(filepath.Join(rogueDir, sigPath), forged, 0o644); err != nil {
+		t.Fatal(err)
+	}
+	ctx, cancel := context.WithTimeout(context.Background(), time.Minute)
+	defer cancel()
+	rctx, stopRogue := context.WithCancel(ctx)
+	defer stopRogue()
+	r := l.start(rctx, 2, "img", func(c *Config) {
+		c.Key, c.Server, c.Linger = trustKey, imaging.DirRepo(rogueDir), time.Minute
+	})
+	r.waitFor(t, "the rogue leading", 20*time.Second, func(s Status) bool { return s.Role == RoleLeader })
+	a := l.start(ctx, 1, "img", func(c *Config) { c.Key, c.Pub = trustKey, pub })
+	a.wait(t, 40*time.Second)
+	stopRogue()
+	l.checkDone(t, a, "img")
+	followed := false
+	a.mu.Lock()
+	for _, h := range a.history {
+		followed = followed || h.st.Leader == r.id
+	}
+	a.mu.Unlock()
+	if !followed {
+		t.Fatalf("the node never followed the peer (%+v): nothing tested", a.st)
+	}
+	if a.st.BadPeers == 0 || a.st.Fallbacks != 1 || a.st.BytesFromPeers != 0 {
+		t.Errorf("status %+v: want the peer counted bad, one fallback, nothing from peers", a.st)
+	}
 }
