@@ -1,6 +1,7 @@
 package main
 
 import (
+	"bytes"
 	"context"
 	"crypto/ed25519"
 	"errors"
@@ -8,11 +9,14 @@ import (
 	"io"
 	"log/slog"
 	"net"
+	"net/http"
 	"net/netip"
 	"os"
+	"strings"
 	"time"
 
 	"github.com/shoal-project/shoal/imaging"
+	"github.com/shoal-project/shoal/imaging/mcast/fresh"
 	"github.com/shoal-project/shoal/imaging/session"
 	"github.com/shoal-project/shoal/imaging/sign"
 	"github.com/shoal-project/shoal/internal/progress"
@@ -20,7 +24,7 @@ import (
 	"github.com/shoal-project/shoal/partition"
 )
 
-const fetchUsage = "shoal fetch --repo URL --name NAME [--pub PREFIX.pub] [--iface IF] [--relay stream|after] [--key SITEKEY] TARGET"
+const fetchUsage = "shoal fetch --repo URL --name NAME [--pub PREFIX.pub] [--iface IF] [--relay stream|after] (--key-file FILE | --insecure-no-key) TARGET"
 
 // runFetch runs the peer session (imaging/session): it gets the image from
 // a peer on the LAN that is downloading it, or downloads it and relays it
@@ -32,7 +36,9 @@ func runFetch(ctx context.Context, args []string, stdout, stderr io.Writer) erro
 	pubPath := fs.String("pub", "", "public key: the manifest must carry a good signature by it")
 	ifaceName := fs.String("iface", "", "network interface of the LAN (default: the first one with an IPv4 broadcast address)")
 	relay := fs.String("relay", session.RelayStream, "when leading: stream (relay each chunk once verified) or after (once the whole download succeeded)")
-	key := fs.String("key", "", "site key: control messages carry its HMAC and unauthenticated ones are dropped")
+	key := fs.String("key", "", "refused: a key on a command line ends up in scripts and process lists; use --key-file")
+	keyFile := fs.String("key-file", "", "file holding the session key: control messages carry its HMAC and unauthenticated ones are dropped")
+	insecure := fs.Bool("insecure-no-key", false, "run without a key: anyone on the LAN can stall or redirect the session (never write a byte: chunks are verified)")
 	control := fs.String("control", "", "control multicast group (default: subnet broadcast on --port)")
 	port := fs.Int("port", session.DefaultControlPort, "UDP port of announces, requests and takeovers")
 	dataPort := fs.Int("data-port", session.DefaultDataPort, "port of the data sessions' groups (data on the next port)")
@@ -58,6 +64,10 @@ func runFetch(ctx context.Context, args []string, stdout, stderr io.Writer) erro
 		return usageErr("fetch: --repo, --name and one TARGET are required")
 	}
 	target := pos[0]
+	sessionKey, err := fetchKey(*key, *keyFile, *insecure)
+	if err != nil {
+		return err
+	}
 	if *relay != session.RelayStream && *relay != session.RelayAfter {
 		return usageErr("fetch: --relay %q: want stream or after", *relay)
 	}
@@ -80,13 +90,25 @@ func runFetch(ctx context.Context, args []string, stdout, stderr io.Writer) erro
 			return fmt.Errorf("fetch: --iface: %w", err)
 		}
 	}
-	repo, err := imaging.OpenRepo(*repoArg)
+	// The session's clock is the server's, learnt from its answers
+	// (control messages are judged fresh against it).
+	clock := fresh.NewServerClock()
+	var repo imaging.Repo
+	if strings.HasPrefix(*repoArg, "http://") || strings.HasPrefix(*repoArg, "https://") {
+		tr := http.DefaultTransport.(*http.Transport).Clone()
+		tr.MaxIdleConnsPerHost, tr.ResponseHeaderTimeout = 16, 30*time.Second
+		repo, err = imaging.NewHTTPRepo(*repoArg, &http.Client{Transport: clock.Transport(tr)})
+	} else {
+		repo, err = imaging.OpenRepo(*repoArg)
+	}
 	if err != nil {
 		return fmt.Errorf("fetch: %w", err)
 	}
+	c.Clock = clock.Now
 	c.Server, c.Name, c.Pub, c.Relay = repo, *name, pub, *relay
-	if *key != "" {
-		c.Key = []byte(*key)
+	c.Key = sessionKey
+	if c.Key == nil {
+		slog.Warn("INSECURE: --insecure-no-key: control messages are not authenticated; anyone on the LAN can stall or redirect this session (not write to the target: every chunk is verified)")
 	}
 	c.ControlPort, c.DataPort, c.NodeID = *port, *dataPort, uint32(*nodeID)
 	c.Logger = slog.Default()
@@ -132,4 +154,29 @@ func runFetch(ctx context.Context, args []string, stdout, stderr io.Writer) erro
 		*name, target, st.Elapsed.Round(time.Millisecond), st.Chunks, progress.Bytes(st.BytesFromServer), progress.Bytes(st.BytesFromPeers),
 		progress.Bytes(st.BytesToPeers), st.Led, st.Takeovers, st.Fallbacks)
 	return nil
+}
+
+// fetchKey reads the session key from --key-file; --key is refused (a key
+// typed on a command line ends up in scripts and process lists), and no
+// key at all needs --insecure-no-key.
+func fetchKey(key, keyFile string, insecure bool) ([]byte, error) {
+	switch {
+	case key != "":
+		return nil, usageErr("fetch: --key is refused: a key on a command line ends up in scripts and process lists; put it in a file and pass --key-file FILE")
+	case keyFile != "" && insecure:
+		return nil, usageErr("fetch: --key-file and --insecure-no-key exclude each other")
+	case keyFile == "" && !insecure:
+		return nil, usageErr("fetch: a session key is required: --key-file FILE (or --insecure-no-key to let anyone on the LAN stall or redirect the session)")
+	case insecure:
+		return nil, nil
+	}
+	b, err := os.ReadFile(keyFile)
+	if err != nil {
+		return nil, fmt.Errorf("fetch: --key-file: %w", err)
+	}
+	b = bytes.TrimSpace(b)
+	if len(b) == 0 {
+		return nil, fmt.Errorf("fetch: --key-file %s is empty", keyFile)
+	}
+	return b, nil
 }

@@ -26,7 +26,11 @@ func TestFetchUsage(t *testing.T) {
 		{"fetch", "--repo", "http://x/", "--name", "a"},
 		{"fetch", "--repo", "http://x/", "--name", "a", "--relay", "later", "t.img"},
 		{"fetch", "--repo", "http://x/", "--name", "a", "--control", "nonsense", "t.img"},
-		{"fetch", "--repo", "http://x/", "--name", "a", "--rate", "fast", "t.img"},
+		{"fetch", "--repo", "http://x/", "--name", "a", "--rate", "fast", "--insecure-no-key", "t.img"},
+		// The key: never on the command line; none only when asked for.
+		{"fetch", "--repo", "http://x/", "--name", "a", "--key", "secret", "t.img"},
+		{"fetch", "--repo", "http://x/", "--name", "a", "t.img"},
+		{"fetch", "--repo", "http://x/", "--name", "a", "--key-file", "k", "--insecure-no-key", "t.img"},
 	} {
 		t.Run(strings.Join(args, "_"), func(t *testing.T) {
 			dir := t.TempDir()
@@ -71,9 +75,13 @@ func TestFetch(t *testing.T) {
 		{pub: "other.pub", target: filepath.Join(dir, "t2.img")},
 		{pub: "site.pub", target: small},
 	}
+	keyFile := filepath.Join(dir, "session.key")
+	if err := os.WriteFile(keyFile, []byte("session key of the test\n"), 0o600); err != nil {
+		t.Fatal(err)
+	}
 	fetch := func(i int) *exec.Cmd {
 		n := nodes[i]
-		cmd := lan.Nodes[i].Command(ctx, bin, "fetch", "--repo", repo, "--name", "debian-12", "--pub", filepath.Join(dir, n.pub),
+		cmd := lan.Nodes[i].Command(ctx, bin, "fetch", "--repo", repo, "--name", "debian-12", "--pub", filepath.Join(dir, n.pub), "--key-file", keyFile,
 			"--iface", "eth0", "--announce-interval", "100ms", "--listen", "500ms", "--linger", "1s",
 			"--stats", filepath.Join(dir, filepath.Base(n.target)+".json"), n.target)
 		cmd.Stdout, cmd.Stderr = &n.out, &n.errOut

@@ -20,6 +20,7 @@ import (
 	"golang.org/x/sys/unix"
 
 	"github.com/shoal-project/shoal/imaging"
+	"github.com/shoal-project/shoal/imaging/mcast/fresh"
 	"github.com/shoal-project/shoal/imaging/mcast/wire"
 )
 
@@ -36,8 +37,29 @@ type Sink interface {
 
 // ReceiverConfig configures Receive.
 type ReceiverConfig struct {
-	// Name is the image to receive; empty takes the first image announced.
+	// ImageID, when set, is the image to receive: announces of any other
+	// image are ignored, and the manifest that comes must have exactly
+	// this ID (so an older image of the same name, even signed by the
+	// site's key, is refused). Zero: the first image announced (of Name).
+	ImageID imaging.ID
+	// Name, when set, must be the manifest's name too.
 	Name string
+	// Session, when not 0, is the only session joined (the peer session
+	// names it in its leader's authenticated announce); 0 joins the first
+	// fresh, authenticated announce of ImageID.
+	Session uint32
+	// Source, when valid, is the only address announces and data are
+	// taken from (the peer session: its leader's); otherwise the source of
+	// the announce joined.
+	Source netip.Addr
+	// Key authenticates the control datagrams (HMAC-SHA256). Nil:
+	// unauthenticated, with a warning unless Quiet is set (the caller
+	// warned already).
+	Key   []byte
+	Quiet bool
+	// Clock is the receiver's estimate of the image server's clock, which
+	// judges and stamps control datagrams (default: the local clock).
+	Clock func() time.Time
 	// Pub, when set, must have signed the manifest.
 	Pub ed25519.PublicKey
 	// Open is called with the verified manifest and returns where its
@@ -60,7 +82,8 @@ type ReceiverConfig struct {
 	// SenderTimeout is how long the sender may stay silent (default 10 s).
 	SenderTimeout time.Duration
 	// MaxCorrupt is how many chunks may fail their hash before the sender
-	// is given up on (default 16).
+	// is given up on (default 3; a manifest with a bad signature gives it
+	// up at once).
 	MaxCorrupt int
 	// Backoff is the longest random delay before a request (default 4 ms);
 	// Retry the wait for an answer before asking again (default 40 ms).
@@ -84,7 +107,8 @@ type ReceiverStats struct {
 	DuplicateBytes int64 // block bytes received but not needed
 	Datagrams      int64
 	Malformed      int64 // datagrams that did not parse
-	Foreign        int64 // datagrams of another session or image
+	Foreign        int64 // datagrams of another session, image or source
+	Refused        int64 // control datagrams unauthenticated, stale or replayed
 	NoRoom         int64 // datagrams dropped for want of buffer
 	Corrupt        int   // chunks that failed their hash
 	Requests       int64 // request datagrams sent
@@ -101,10 +125,17 @@ var ErrSenderGone = errors.New("sender gone")
 // a firewall).
 var ErrNoData = errors.New("announces heard but no data")
 
-// ErrBadSender is returned when the sender's data keeps failing its hashes.
+// ErrBadSender is returned when the sender's data keeps failing its hashes,
+// or its manifest's signature is bad: a bad peer, to be left.
 var ErrBadSender = errors.New("sender keeps sending bad data")
 
-func (c *ReceiverConfig) defaults() {
+func (c *ReceiverConfig) defaults() error {
+	if err := checkKey(c.Key); err != nil {
+		return fmt.Errorf("receive: %w", err)
+	}
+	if c.Clock == nil {
+		c.Clock = time.Now
+	}
 	if !c.Control.IsValid() {
 		c.Control = DefaultControl
 	}
@@ -118,7 +149,7 @@ func (c *ReceiverConfig) defaults() {
 		c.SenderTimeout = 10 * time.Second
 	}
 	if c.MaxCorrupt <= 0 {
-		c.MaxCorrupt = 16
+		c.MaxCorrupt = 3
 	}
 	if c.Backoff <= 0 {
 		c.Backoff = 4 * time.Millisecond
@@ -140,6 +171,7 @@ func (c *ReceiverConfig) defaults() {
 		_, _ = rand.Read(b[:])
 		c.ID = binary.BigEndian.Uint32(b[:])
 	}
+	return nil
 }
 
 // partial is a chunk being assembled.
@@ -192,11 +224,15 @@ type receiver struct {
 	log    *slog.Logger
 	codecs codecs
 	ctrl   *ipv4.PacketConn
+	stamps *fresh.Stamper
+	guard  *fresh.Guard
 
 	mu         sync.Mutex
 	ann        wire.Announce
 	hdr        wire.Header // the session's header, set by the first announce
 	joined     bool
+	src        netip.Addr    // the sender's address: announces and data come from it
+	nonce      uint64        // the sender's nonce: its announces carry it
 	annCh      chan struct{} // closed at the first announce
 	heard      time.Time     // last datagram of the session
 	ending     bool
@@ -232,12 +268,18 @@ type receiver struct {
 // the control group, from ListenGroup), receives the image, writes it to
 // the sink cfg.Open returns and returns once the sink is finished.
 func Receive(ctx context.Context, ctrl net.PacketConn, cfg ReceiverConfig) (ReceiverStats, error) {
-	cfg.defaults()
+	if err := cfg.defaults(); err != nil {
+		return ReceiverStats{}, err
+	}
 	if cfg.Open == nil {
 		return ReceiverStats{}, errors.New("receive: no Open")
 	}
+	if cfg.Key == nil && !cfg.Quiet {
+		cfg.Logger.Warn("INSECURE: no key: control datagrams are not authenticated; anyone on the LAN can stall this receiver (never write a byte: the image ID and every chunk's hash are checked)")
+	}
 	r := &receiver{
 		cfg: cfg, log: cfg.Logger, ctrl: ipv4.NewPacketConn(ctrl),
+		stamps: fresh.NewStamper(cfg.Clock), guard: fresh.NewGuard(cfg.Clock, 0),
 		annCh: make(chan struct{}), partials: make(map[int]*partial), writing: make(map[int]bool),
 		wholeDue: make(map[int]time.Time), cursor: groupKey{-1, 0},
 		writeQ: make(chan *partial, cfg.BufferChunks), finished: make(chan struct{}),
@@ -263,7 +305,7 @@ func Receive(ctx context.Context, ctrl net.PacketConn, cfg ReceiverConfig) (Rece
 	case <-ctx.Done():
 		return r.snapshot(start), ctx.Err()
 	case <-joinTimeout:
-		return r.snapshot(start), fmt.Errorf("no sender announced image %q within %v", cfg.Name, cfg.JoinTimeout)
+		return r.snapshot(start), fmt.Errorf("no sender announced image %q (%s) within %v", cfg.Name, cfg.ImageID.String()[:16], cfg.JoinTimeout)
 	case <-r.annCh:
 	}
 	r.mu.Lock()
@@ -327,7 +369,7 @@ func (r *receiver) readLoop(ctx context.Context, p *ipv4.PacketConn, data bool) 
 		now := time.Now()
 		r.mu.Lock()
 		for _, m := range msgs[:n] {
-			needs = r.handle(now, m.Buffers[0][:m.N], needs)
+			needs = r.handle(now, m.Buffers[0][:m.N], addrOf(m.Addr), needs)
 		}
 		r.mu.Unlock()
 		if data && n < len(msgs)/4 {
@@ -343,29 +385,29 @@ func (r *receiver) readLoop(ctx context.Context, p *ipv4.PacketConn, data bool) 
 // socket buffer holds 8 MiB).
 const batchWait = 5 * time.Millisecond
 
-// handle handles one datagram; r.mu is held.
-func (r *receiver) handle(now time.Time, b []byte, needs []wire.Need) []wire.Need {
+// addrOf is the IPv4 address of a datagram's source.
+func addrOf(a net.Addr) netip.Addr {
+	if u, ok := a.(*net.UDPAddr); ok {
+		if ip, ok := netip.AddrFromSlice(u.IP); ok {
+			return ip.Unmap()
+		}
+	}
+	return netip.Addr{}
+}
+
+// handle handles one datagram from src; r.mu is held.
+func (r *receiver) handle(now time.Time, b []byte, src netip.Addr, needs []wire.Need) []wire.Need {
 	r.stats.Datagrams++
 	h, body, err := wire.ParseHeader(b)
 	if err != nil {
 		r.stats.Malformed++
 		return needs
 	}
-	if h.Type == wire.TypeAnnounce {
-		a, err := wire.ParseAnnounce(body)
-		if err != nil || wire.Prefix(a.ID) != h.IDPrefix {
-			r.stats.Malformed++
+	if h.Type == wire.TypeData {
+		if !r.joined || h.IDPrefix != r.hdr.IDPrefix || h.Session != r.hdr.Session || src != r.src {
+			r.stats.Foreign++
 			return needs
 		}
-		r.announce(now, h, a)
-		return needs
-	}
-	if !r.joined || h.IDPrefix != r.hdr.IDPrefix || h.Session != r.hdr.Session {
-		r.stats.Foreign++
-		return needs
-	}
-	switch h.Type {
-	case wire.TypeData:
 		d, err := wire.ParseData(body)
 		if err != nil {
 			r.stats.Malformed++
@@ -373,10 +415,42 @@ func (r *receiver) handle(now time.Time, b []byte, needs []wire.Need) []wire.Nee
 		}
 		r.heard = now
 		r.data(now, d)
+		return needs
+	}
+	h, body, st, err := wire.ParseControl(b, r.cfg.Key)
+	switch {
+	case errors.Is(err, wire.ErrUnauthenticated):
+		r.stats.Refused++
+		return needs
+	case err != nil:
+		r.stats.Malformed++
+		return needs
+	}
+	if st.Nonce == r.stamps.Nonce() {
+		return needs // our own, looped back
+	}
+	if h.Type == wire.TypeAnnounce {
+		a, err := wire.ParseAnnounce(body)
+		if err != nil || wire.Prefix(a.ID) != h.IDPrefix {
+			r.stats.Malformed++
+			return needs
+		}
+		r.announce(now, h, a, st, src)
+		return needs
+	}
+	if !r.joined || h.IDPrefix != r.hdr.IDPrefix || h.Session != r.hdr.Session {
+		r.stats.Foreign++
+		return needs
+	}
+	switch h.Type {
 	case wire.TypeRequest:
 		q, err := wire.ParseRequest(body, needs)
 		if err != nil {
 			r.stats.Malformed++
+			return needs
+		}
+		if err := r.guard.Check(st); err != nil {
+			r.stats.Refused++ // a replayed request would silence ours
 			return needs
 		}
 		if q.Receiver != r.cfg.ID {
@@ -385,15 +459,20 @@ func (r *receiver) handle(now time.Time, b []byte, needs []wire.Need) []wire.Nee
 		return q.Needs
 	case wire.TypeStatus:
 		// Other receivers' statuses are for the sender.
-	default:
-		r.stats.Malformed++
 	}
 	return needs
 }
 
-// announce handles an announce; r.mu is held.
-func (r *receiver) announce(now time.Time, h wire.Header, a wire.Announce) {
+// announce handles an announce from src; r.mu is held. The first fresh
+// announce of our image (of cfg.Session and from cfg.Source, when set) is
+// joined; from then on only that sender's (session, address and nonce).
+func (r *receiver) announce(now time.Time, h wire.Header, a wire.Announce, st fresh.Stamp, src netip.Addr) {
 	if !r.joined {
+		if r.cfg.ImageID != (imaging.ID{}) && imaging.ID(a.ID) != r.cfg.ImageID || r.cfg.Session != 0 && h.Session != r.cfg.Session ||
+			r.cfg.Source.IsValid() && src != r.cfg.Source {
+			r.stats.Foreign++
+			return
+		}
 		if r.cfg.Name != "" && a.Name != r.cfg.Name {
 			r.stats.Foreign++
 			return
@@ -402,14 +481,30 @@ func (r *receiver) announce(now time.Time, h wire.Header, a wire.Announce) {
 			r.stats.Malformed++
 			return
 		}
+		if err := r.guard.Check(st); err != nil {
+			r.stats.Refused++
+			return
+		}
 		r.joined, r.ann, r.hdr = true, a, wire.Header{IDPrefix: h.IDPrefix, Session: h.Session}
-		r.log.Info("joined session", "image", a.Name, "id", imaging.ID(a.ID), "session", h.Session, "data", a.Data)
+		r.src, r.nonce = src, st.Nonce
+		r.log.Info("joined session", "image", a.Name, "id", imaging.ID(a.ID), "session", h.Session, "data", a.Data, "sender", src)
 		close(r.annCh)
+		r.accept(now, a)
+		return
 	}
-	if h.Session != r.hdr.Session || a.ID != r.ann.ID {
+	if h.Session != r.hdr.Session || a.ID != r.ann.ID || src != r.src || st.Nonce != r.nonce {
 		r.stats.Foreign++
 		return
 	}
+	if err := r.guard.Check(st); err != nil {
+		r.stats.Refused++
+		return
+	}
+	r.accept(now, a)
+}
+
+// accept takes what an announce of the joined session says; r.mu is held.
+func (r *receiver) accept(now time.Time, a wire.Announce) {
 	r.heard = now
 	r.ann.Flags, r.ann.RateBitsPerSec = a.Flags, a.RateBitsPerSec
 	if a.Flags&wire.FlagFirstPassDone != 0 && r.fpDoneAt.IsZero() {
@@ -665,8 +760,8 @@ func (r *receiver) manifest(p *partial) {
 		return
 	}
 	raw, sig := blob[4:4+n], blob[4+n:]
-	if sha256.Sum256(raw) != r.ann.ID {
-		bad("manifest hash is not the announced image ID")
+	if sha256.Sum256(raw) != r.ann.ID || r.cfg.ImageID != (imaging.ID{}) && imaging.ID(r.ann.ID) != r.cfg.ImageID {
+		bad("manifest hash is not the image ID")
 		return
 	}
 	if len(sig) == 0 {
@@ -674,9 +769,11 @@ func (r *receiver) manifest(p *partial) {
 	}
 	img, err := imaging.NewImage(append([]byte(nil), raw...), append([]byte(nil), sig...), r.cfg.Pub)
 	if err != nil {
-		// The manifest is the announced one: a bad signature or an
-		// invalid manifest will not get better.
-		r.fail(fmt.Errorf("image %x: %w", r.ann.ID[:8], err))
+		// The manifest is ours (its hash is the ID) but the sender's
+		// signature of it is bad (or the manifest invalid): a bad peer,
+		// whose data is not worth waiting for.
+		r.stats.Corrupt++
+		r.fail(fmt.Errorf("%w: its manifest of image %x: %w", ErrBadSender, r.ann.ID[:8], err))
 		return
 	}
 	if int(r.ann.Chunks) != len(img.Chunks) {
@@ -828,10 +925,13 @@ func (r *receiver) tickLoop(ctx context.Context, start time.Time) error {
 		r.mu.Unlock()
 		for len(needs) > 0 {
 			n := min(len(needs), wire.MaxRequestEntries)
-			b, err := wire.AppendRequest(nil, r.hdr, &wire.Request{Receiver: r.cfg.ID, Needs: needs[:n]})
-			if err == nil {
-				_, err = r.ctrl.WriteTo(b, nil, udpAddr(r.cfg.Control))
-			}
+			err := r.stamps.Do(func(st fresh.Stamp) error {
+				b, err := wire.AppendRequest(nil, r.hdr, &wire.Request{Receiver: r.cfg.ID, Needs: needs[:n]}, st, r.cfg.Key)
+				if err == nil {
+					_, err = r.ctrl.WriteTo(b, nil, udpAddr(r.cfg.Control))
+				}
+				return err
+			})
 			if err != nil && ctx.Err() == nil {
 				r.log.Warn("request", "err", err)
 			}
@@ -936,13 +1036,17 @@ func (r *receiver) sendStatus(state uint8) {
 		loss = int(1000 * (r.lossExp - r.lossGot) / r.lossExp)
 	}
 	r.lossExp, r.lossGot = 0, 0
-	b := wire.AppendStatus(nil, r.hdr, &wire.Status{
+	hdr := r.hdr
+	status := wire.Status{
 		Receiver: r.cfg.ID, State: state, LossPermille: uint16(loss),
 		ChunksDone: uint32(r.nwritten), Chunks: uint32(r.chunks),
 		ReceivedBytes: uint64(r.stats.ReceivedBytes), DuplicateBytes: uint64(r.stats.DuplicateBytes),
-	})
+	}
 	r.mu.Unlock()
-	if _, err := r.ctrl.WriteTo(b, nil, udpAddr(r.cfg.Control)); err != nil {
+	if err := r.stamps.Do(func(st fresh.Stamp) error {
+		_, err := r.ctrl.WriteTo(wire.AppendStatus(nil, hdr, &status, st, r.cfg.Key), nil, udpAddr(r.cfg.Control))
+		return err
+	}); err != nil {
 		r.log.Debug("status", "err", err)
 	}
 }

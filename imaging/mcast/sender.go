@@ -9,6 +9,7 @@ import (
 	"log/slog"
 	"net"
 	"net/netip"
+	"slices"
 	"sync"
 	"syscall"
 	"time"
@@ -16,6 +17,7 @@ import (
 	"golang.org/x/net/ipv4"
 
 	"github.com/shoal-project/shoal/imaging"
+	"github.com/shoal-project/shoal/imaging/mcast/fresh"
 	"github.com/shoal-project/shoal/imaging/mcast/wire"
 )
 
@@ -86,6 +88,19 @@ type SenderConfig struct {
 	Progress func(SenderStats)
 	// Session is the session number (random when 0).
 	Session uint32
+	// Key authenticates the control datagrams (HMAC-SHA256): what this
+	// sender announces, and the requests and statuses it acts on. Nil:
+	// unauthenticated, with a warning unless Quiet is set (the caller
+	// warned already).
+	Key   []byte
+	Quiet bool
+	// Clock is the sender's estimate of the image server's clock, which
+	// stamps and judges the freshness of control datagrams (default: the
+	// local clock; see fresh.ServerClock).
+	Clock func() time.Time
+	// MaxReceivers bounds the receivers the sender keeps track of
+	// (default 1024); beyond it the one heard from longest ago is dropped.
+	MaxReceivers int
 }
 
 // SenderStats counts what a sender did.
@@ -98,6 +113,7 @@ type SenderStats struct {
 	Datagrams      int64
 	Requests       int64 // request datagrams heard
 	Malformed      int64 // control datagrams that did not parse
+	Refused        int64 // control datagrams unauthenticated, stale or replayed
 	Receivers      int   // receivers heard of
 	Done           int   // receivers that reported done
 	Dropped        int   // receivers forgotten (timed out or failed)
@@ -106,7 +122,16 @@ type SenderStats struct {
 	RateBitsPerSec int64
 }
 
-func (c *SenderConfig) defaults() {
+func (c *SenderConfig) defaults() error {
+	if err := checkKey(c.Key); err != nil {
+		return fmt.Errorf("send: %w", err)
+	}
+	if c.Clock == nil {
+		c.Clock = time.Now
+	}
+	if c.MaxReceivers <= 0 {
+		c.MaxReceivers = 1024
+	}
 	if !c.Data.IsValid() {
 		c.Data = DefaultData
 	}
@@ -145,6 +170,7 @@ func (c *SenderConfig) defaults() {
 		_, _ = rand.Read(b[:])
 		c.Session = binary.BigEndian.Uint32(b[:])
 	}
+	return nil
 }
 
 type groupKey struct {
@@ -168,6 +194,8 @@ type sender struct {
 	codecs codecs
 	parity parityCache // used by the sending goroutine only
 	log    *slog.Logger
+	stamps *fresh.Stamper
+	guard  *fresh.Guard
 
 	mu           sync.Mutex
 	hi           []groupKey // repairs, in the order asked
@@ -201,9 +229,14 @@ func ManifestBlob(img *imaging.Image) []byte {
 // (from ListenGroup): it announces the image, sends it, serves repairs and
 // returns when the session is over (see SenderConfig) or ctx is done.
 func Send(ctx context.Context, conn net.PacketConn, cfg SenderConfig) (SenderStats, error) {
-	cfg.defaults()
+	if err := cfg.defaults(); err != nil {
+		return SenderStats{}, err
+	}
 	if cfg.Image == nil || cfg.Source == nil {
 		return SenderStats{}, errors.New("send: no image or source")
+	}
+	if cfg.Key == nil && !cfg.Quiet {
+		cfg.Logger.Warn("INSECURE: no key: control datagrams are not authenticated; anyone on the LAN can stall or end this session")
 	}
 	s := &sender{
 		cfg:        cfg,
@@ -216,6 +249,8 @@ func Send(ctx context.Context, conn net.PacketConn, cfg SenderConfig) (SenderSta
 		nextRepair: make(map[groupKey]int),
 		rx:         make(map[uint32]*rxInfo),
 		wake:       make(chan struct{}, 1),
+		stamps:     fresh.NewStamper(cfg.Clock),
+		guard:      fresh.NewGuard(cfg.Clock, 0),
 	}
 	s.stats.Chunks = s.chunks
 	s.stats.RateBitsPerSec = cfg.RateBitsPerSec
@@ -302,13 +337,27 @@ func (s *sender) readControl(ctx context.Context, conn net.PacketConn) error {
 
 // handleControl handles one control datagram; s.mu is held.
 func (s *sender) handleControl(now time.Time, b []byte, needs []wire.Need) []wire.Need {
-	h, body, err := wire.ParseHeader(b)
-	if err != nil {
+	h, body, st, err := wire.ParseControl(b, s.cfg.Key)
+	switch {
+	case errors.Is(err, wire.ErrUnauthenticated):
+		s.stats.Refused++
+		return needs
+	case err != nil:
 		s.stats.Malformed++
 		return needs
 	}
 	if h.IDPrefix != s.hdr.IDPrefix || h.Session != s.hdr.Session {
 		return needs // another session's traffic
+	}
+	if st.Nonce == s.stamps.Nonce() {
+		return needs // our own announce
+	}
+	if h.Type != wire.TypeRequest && h.Type != wire.TypeStatus {
+		return needs
+	}
+	if err := s.guard.Check(st); err != nil {
+		s.stats.Refused++ // another run's, or a replay of this one's
+		return needs
 	}
 	switch h.Type {
 	case wire.TypeRequest:
@@ -343,12 +392,44 @@ func (s *sender) handleControl(now time.Time, b []byte, needs []wire.Need) []wir
 func (s *sender) seen(id uint32, now time.Time) *rxInfo {
 	r := s.rx[id]
 	if r == nil {
+		if len(s.rx) >= s.cfg.MaxReceivers {
+			s.forgetOldest()
+		}
 		r = &rxInfo{state: wire.StateJoining}
 		s.rx[id] = r
 		s.log.Info("receiver joined", "receiver", id)
 	}
 	r.lastSeen = now
 	return r
+}
+
+// forgetOldest makes room in the receiver table, down to half of it: done
+// receivers first, then those heard from longest ago; s.mu is held. Only
+// a flood of receivers (forged, without a key) gets here, once per half a
+// table of new receivers.
+func (s *sender) forgetOldest() {
+	type aged struct {
+		id   uint32
+		done bool
+		at   time.Time
+	}
+	all := make([]aged, 0, len(s.rx))
+	for id, r := range s.rx {
+		all = append(all, aged{id, r.state == wire.StateDone, r.lastSeen})
+	}
+	slices.SortFunc(all, func(a, b aged) int {
+		if a.done != b.done {
+			if a.done {
+				return -1
+			}
+			return 1
+		}
+		return a.at.Compare(b.at)
+	})
+	for _, a := range all[:len(all)-s.cfg.MaxReceivers/2] {
+		delete(s.rx, a.id)
+		s.dropped++
+	}
 }
 
 // request queues one need; s.mu is held.
@@ -723,14 +804,16 @@ func (s *sender) announce(p *ipv4.PacketConn) error {
 		RateBitsPerSec: uint64(s.annRate), Data: s.cfg.Data, Name: s.cfg.Image.Manifest.Name,
 	}
 	s.mu.Unlock()
-	b, err := wire.AppendAnnounce(nil, s.hdr, &a)
-	if err != nil {
-		return err
-	}
-	if _, err := p.WriteTo(b, nil, udpAddr(s.cfg.Control)); err != nil {
-		return fmt.Errorf("announce: %w", err)
-	}
-	return nil
+	return s.stamps.Do(func(st fresh.Stamp) error {
+		b, err := wire.AppendAnnounce(nil, s.hdr, &a, st, s.cfg.Key)
+		if err != nil {
+			return err
+		}
+		if _, err := p.WriteTo(b, nil, udpAddr(s.cfg.Control)); err != nil {
+			return fmt.Errorf("announce: %w", err)
+		}
+		return nil
+	})
 }
 
 func wireChunk(chunk int) uint32 {

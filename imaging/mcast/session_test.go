@@ -3,6 +3,7 @@ package mcast
 import (
 	"bytes"
 	"context"
+	"crypto/ed25519"
 	"crypto/rand"
 	"errors"
 	"fmt"
@@ -16,6 +17,7 @@ import (
 	"time"
 
 	"github.com/shoal-project/shoal/imaging"
+	"github.com/shoal-project/shoal/imaging/mcast/fresh"
 	"github.com/shoal-project/shoal/imaging/mcast/wire"
 	"github.com/shoal-project/shoal/internal/netlab"
 	"github.com/shoal-project/shoal/partition"
@@ -119,6 +121,8 @@ func (w tWriter) Write(b []byte) (int, error) {
 	return len(b), nil
 }
 
+var testKey = []byte("transport key for tests")
+
 // rxSpec describes one receiver of a session test.
 type rxSpec struct {
 	lossPermille int
@@ -149,6 +153,13 @@ type sessionSpec struct {
 	progress func(SenderStats)
 	// garbage, when set, runs alongside in an extra node.
 	garbage func(ctx context.Context, n *netlab.Node, img *imaging.Image) error
+	// senderDelay delays the sender's start (a rogue speaks first).
+	senderDelay time.Duration
+	// pub, when set, must have signed the manifest the receivers get.
+	pub ed25519.PublicKey
+	// sendImage, when set, is the image the sender sends (its manifest
+	// and signature) instead of img.
+	sendImage *imaging.Image
 }
 
 // runSession runs a sender and receivers on a netlab LAN and returns the
@@ -199,6 +210,7 @@ func runSession(t *testing.T, img *imaging.Image, repo imaging.Repo, spec sessio
 			}
 			defer c.Close()
 			res.stats, res.err = Receive(rctx, c, ReceiverConfig{
+				ImageID: img.ID, Key: testKey, Pub: spec.pub,
 				Name:  img.Manifest.Name,
 				Open:  openTarget(res.path, rs.writeDelay),
 				Iface: ifi,
@@ -238,8 +250,15 @@ func runSession(t *testing.T, img *imaging.Image, repo imaging.Repo, spec sessio
 	if spec.source != nil {
 		src = spec.source(src)
 	}
+	if spec.senderDelay > 0 {
+		time.Sleep(spec.senderDelay)
+	}
+	sendImg := img
+	if spec.sendImage != nil {
+		sendImg = spec.sendImage
+	}
 	st, err := Send(ctx, sc, SenderConfig{
-		Image: img, Source: src,
+		Image: sendImg, Source: src, Key: testKey,
 		RateBitsPerSec: spec.rateBitsPerSec, ParityBlocks: spec.fecParity,
 		MinReceivers: minRx, MaxWait: 20 * time.Second, Linger: 300 * time.Millisecond,
 		ReceiverTimeout: 2 * time.Second,
@@ -388,7 +407,7 @@ func TestGarbage(t *testing.T) {
 			if err != nil {
 				return fmt.Errorf("waiting for an announce: %w", err)
 			}
-			h, body, err := wire.ParseHeader(buf[:m])
+			h, body, _, err := wire.ParseControl(buf[:m], nil)
 			if err != nil || h.Type != wire.TypeAnnounce {
 				continue
 			}
@@ -412,13 +431,13 @@ func TestGarbage(t *testing.T) {
 					dst = ctrl
 				}
 			case 1: // a good header, then junk
-				b = append(wire.AppendStatus(nil, hdr, &wire.Status{Receiver: 1, State: wire.StateDone})[:wire.HeaderBytes], make([]byte, 7)...)
+				b = append(wire.AppendStatus(nil, hdr, &wire.Status{Receiver: 1, State: wire.StateDone}, fresh.Stamp{}, nil)[:wire.HeaderBytes], make([]byte, 7)...)
 				b[6], b[7] = 0, 7
 				dst = ctrl
 			case 2: // another session
 				b = wire.AppendData(nil, other, &wire.Data{Chunk: 0, Group: 0, Shard: 0, Block: make([]byte, l.blockBytes)})
 			case 3: // a request for nonsense
-				b, _ = wire.AppendRequest(nil, hdr, &wire.Request{Receiver: 7, Needs: []wire.Need{{Chunk: 1 << 30, Group: 3, Need: 9}}})
+				b, _ = wire.AppendRequest(nil, hdr, &wire.Request{Receiver: 7, Needs: []wire.Need{{Chunk: 1 << 30, Group: 3, Need: 9}}}, fresh.Stamp{TimeMs: time.Now().UnixMilli(), Nonce: 5, Seq: uint32(i)}, nil)
 				dst = ctrl
 			case 4: // forged data of the right session, now and then
 				if i%50 != 4 {
@@ -449,8 +468,8 @@ func TestGarbage(t *testing.T) {
 			t.Errorf("receiver %d counted %d malformed and %d foreign datagrams; want some of each", i, r.stats.Malformed, r.stats.Foreign)
 		}
 	}
-	if st.Malformed == 0 {
-		t.Errorf("sender counted no malformed control datagrams")
+	if st.Malformed == 0 || st.Refused == 0 {
+		t.Errorf("sender counted %d malformed and %d refused (unauthenticated) control datagrams; want some of each", st.Malformed, st.Refused)
 	}
 }
 

@@ -13,6 +13,7 @@ import (
 
 	"github.com/shoal-project/shoal/imaging"
 	"github.com/shoal-project/shoal/imaging/mcast"
+	"github.com/shoal-project/shoal/imaging/mcast/fresh"
 )
 
 // openControl opens the socket of the control messages: bound to
@@ -105,32 +106,39 @@ func broadcastAddr(iface *net.Interface) (netip.Addr, error) {
 	return netip.Addr{}, errors.New("no interface with an IPv4 address to broadcast on (use --iface)")
 }
 
-// send broadcasts one control message about our image.
-func (n *node) send(t MsgType, epoch uint32, flags uint16, group netip.AddrPort) {
-	m := Msg{Type: t, Flags: flags, Epoch: epoch, Node: n.cfg.NodeID, Held: n.held(), Group: group, Name: n.cfg.Name}
+// send broadcasts one control message about our image: m's type, epoch,
+// flags, group, session and echo, with this node's ID, what it holds and
+// the next stamp of its nonce.
+func (n *node) send(m Msg) {
+	m.Node, m.Held, m.Name = n.cfg.NodeID, n.held(), n.cfg.Name
 	if img := n.image(); img != nil {
 		m.ID = img.ID
 	}
 	if n.complete() {
 		m.Flags |= FlagComplete
 	}
-	b, err := AppendMsg(nil, &m, n.cfg.Key)
+	err := n.stamps.Do(func(st fresh.Stamp) error {
+		m.Stamp = st
+		b, err := AppendMsg(nil, &m, n.cfg.Key)
+		if err != nil {
+			return err
+		}
+		_, err = n.conn.WriteTo(b, n.dst)
+		return err
+	})
 	if err != nil {
-		n.log.Warn("control message", "err", err)
-		return
-	}
-	if _, err := n.conn.WriteTo(b, n.dst); err != nil {
-		n.log.Debug("send control message", "type", t, "err", err)
+		n.log.Debug("send control message", "type", m.Type, "err", err)
 	}
 }
 
 // readControl reads control messages until the socket is closed and
-// records what they say about our image.
+// records what they say about our image. A message that fails its HMAC,
+// is stale or replayed (fresh.Guard) leaves no state.
 func (n *node) readControl(ctx context.Context) {
 	buf := make([]byte, 2048)
 	bad := 0
 	for {
-		k, _, err := n.conn.ReadFrom(buf)
+		k, from, err := n.conn.ReadFrom(buf)
 		if err != nil {
 			if ctx.Err() == nil && !errors.Is(err, net.ErrClosed) {
 				n.log.Warn("control socket", "err", err)
@@ -138,103 +146,236 @@ func (n *node) readControl(ctx context.Context) {
 			return
 		}
 		m, err := ParseMsg(buf[:k], n.cfg.Key)
+		if err == nil && m.Stamp.Nonce == n.stamps.Nonce() {
+			continue // our own broadcast, looped back
+		}
+		if err == nil {
+			err = n.guard.Check(m.Stamp)
+		}
 		if err != nil {
+			n.refused.Add(1)
 			bad++
-			if bad == 1 || bad%100 == 0 {
-				n.log.Warn("control message dropped", "err", err, "dropped", bad)
+			if bad == 1 || bad%1000 == 0 {
+				n.log.Warn("control message refused", "err", err, "refused", bad)
 			}
 			continue
 		}
-		n.heard(time.Now(), m)
+		var src netip.Addr
+		if u, ok := from.(*net.UDPAddr); ok {
+			src, _ = netip.AddrFromSlice(u.IP)
+			src = src.Unmap()
+		}
+		for _, out := range n.heard(time.Now(), m, src) {
+			n.send(out)
+		}
 	}
 }
 
-// heard records message m, when it is about our image; the one place where
-// messages of other images and stale epochs are told apart.
-func (n *node) heard(now time.Time, m Msg) {
-	if m.Node == n.cfg.NodeID {
-		return // our own broadcast, looped back
-	}
+// leading is what the lead loop tells the control reader, to answer
+// requests at once.
+type leading struct {
+	epoch   uint32
+	group   netip.AddrPort
+	flags   uint16
+	session uint32
+}
+
+// heard records message m from src, when it is about our image; the one
+// place where messages of other images and stale epochs are told apart.
+// It returns the messages to send in answer: an announce echoing a
+// request to the epoch this node leads, a request (echoing it) to an
+// unproven leader that would matter.
+func (n *node) heard(now time.Time, m Msg, src netip.Addr) []Msg {
 	n.mu.Lock()
 	defer n.mu.Unlock()
 	var zero imaging.ID
 	switch {
 	case n.img != nil && m.ID != zero:
 		if m.ID != n.img.ID {
-			return // another image: a separate session
+			return nil // another image: a separate session
 		}
 	case m.Name != n.cfg.Name:
-		return // no manifest on one side: match by name
+		return nil // no manifest on one side: match by name
 	}
+	me := n.stamps.Nonce()
+	nonce := m.Stamp.Nonce
 	switch m.Type {
 	case TypeAnnounce:
-		l := n.leaders[m.Node]
+		l := n.leaders[nonce]
 		if l == nil {
-			l = &leaderInfo{node: m.Node}
-			n.leaders[m.Node] = l
+			if !room(n.leaders, maxLeaders, now, func(l *leaderInfo) time.Time { return l.lastSeen }, func(l *leaderInfo) bool { return l.proven }) {
+				n.refused.Add(1)
+				return nil
+			}
+			l = &leaderInfo{nonce: nonce}
+			n.leaders[nonce] = l
 		}
 		if m.Epoch < l.epoch {
-			return // a stale announce of that leader
+			return nil // a stale announce of that leader
 		}
-		l.epoch, l.group, l.held, l.flags, l.lastSeen = m.Epoch, m.Group, m.Held, m.Flags, now
-		n.maxEpoch = max(n.maxEpoch, m.Epoch)
+		l.id, l.node, l.seq, l.epoch, l.group, l.session, l.src = m.ID, m.Node, m.Stamp.Seq, m.Epoch, m.Group, m.Session, src
+		l.held, l.flags, l.lastSeen = m.Held, m.Flags, now
+		if m.EchoNonce == me && !l.proven {
+			l.proven = true
+			n.guard.Mark(nonce)
+		}
+		if l.proven {
+			n.maxEpoch = max(n.maxEpoch, m.Epoch)
+			return nil
+		}
+		// Unproven: ask it, echoing its announce, when following it
+		// would matter (we miss chunks and it would be our best
+		// leader), at most once per half interval.
+		if m.Flags&FlagLeaving != 0 || n.w != nil && n.w.Remaining() == 0 || now.Sub(l.challengedAt) < n.cfg.AnnounceInterval/2 {
+			return nil
+		}
+		if n.leadState != nil && !l.beats(n.leadState.epoch, n.cfg.NodeID) {
+			return nil
+		}
+		if now.Sub(n.challengeAt) > n.cfg.AnnounceInterval {
+			n.challengeAt, n.challenges = now, 0
+		}
+		if n.challenges >= maxChallenges {
+			return nil // a flood of announcers: the real one is asked later
+		}
+		n.challenges++
+		l.challengedAt = now
+		return []Msg{{Type: TypeRequest, Epoch: m.Epoch, EchoNonce: nonce, EchoSeq: m.Stamp.Seq}}
 	case TypeRequest:
-		n.requests[m.Node] = msgSeen{epoch: m.Epoch, at: now, id: m.ID != zero}
+		r := n.requests[nonce]
+		if r == nil {
+			if !room(n.requests, maxRequests, now, func(r *reqSeen) time.Time { return r.at }, func(r *reqSeen) bool { return r.echoedUs }) {
+				n.refused.Add(1)
+				return nil
+			}
+			r = &reqSeen{}
+			n.requests[nonce] = r
+		}
+		r.node, r.epoch, r.seq, r.at, r.id = m.Node, m.Epoch, m.Stamp.Seq, now, m.ID != zero
+		r.echoedUs = m.EchoNonce == me
+		if n.leadState != nil && r.echoedUs && m.Epoch == n.leadState.epoch && now.Sub(r.answeredAt) >= n.cfg.AnnounceInterval/4 {
+			r.answeredAt = now
+			a := *n.leadState
+			return []Msg{{Type: TypeAnnounce, Epoch: a.epoch, Group: a.group, Flags: a.flags, Session: a.session, EchoNonce: nonce, EchoSeq: m.Stamp.Seq}}
+		}
 	case TypeTakeover:
-		n.claims[m.Node] = claim{epoch: m.Epoch, held: m.Held, lastSeen: now}
+		c := n.claims[nonce]
+		if c == nil {
+			if !room(n.claims, maxClaims, now, func(c *claim) time.Time { return c.lastSeen }, func(*claim) bool { return false }) {
+				n.refused.Add(1)
+				return nil
+			}
+			c = &claim{}
+			n.claims[nonce] = c
+		}
+		*c = claim{node: m.Node, epoch: m.Epoch, held: m.Held, echo: m.EchoNonce, lastSeen: now}
 	}
+	return nil
 }
 
-// bestLeader returns the leader to follow: heard within LeaderTimeout,
-// not leaving, highest epoch, then lowest node ID. Leaders of lower epochs
-// than the highest live one are stale and never chosen.
+// bestLeader returns the leader to follow: proven, of our image ID (once
+// we have the manifest: one heard before it came was matched by name),
+// heard within LeaderTimeout, not leaving, not bad, highest epoch, then
+// lowest node ID. Leaders of lower epochs than the highest live one are stale and
+// never chosen.
 func (n *node) bestLeader(now time.Time) (leaderInfo, bool) {
 	n.mu.Lock()
 	defer n.mu.Unlock()
 	var best leaderInfo
 	found := false
 	for _, l := range n.leaders {
-		if now.Sub(l.lastSeen) > n.cfg.LeaderTimeout || l.flags&FlagLeaving != 0 {
+		if !l.proven || l.bad || now.Sub(l.lastSeen) > n.cfg.LeaderTimeout || l.flags&FlagLeaving != 0 ||
+			n.img != nil && l.id != n.img.ID {
 			continue
 		}
-		if !found || l.epoch > best.epoch || l.epoch == best.epoch && l.node < best.node {
+		if !found || l.beats(best.epoch, best.node) {
 			best, found = *l, true
 		}
 	}
 	return best, found
 }
 
-// leader returns what is known of leader id.
-func (n *node) leader(id uint32) (leaderInfo, bool) {
+// leader returns what is known of the leader of nonce.
+func (n *node) leader(nonce uint64) (leaderInfo, bool) {
 	n.mu.Lock()
 	defer n.mu.Unlock()
-	l, ok := n.leaders[id]
+	l, ok := n.leaders[nonce]
 	if !ok {
 		return leaderInfo{}, false
 	}
 	return *l, true
 }
 
-// askedSince reports whether a peer asked for the image since t, for
-// epoch (0: any).
+// markBad excludes the leader of nonce: its data session was bad.
+func (n *node) markBad(nonce uint64) {
+	n.mu.Lock()
+	defer n.mu.Unlock()
+	if l := n.leaders[nonce]; l != nil {
+		l.bad = true
+	}
+	n.st.BadPeers++
+}
+
+// askedSince reports whether a peer of this run asked for the image since
+// t, for epoch: a request that echoed one of our messages (a follower
+// echoes our announce).
 func (n *node) askedSince(t time.Time, epoch uint32) bool {
 	n.mu.Lock()
 	defer n.mu.Unlock()
 	for _, r := range n.requests {
-		if r.at.After(t) && (epoch == 0 || r.epoch == epoch) {
+		if r.at.After(t) && r.echoedUs && r.epoch == epoch {
 			return true
 		}
 	}
 	return false
 }
 
+// anyRequestSince reports whether any request was heard since t, proven
+// or not (a complete node probes with announces whether its sender
+// lives).
+func (n *node) anyRequestSince(t time.Time) bool {
+	n.mu.Lock()
+	defer n.mu.Unlock()
+	for _, r := range n.requests {
+		if r.at.After(t) {
+			return true
+		}
+	}
+	return false
+}
+
+// listenerEcho picks the listener (a request of epoch 0) heard since t
+// that this node echoed longest ago, for its next request to echo: so
+// that the listeners of a simultaneous start prove themselves to each
+// other.
+func (n *node) listenerEcho(t, now time.Time) (uint64, uint32) {
+	n.mu.Lock()
+	defer n.mu.Unlock()
+	var pick *reqSeen
+	var nonce uint64
+	for k, r := range n.requests {
+		if r.epoch != 0 || !r.at.After(t) {
+			continue
+		}
+		if pick == nil || r.echoedAt.Before(pick.echoedAt) {
+			pick, nonce = r, k
+		}
+	}
+	if pick == nil {
+		return 0, 0
+	}
+	pick.echoedAt = now
+	return nonce, pick.seq
+}
+
 // lowerListener reports whether a node with a lower ID that has the
-// manifest was heard listening (requesting with epoch 0) since t.
+// manifest was heard listening (requesting with epoch 0, echoing us)
+// since t.
 func (n *node) lowerListener(t time.Time) bool {
 	n.mu.Lock()
 	defer n.mu.Unlock()
-	for id, r := range n.requests {
-		if id < n.cfg.NodeID && r.epoch == 0 && r.id && r.at.After(t) {
+	for _, r := range n.requests {
+		if r.node < n.cfg.NodeID && r.epoch == 0 && r.id && r.echoedUs && r.at.After(t) {
 			return true
 		}
 	}
@@ -247,13 +388,14 @@ func (n *node) maxAnnounced() uint32 {
 	return n.maxEpoch
 }
 
-// maxClaim returns the highest epoch claimed since t.
-func (n *node) maxClaim(t time.Time) uint32 {
+// maxClaim returns the highest epoch claimed since t by followers of the
+// leader gone (its nonce).
+func (n *node) maxClaim(t time.Time, gone uint64) uint32 {
 	n.mu.Lock()
 	defer n.mu.Unlock()
 	var e uint32
 	for _, c := range n.claims {
-		if c.lastSeen.After(t) {
+		if c.lastSeen.After(t) && c.echo == gone {
 			e = max(e, c.epoch)
 		}
 	}
@@ -261,9 +403,9 @@ func (n *node) maxClaim(t time.Time) uint32 {
 }
 
 // winner returns the election's winner among the claims for epoch heard
-// since t and, when we can lead, ourselves: most chunks held, then lowest
-// node ID.
-func (n *node) winner(t time.Time, epoch uint32, self bool) (uint32, uint32) {
+// since t from followers of the leader gone and, when we can lead,
+// ourselves: most chunks held, then lowest node ID.
+func (n *node) winner(t time.Time, epoch uint32, gone uint64, self bool) (uint32, uint32) {
 	held := n.held()
 	n.mu.Lock()
 	defer n.mu.Unlock()
@@ -272,12 +414,12 @@ func (n *node) winner(t time.Time, epoch uint32, self bool) (uint32, uint32) {
 	if self {
 		best, bestHeld, found = n.cfg.NodeID, held, true
 	}
-	for id, c := range n.claims {
-		if c.epoch != epoch || !c.lastSeen.After(t) {
+	for _, c := range n.claims {
+		if c.epoch != epoch || !c.lastSeen.After(t) || c.echo != gone {
 			continue
 		}
-		if !found || c.held > bestHeld || c.held == bestHeld && id < best {
-			best, bestHeld, found = id, c.held, true
+		if !found || c.held > bestHeld || c.held == bestHeld && c.node < best {
+			best, bestHeld, found = c.node, c.held, true
 		}
 	}
 	return best, bestHeld

@@ -300,6 +300,13 @@ func (l *lab) checkDone(t *testing.T, p *peer, name string) {
 type sniffer struct {
 	mu   sync.Mutex
 	msgs []Msg
+	raw  []recorded // every datagram, as it came
+}
+
+// recorded is a datagram and when it came.
+type recorded struct {
+	at time.Time
+	b  []byte
 }
 
 func (l *lab) sniff(ctx context.Context) *sniffer {
@@ -321,11 +328,12 @@ func (l *lab) sniff(ctx context.Context) *sniffer {
 			if err != nil {
 				return
 			}
+			s.mu.Lock()
+			s.raw = append(s.raw, recorded{time.Now(), bytes.Clone(buf[:n])})
 			if m, err := ParseMsg(buf[:n], nil); err == nil {
-				s.mu.Lock()
 				s.msgs = append(s.msgs, m)
-				s.mu.Unlock()
 			}
+			s.mu.Unlock()
 		}
 	}()
 	return s

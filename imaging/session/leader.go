@@ -3,6 +3,7 @@ package session
 import (
 	"context"
 	"fmt"
+	mrand "math/rand/v2"
 	"net"
 	"net/netip"
 	"sync"
@@ -21,8 +22,10 @@ import (
 // node ID), and ends once it holds the whole image, no data session runs
 // and nobody asked for Linger. A leader that took over has its first pass
 // skip the chunks it held then: its followers, fed by the same multicast,
-// hold most of them, and ask for the others whole.
-func (n *node) lead(ctx context.Context, epoch uint32, takeover bool) (next, error) {
+// hold most of them, and ask for the others whole. A probe (a complete
+// node that heard requests that may be replays) ends after a few
+// announces unless a requester echoes one.
+func (n *node) lead(ctx context.Context, epoch uint32, takeover, probe bool) (next, error) {
 	img := n.image()
 	if err := n.openWriter(img); err != nil {
 		return next{}, err
@@ -30,9 +33,17 @@ func (n *node) lead(ctx context.Context, epoch uint32, takeover bool) (next, err
 	group := n.groupFor(img.ID, epoch)
 	n.setRole(RoleLeader, epoch, 0)
 	n.mu.Lock()
-	n.st.Led++
+	if !probe {
+		n.st.Led++
+	}
 	n.maxEpoch = max(n.maxEpoch, epoch)
+	n.leadState = &leading{epoch: epoch, group: group}
 	n.mu.Unlock()
+	defer func() {
+		n.mu.Lock()
+		n.leadState = nil
+		n.mu.Unlock()
+	}()
 	var skip []bool
 	if takeover {
 		w := n.writer()
@@ -57,11 +68,24 @@ func (n *node) lead(ctx context.Context, epoch uint32, takeover bool) (next, err
 	}
 	sendDone := make(chan error, 1)
 	sending := false
+	var session uint32
+	setState := func() {
+		var flags uint16
+		if sending {
+			flags |= FlagSending
+		}
+		n.mu.Lock()
+		n.leadState = &leading{epoch: epoch, group: group, flags: flags, session: session}
+		n.mu.Unlock()
+	}
 	startSend := func() {
 		sending = true
+		session = newSession()
+		setState()
 		wg.Add(1)
-		go func() { defer wg.Done(); sendDone <- n.multicast(lctx, img, group, skip) }()
+		go func() { defer wg.Done(); sendDone <- n.multicast(lctx, img, group, session, skip) }()
 	}
+	asked := !probe
 	leaderStart := time.Now()
 	lastAsked := leaderStart
 	var lastAnn time.Time
@@ -75,11 +99,11 @@ func (n *node) lead(ctx context.Context, epoch uint32, takeover bool) (next, err
 			if sending {
 				flags |= FlagSending
 			}
-			n.send(TypeAnnounce, epoch, flags, group)
+			n.send(Msg{Type: TypeAnnounce, Epoch: epoch, Flags: flags, Group: group, Session: session})
 		}
 		// Two leaders of one image: the lower epoch, or the higher node
 		// ID, yields and follows. It keeps what it has.
-		if l, ok := n.bestLeader(now); ok && (l.epoch > epoch || l.epoch == epoch && l.node < n.cfg.NodeID) {
+		if l, ok := n.bestLeader(now); ok && l.beats(epoch, n.cfg.NodeID) {
 			n.log.Info("another leader wins; following it", "leader", l.node, "epoch", l.epoch, "ourEpoch", epoch)
 			cancel()
 			wg.Wait()
@@ -87,15 +111,21 @@ func (n *node) lead(ctx context.Context, epoch uint32, takeover bool) (next, err
 		}
 		if n.askedSince(lastAsked, epoch) {
 			lastAsked = now
+			if !asked {
+				asked = true
+				n.mu.Lock()
+				n.st.Led++
+				n.mu.Unlock()
+			}
 			lastAnn = time.Time{} // answer at once: the announce names the group
 			if !sending && (n.cfg.Relay == RelayStream || n.complete()) {
 				n.log.Info("requested: multicasting", "group", group, "held", n.held())
 				startSend()
 			}
 		}
-		if !downloading && !sending && now.Sub(lastAsked) > n.cfg.Linger {
+		if !downloading && !sending && (now.Sub(lastAsked) > n.cfg.Linger || !asked && now.Sub(leaderStart) > 3*n.cfg.AnnounceInterval) {
 			for range 3 {
-				n.send(TypeAnnounce, epoch, FlagLeaving, group)
+				n.send(Msg{Type: TypeAnnounce, Epoch: epoch, Flags: FlagLeaving, Group: group})
 				time.Sleep(10 * time.Millisecond)
 			}
 			n.log.Info("leader done", "epoch", epoch)
@@ -111,7 +141,7 @@ func (n *node) lead(ctx context.Context, epoch uint32, takeover bool) (next, err
 				// Tell the followers, so that they need not wait for
 				// the timeout to notice.
 				for range 3 {
-					n.send(TypeAnnounce, epoch, FlagLeaving, group)
+					n.send(Msg{Type: TypeAnnounce, Epoch: epoch, Flags: FlagLeaving, Group: group})
 				}
 				return next{}, err
 			}
@@ -119,7 +149,8 @@ func (n *node) lead(ctx context.Context, epoch uint32, takeover bool) (next, err
 				return next{}, err
 			}
 		case err := <-sendDone:
-			sending = false
+			sending, session = false, 0
+			setState()
 			lastAsked = time.Now() // linger from here
 			if err != nil && ctx.Err() == nil {
 				n.log.Warn("multicast session", "err", err)
@@ -132,7 +163,7 @@ func (n *node) lead(ctx context.Context, epoch uint32, takeover bool) (next, err
 
 // multicast runs one data session on group (imaging/mcast's sender), with
 // the chunks of the download as its source.
-func (n *node) multicast(ctx context.Context, img *imaging.Image, group netip.AddrPort, skip []bool) error {
+func (n *node) multicast(ctx context.Context, img *imaging.Image, group netip.AddrPort, session uint32, skip []bool) error {
 	var conn net.PacketConn
 	if err := n.cfg.Netns(func() error {
 		var err error
@@ -145,8 +176,9 @@ func (n *node) multicast(ctx context.Context, img *imaging.Image, group netip.Ad
 	var last int64
 	st, err := mcast.Send(ctx, conn, mcast.SenderConfig{
 		Image: img, Source: leaderSource{n, skip}, Data: dataGroup(group), Control: group,
-		RateBitsPerSec: n.cfg.RateBitsPerSec,
-		MaxWait:        2 * n.cfg.DataTimeout,
+		RateBitsPerSec: n.cfg.RateBitsPerSec, Session: session,
+		Key: n.cfg.Key, Quiet: true, Clock: n.cfg.Clock,
+		MaxWait: 2 * n.cfg.DataTimeout,
 		// Late requesters start a new data session: the transport
 		// need not wait long once its receivers are done.
 		Linger: n.cfg.AnnounceInterval,
@@ -319,4 +351,13 @@ func (n *node) cached(i int, stored []byte) {
 	}
 	close(n.changed)
 	n.changed = make(chan struct{})
+}
+
+// newSession draws a data session's transport session number (not 0).
+func newSession() uint32 {
+	for {
+		if s := mrand.Uint32(); s != 0 {
+			return s
+		}
+	}
 }

@@ -7,6 +7,8 @@ import (
 	"testing"
 
 	"github.com/google/go-cmp/cmp"
+
+	"github.com/shoal-project/shoal/imaging/mcast/fresh"
 )
 
 var testKey = []byte("site key for tests")
@@ -21,6 +23,17 @@ func sampleMsgs() []Msg {
 		{Type: TypeTakeover, ID: id, Epoch: 4, Node: 9, Held: 100, Name: "x"},
 		{Type: TypeAnnounce, Flags: FlagLeaving, ID: id, Epoch: 1, Node: 1,
 			Group: netip.MustParseAddrPort("239.255.78.1:7720")},
+		// Version 2: freshness, the data session's number, the echo.
+		{Type: TypeAnnounce, Flags: FlagSending, ID: id, Epoch: 2, Node: 8, Held: 3, Session: 0xabcdef01,
+			Group: netip.MustParseAddrPort("239.255.78.2:7711"), Name: "img",
+			Stamp:     fresh.Stamp{TimeMs: 1_800_000_000_123, Nonce: 0x1122334455667788, Seq: 9},
+			EchoNonce: 0x99, EchoSeq: 4},
+		{Type: TypeRequest, ID: id, Epoch: 2, Node: 10, Name: "img",
+			Stamp:     fresh.Stamp{TimeMs: 1_800_000_000_200, Nonce: 0x99, Seq: 5},
+			EchoNonce: 0x1122334455667788, EchoSeq: 9},
+		{Type: TypeTakeover, ID: id, Epoch: 3, Node: 10, Held: 40, Name: "img",
+			Stamp:     fresh.Stamp{TimeMs: 1_800_000_000_900, Nonce: 0x99, Seq: 6},
+			EchoNonce: 0x1122334455667788, EchoSeq: 12},
 	}
 }
 
@@ -83,6 +96,7 @@ func FuzzParseMsg(f *testing.F) {
 		f.Add(b, true)
 	}
 	f.Add([]byte("SHPS\x01\x01"), false)
+	f.Add([]byte("SHPS\x02\x01"), false)
 	f.Add(bytes.Repeat([]byte{0xff}, 100), true)
 	f.Fuzz(func(t *testing.T, b []byte, useKey bool) {
 		var key []byte

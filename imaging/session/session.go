@@ -16,8 +16,6 @@ package session
 
 import (
 	"context"
-	"crypto/ed25519"
-	"crypto/rand"
 	"crypto/sha256"
 	"encoding/binary"
 	"errors"
@@ -31,195 +29,8 @@ import (
 	"time"
 
 	"github.com/shoal-project/shoal/imaging"
+	"github.com/shoal-project/shoal/imaging/mcast/fresh"
 )
-
-// Roles reported in Status.Role.
-const (
-	RoleListening = "listening"
-	RoleLeader    = "leader"
-	RoleFollower  = "follower"
-	RoleElection  = "election"
-	RoleFallback  = "fallback"
-	RoleDone      = "done"
-	RoleFailed    = "failed"
-)
-
-// Relay modes.
-const (
-	// RelayStream multicasts each chunk as soon as the leader has
-	// verified it (the default).
-	RelayStream = "stream"
-	// RelayAfter starts the multicast once the leader's own download has
-	// succeeded (the patent's literal method).
-	RelayAfter = "after"
-)
-
-// Default ports and groups.
-const (
-	// DefaultControlPort is the UDP port of announces, requests and
-	// takeovers (sent to the subnet's broadcast address by default).
-	DefaultControlPort = 7710
-	// DefaultDataPort is the port of a data session's transport control
-	// group; its data group uses the next port.
-	DefaultDataPort = 7711
-)
-
-// DefaultDataGroups is where data sessions' groups are picked, one address
-// per image and epoch.
-var DefaultDataGroups = netip.MustParsePrefix("239.255.78.0/24")
-
-// Config configures Run. Zero values take the documented defaults.
-type Config struct {
-	Server imaging.Repo      // the image server (HTTP repo)
-	Name   string            // image name
-	Pub    ed25519.PublicKey // nil: unsigned accepted
-	Iface  *net.Interface
-	Relay  string // "stream" (default) or "after"
-	Key    []byte // site key for HMAC; nil = none
-	// Open opens the target for img (the target checks happen here).
-	// Run calls the writer's Finish (the partition table) when every
-	// chunk is written; closing the target is the caller's.
-	Open func(img *imaging.Image) (*imaging.Writer, error)
-	// Progress, when set, is called about every 250 ms and at the end.
-	Progress func(Status)
-	Logger   *slog.Logger
-
-	// Control, when a multicast group, carries the control messages
-	// instead of subnet broadcast to ControlPort.
-	Control netip.AddrPort
-	// ControlPort is the broadcast port (default DefaultControlPort).
-	ControlPort int
-	// DataGroups is the range data sessions' groups are picked from
-	// (default DefaultDataGroups); DataPort their port (default
-	// DefaultDataPort; the data group uses DataPort+1).
-	DataGroups netip.Prefix
-	DataPort   int
-	// RateBitsPerSec is the leader's highest multicast rate (default
-	// 100 Mbit/s; the transport lowers it when receivers lose data).
-	RateBitsPerSec int64
-
-	// AnnounceInterval is the time between a leader's announces, and
-	// between a node's requests or takeover claims (default 200 ms).
-	AnnounceInterval time.Duration
-	// ListenWindow is how long a new node listens for a leader before it
-	// leads itself (default 1 s, plus up to a quarter more at random).
-	ListenWindow time.Duration
-	// LeaderTimeout: a leader not heard for that long is gone (default
-	// 5 announce intervals, 1 s).
-	LeaderTimeout time.Duration
-	// ElectionWindow is how long takeover claims are collected (default
-	// 1 s).
-	ElectionWindow time.Duration
-	// DataTimeout: a follower whose data stops (or never comes while the
-	// leader says it is sending) for that long falls back to the server
-	// (default 5 s).
-	DataTimeout time.Duration
-	// Linger is how long a leader that holds the whole image stays while
-	// nobody asks (default 2 s).
-	Linger time.Duration
-	// ServerTimeout: fetching from the server may fail for that long
-	// before the node gives up (default 60 s); ServerRetry is the wait
-	// between tries (default 1 s).
-	ServerTimeout, ServerRetry time.Duration
-	// Workers is the number of chunks fetched from the server at once
-	// (default 4).
-	Workers int
-	// CacheChunks is how many downloaded chunks a leader keeps in memory
-	// for the multicast (default 16); older ones are read back from the
-	// target.
-	CacheChunks int
-	// MaxAttempts is how many data sessions with a live leader may fail
-	// before the follower falls back to the server (default 2).
-	MaxAttempts int
-	// NodeID names this node (random when 0).
-	NodeID uint32
-	// Netns, when set, runs each function that opens a socket (tests:
-	// netlab's Node.Do, so that sockets are made in the node's network
-	// namespace). Nil runs it directly.
-	Netns func(func() error) error
-}
-
-// Status is what a node is doing.
-type Status struct {
-	Role   string
-	Epoch  uint32 // the epoch of the session the node leads or follows
-	Node   uint32 // this node's ID
-	Leader uint32 // the node followed (0: none)
-	Chunks int
-	// ChunksDone counts the chunks verified on the target.
-	ChunksDone      int
-	BytesFromServer int64 // stored bytes fetched from the server
-	BytesFromPeers  int64 // stored bytes received by multicast and written
-	BytesToPeers    int64 // block bytes multicast while leading
-	Elapsed         time.Duration
-	// Led counts the epochs this node led; Takeovers the elections it
-	// won; Fallbacks the times it fell back to the server.
-	Led, Takeovers, Fallbacks int
-	// LastError is the last thing that went wrong (empty: nothing).
-	LastError string
-}
-
-func (c *Config) defaults() error {
-	if c.Server == nil || c.Name == "" || c.Open == nil {
-		return errors.New("session: Server, Name and Open are required")
-	}
-	switch c.Relay {
-	case "":
-		c.Relay = RelayStream
-	case RelayStream, RelayAfter:
-	default:
-		return fmt.Errorf("session: relay %q: want %q or %q", c.Relay, RelayStream, RelayAfter)
-	}
-	if c.Logger == nil {
-		c.Logger = slog.New(slog.DiscardHandler)
-	}
-	if c.ControlPort <= 0 {
-		c.ControlPort = DefaultControlPort
-	}
-	if !c.DataGroups.IsValid() {
-		c.DataGroups = DefaultDataGroups
-	}
-	if !c.DataGroups.Addr().Is4() || !c.DataGroups.Addr().IsMulticast() || c.DataGroups.Bits() > 30 {
-		return fmt.Errorf("session: data groups %v: want an IPv4 multicast range of /30 or larger", c.DataGroups)
-	}
-	if c.DataPort <= 0 {
-		c.DataPort = DefaultDataPort
-	}
-	if c.Control.IsValid() && (!c.Control.Addr().Is4() || !c.Control.Addr().IsMulticast()) {
-		return fmt.Errorf("session: control %v: want an IPv4 multicast group", c.Control)
-	}
-	def := func(d *time.Duration, v time.Duration) {
-		if *d <= 0 {
-			*d = v
-		}
-	}
-	def(&c.AnnounceInterval, 200*time.Millisecond)
-	def(&c.ListenWindow, time.Second)
-	def(&c.LeaderTimeout, 5*c.AnnounceInterval)
-	def(&c.ElectionWindow, time.Second)
-	def(&c.DataTimeout, 5*time.Second)
-	def(&c.Linger, 2*time.Second)
-	def(&c.ServerTimeout, 60*time.Second)
-	def(&c.ServerRetry, time.Second)
-	if c.Workers <= 0 {
-		c.Workers = 4
-	}
-	if c.CacheChunks <= 0 {
-		c.CacheChunks = 16
-	}
-	if c.MaxAttempts <= 0 {
-		c.MaxAttempts = 2
-	}
-	for c.NodeID == 0 {
-		var b [4]byte
-		_, _ = rand.Read(b[:])
-		c.NodeID = binary.BigEndian.Uint32(b[:])
-	}
-	if c.Netns == nil {
-		c.Netns = func(f func() error) error { return f() }
-	}
-	return nil
-}
 
 // ErrOtherImage is wrapped when a peer offers an image whose ID is not the
 // one of this node's manifest.
@@ -235,55 +46,30 @@ type targetError struct{ err error }
 func (e targetError) Error() string { return e.err.Error() }
 func (e targetError) Unwrap() error { return e.err }
 
-// leaderInfo is what a node knows of a leader, from its announces.
-type leaderInfo struct {
-	node     uint32
-	epoch    uint32
-	group    netip.AddrPort
-	held     uint32
-	flags    uint16
-	lastSeen time.Time
-}
-
-func (l leaderInfo) sending() bool { return l.flags&FlagSending != 0 }
-
-// claim is a takeover claim heard.
-type claim struct {
-	epoch    uint32
-	held     uint32
-	lastSeen time.Time
-}
-
 // node is one Run.
 type node struct {
-	cfg   Config
-	log   *slog.Logger
-	conn  net.PacketConn // control messages
-	dst   *net.UDPAddr   // where control messages go
-	start time.Time
+	cfg    Config
+	log    *slog.Logger
+	conn   net.PacketConn // control messages
+	dst    *net.UDPAddr   // where control messages go
+	start  time.Time
+	stamps *fresh.Stamper // this node's nonce and sequence numbers
+	guard  *fresh.Guard   // freshness of the messages heard
 
 	fromServer, fromPeers, toPeers atomic.Int64
+	refused                        atomic.Int64
 
 	mu        sync.Mutex
 	img       *imaging.Image
 	w         *imaging.Writer
-	leaders   map[uint32]*leaderInfo
-	requests  map[uint32]msgSeen // by node
-	claims    map[uint32]claim
-	maxEpoch  uint32 // highest epoch announced
+	peers              // what was heard of the other nodes (peers.go)
+	leadState *leading // while leading: what requests are answered with
 	changed   chan struct{}
 	cache     map[int][]byte // stored bytes of chunks downloaded lately
 	cacheFIFO []int
 	finished  bool
 	finishErr error
 	st        Status
-}
-
-// msgSeen is a request heard.
-type msgSeen struct {
-	epoch uint32
-	at    time.Time
-	id    bool // the requester has a manifest (can lead)
 }
 
 // Run fetches the image cfg names onto the target cfg.Open returns, from a
@@ -297,10 +83,14 @@ func Run(ctx context.Context, cfg Config) (Status, error) {
 	}
 	n := &node{
 		cfg: cfg, log: cfg.Logger.With("node", cfg.NodeID), start: time.Now(),
-		leaders: make(map[uint32]*leaderInfo), requests: make(map[uint32]msgSeen),
-		claims: make(map[uint32]claim), changed: make(chan struct{}), cache: make(map[int][]byte),
+		stamps: fresh.NewStamper(cfg.Clock), guard: fresh.NewGuard(cfg.Clock, maxSenders),
+		peers:   newPeers(),
+		changed: make(chan struct{}), cache: make(map[int][]byte),
 	}
 	n.st = Status{Role: RoleListening, Node: cfg.NodeID}
+	if cfg.Key == nil {
+		n.log.Warn("INSECURE: no session key: control messages are not authenticated; anyone on the LAN can stall or mislead this node (not write to its disk: every chunk is checked against the manifest)")
+	}
 	if err := n.openControl(ctx); err != nil {
 		return n.status(), err
 	}
@@ -343,7 +133,7 @@ const (
 
 type next struct {
 	state  state
-	leader leaderInfo // stFollow: whom
+	leader leaderInfo // stFollow: whom; stElect: the leader gone
 	epoch  uint32     // stLead: which epoch
 	// takeover: stLead after winning an election.
 	takeover bool
@@ -377,7 +167,7 @@ func (n *node) run(ctx context.Context) error {
 		case stListen:
 			nx, err = n.listen(ctx)
 		case stLead:
-			nx, err = n.lead(ctx, nx.epoch, nx.takeover)
+			nx, err = n.lead(ctx, nx.epoch, nx.takeover, false)
 			attempts = 0
 			if err == nil && nx.state == stDone {
 				return n.finish() // it lingered for late requests already
@@ -394,7 +184,7 @@ func (n *node) run(ctx context.Context) error {
 				attempts = 0
 			}
 		case stElect:
-			nx, err = n.elect(ctx)
+			nx, err = n.elect(ctx, nx.leader)
 		case stFallback:
 			nx, err = n.fallback(ctx, nx.why)
 		case stDone:
@@ -413,12 +203,14 @@ func (n *node) done(ctx context.Context) error {
 		return err
 	}
 	now := time.Now()
-	if _, ok := n.bestLeader(now); ok || !n.askedSince(now.Add(-n.cfg.Linger), 0) {
+	if _, ok := n.bestLeader(now); ok || !n.anyRequestSince(now.Add(-n.cfg.Linger)) {
 		return nil
 	}
+	// The requests heard may be replays: lead as a probe, which ends
+	// after a few announces unless a requester echoes one.
 	epoch := n.maxAnnounced() + 1
-	n.log.Info("image complete and peers still ask: leading for them", "epoch", epoch)
-	nx, err := n.lead(ctx, epoch, false)
+	n.log.Info("image complete and peers may still ask: leading for them", "epoch", epoch)
+	nx, err := n.lead(ctx, epoch, false, true)
 	if err != nil || nx.state == stDone {
 		return err
 	}
@@ -448,7 +240,8 @@ func (n *node) listen(ctx context.Context) (next, error) {
 		}
 		if now.Sub(lastReq) >= n.cfg.AnnounceInterval {
 			lastReq = now
-			n.send(TypeRequest, 0, 0, netip.AddrPort{})
+			en, es := n.listenerEcho(start, now)
+			n.send(Msg{Type: TypeRequest, EchoNonce: en, EchoSeq: es})
 		}
 		if !now.Before(deadline) {
 			if n.image() == nil {
@@ -483,7 +276,7 @@ func (n *node) listen(ctx context.Context) (next, error) {
 // elect runs a takeover election for the epoch after the highest one
 // announced: candidates claim with the chunks they hold; the one holding
 // most (ties: lowest node ID) leads; the others follow it.
-func (n *node) elect(ctx context.Context) (next, error) {
+func (n *node) elect(ctx context.Context, gone leaderInfo) (next, error) {
 	epoch := n.maxAnnounced() + 1
 	n.setRole(RoleElection, epoch, 0)
 	start := time.Now()
@@ -503,15 +296,15 @@ func (n *node) elect(ctx context.Context) (next, error) {
 		if n.complete() {
 			return next{state: stDone}, nil
 		}
-		if e := n.maxClaim(start); e > epoch {
+		if e := n.maxClaim(start, gone.nonce); e > epoch {
 			epoch = e
 		}
 		if !decided && canLead && now.Sub(lastClaim) >= n.cfg.AnnounceInterval {
 			lastClaim = now
-			n.send(TypeTakeover, epoch, 0, netip.AddrPort{})
+			n.send(Msg{Type: TypeTakeover, Epoch: epoch, EchoNonce: gone.nonce, EchoSeq: gone.seq})
 		}
 		if !decided && !now.Before(deadline) {
-			winner, held := n.winner(start, epoch, canLead)
+			winner, held := n.winner(start, epoch, gone.nonce, canLead)
 			if winner == n.cfg.NodeID {
 				n.log.Info("won the takeover election", "epoch", epoch, "held", held)
 				n.mu.Lock()
@@ -705,6 +498,7 @@ func (n *node) status() Status {
 	st.BytesFromServer = n.fromServer.Load()
 	st.BytesFromPeers = n.fromPeers.Load()
 	st.BytesToPeers = n.toPeers.Load()
+	st.Refused = n.refused.Load()
 	st.Elapsed = time.Since(n.start)
 	return st
 }

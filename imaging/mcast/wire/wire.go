@@ -1,8 +1,10 @@
 // Package wire encodes and decodes the datagrams of shoal's multicast
 // transport (docs/protocol.md). Every datagram starts with a 20-byte header:
 // magic, version, type, body length, the first 8 bytes of the image ID and
-// the sender's session number. Decoders check every length and never trust
-// a count from the network.
+// the sender's session number. Control datagrams (announce, request,
+// status) end with a trailer: the sender's freshness stamp (time, nonce,
+// sequence) and an HMAC-SHA256 of the whole datagram (auth.go). Decoders
+// check every length and never trust a count from the network.
 package wire
 
 import (
@@ -10,13 +12,16 @@ import (
 	"errors"
 	"fmt"
 	"net/netip"
+
+	"github.com/shoal-project/shoal/imaging/mcast/fresh"
 )
 
 // Magic starts every datagram.
 const Magic = "SHOL"
 
-// Version is the protocol version this package speaks.
-const Version = 1
+// Version is the protocol version this package speaks (2: control
+// datagrams carry a freshness stamp and an HMAC).
+const Version = 2
 
 // HeaderBytes is the size of the common header.
 const HeaderBytes = 20
@@ -147,8 +152,9 @@ type Announce struct {
 
 const announceFixed = 32 + 4 + 4 + 2 + 2 + 2 + 2 + 4 + 2 + 8 + 4 + 2 + 1
 
-// AppendAnnounce appends an announce datagram to dst.
-func AppendAnnounce(dst []byte, h Header, a *Announce) ([]byte, error) {
+// AppendAnnounce appends an announce datagram to dst, sealed with st and
+// key (nil: no key, a zero MAC).
+func AppendAnnounce(dst []byte, h Header, a *Announce, st fresh.Stamp, key []byte) ([]byte, error) {
 	if len(a.Name) > 255 {
 		return dst, fmt.Errorf("announce: name of %d bytes, at most 255", len(a.Name))
 	}
@@ -173,10 +179,10 @@ func AppendAnnounce(dst []byte, h Header, a *Announce) ([]byte, error) {
 	dst = binary.BigEndian.AppendUint16(dst, a.Data.Port())
 	dst = append(dst, byte(len(a.Name)))
 	dst = append(dst, a.Name...)
-	return finish(dst, start), nil
+	return seal(dst, start, st, key), nil
 }
 
-// ParseAnnounce decodes an announce body.
+// ParseAnnounce decodes an announce's fields (ParseControl's).
 func ParseAnnounce(body []byte) (Announce, error) {
 	var a Announce
 	if len(body) < announceFixed {
@@ -272,8 +278,8 @@ type Request struct {
 	Needs    []Need
 }
 
-// AppendRequest appends a request datagram to dst.
-func AppendRequest(dst []byte, h Header, r *Request) ([]byte, error) {
+// AppendRequest appends a request datagram to dst, sealed with st and key.
+func AppendRequest(dst []byte, h Header, r *Request, st fresh.Stamp, key []byte) ([]byte, error) {
 	if len(r.Needs) == 0 || len(r.Needs) > MaxRequestEntries {
 		return dst, fmt.Errorf("request with %d entries, want 1 to %d", len(r.Needs), MaxRequestEntries)
 	}
@@ -287,10 +293,11 @@ func AppendRequest(dst []byte, h Header, r *Request) ([]byte, error) {
 		dst = binary.BigEndian.AppendUint16(dst, n.Group)
 		dst = binary.BigEndian.AppendUint16(dst, n.Need)
 	}
-	return finish(dst, start), nil
+	return seal(dst, start, st, key), nil
 }
 
-// ParseRequest decodes a request body. Needs is appended to buf[:0].
+// ParseRequest decodes a request's fields (ParseControl's). Needs is
+// appended to buf[:0].
 func ParseRequest(body []byte, buf []Need) (Request, error) {
 	var r Request
 	if len(body) < 6 {
@@ -335,8 +342,8 @@ type Status struct {
 
 const statusBytes = 4 + 1 + 1 + 2 + 4 + 4 + 8 + 8
 
-// AppendStatus appends a status datagram to dst.
-func AppendStatus(dst []byte, h Header, s *Status) []byte {
+// AppendStatus appends a status datagram to dst, sealed with st and key.
+func AppendStatus(dst []byte, h Header, s *Status, st fresh.Stamp, key []byte) []byte {
 	h.Type = TypeStatus
 	start := len(dst)
 	dst = appendHeader(dst, h)
@@ -347,10 +354,10 @@ func AppendStatus(dst []byte, h Header, s *Status) []byte {
 	dst = binary.BigEndian.AppendUint32(dst, s.Chunks)
 	dst = binary.BigEndian.AppendUint64(dst, s.ReceivedBytes)
 	dst = binary.BigEndian.AppendUint64(dst, s.DuplicateBytes)
-	return finish(dst, start)
+	return seal(dst, start, st, key)
 }
 
-// ParseStatus decodes a status body.
+// ParseStatus decodes a status's fields (ParseControl's).
 func ParseStatus(body []byte) (Status, error) {
 	var s Status
 	if len(body) != statusBytes {

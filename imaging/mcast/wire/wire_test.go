@@ -7,9 +7,16 @@ import (
 	"testing"
 
 	"github.com/google/go-cmp/cmp"
+
+	"github.com/shoal-project/shoal/imaging/mcast/fresh"
 )
 
 var testHeader = Header{IDPrefix: [8]byte{1, 2, 3, 4, 5, 6, 7, 8}, Session: 0xdeadbeef}
+
+var (
+	testStamp = fresh.Stamp{TimeMs: 1_800_000_000_000, Nonce: 0x0102030405060708, Seq: 42}
+	testKey   = []byte("session key for tests")
+)
 
 func sampleAnnounce() *Announce {
 	return &Announce{
@@ -21,11 +28,11 @@ func sampleAnnounce() *Announce {
 }
 
 func TestRoundTrip(t *testing.T) {
-	ann, err := AppendAnnounce(nil, testHeader, sampleAnnounce())
+	ann, err := AppendAnnounce(nil, testHeader, sampleAnnounce(), testStamp, testKey)
 	if err != nil {
 		t.Fatal(err)
 	}
-	req, err := AppendRequest(nil, testHeader, &Request{Receiver: 9, Needs: []Need{{1, 2, 3}, {4, WholeChunk, 0}}})
+	req, err := AppendRequest(nil, testHeader, &Request{Receiver: 9, Needs: []Need{{1, 2, 3}, {4, WholeChunk, 0}}}, testStamp, testKey)
 	if err != nil {
 		t.Fatal(err)
 	}
@@ -41,7 +48,7 @@ func TestRoundTrip(t *testing.T) {
 			func(b []byte) (any, error) { return ParseData(b) }, Data{Chunk: 5, Group: 6, Shard: 7, Flags: DataFirstPass, Seq: 99, Block: []byte("hello")}},
 		{"request", req, TypeRequest, func(b []byte) (any, error) { return ParseRequest(b, nil) },
 			Request{Receiver: 9, Needs: []Need{{1, 2, 3}, {4, WholeChunk, 0}}}},
-		{"status", AppendStatus(nil, testHeader, &Status{Receiver: 3, State: StateDone, LossPermille: 12, ChunksDone: 5, Chunks: 6, ReceivedBytes: 1 << 40, DuplicateBytes: 7}), TypeStatus,
+		{"status", AppendStatus(nil, testHeader, &Status{Receiver: 3, State: StateDone, LossPermille: 12, ChunksDone: 5, Chunks: 6, ReceivedBytes: 1 << 40, DuplicateBytes: 7}, testStamp, testKey), TypeStatus,
 			func(b []byte) (any, error) { return ParseStatus(b) }, Status{Receiver: 3, State: StateDone, LossPermille: 12, ChunksDone: 5, Chunks: 6, ReceivedBytes: 1 << 40, DuplicateBytes: 7}},
 	}
 	for _, tc := range tests {
@@ -49,6 +56,16 @@ func TestRoundTrip(t *testing.T) {
 			h, body, err := ParseHeader(tc.dgram)
 			if err != nil {
 				t.Fatalf("ParseHeader: %v", err)
+			}
+			if IsControl(h.Type) {
+				var st fresh.Stamp
+				h, body, st, err = ParseControl(tc.dgram, testKey)
+				if err != nil {
+					t.Fatalf("ParseControl: %v", err)
+				}
+				if st != testStamp {
+					t.Errorf("stamp %+v, want %+v", st, testStamp)
+				}
 			}
 			wantH := testHeader
 			wantH.Type = tc.typ
@@ -67,7 +84,7 @@ func TestRoundTrip(t *testing.T) {
 }
 
 func TestParseHeaderRejects(t *testing.T) {
-	good := AppendStatus(nil, testHeader, &Status{Receiver: 1, State: StateJoining})
+	good := AppendStatus(nil, testHeader, &Status{Receiver: 1, State: StateJoining}, testStamp, nil)
 	mut := func(f func(b []byte) []byte) []byte { return f(bytes.Clone(good)) }
 	tests := []struct {
 		name  string
@@ -102,28 +119,87 @@ func TestParseBodyRejects(t *testing.T) {
 	if _, err := ParseData(make([]byte, 14)); !errors.Is(err, ErrMalformed) {
 		t.Errorf("ParseData(empty block) = %v, want ErrMalformed", err)
 	}
-	ann, _ := AppendAnnounce(nil, testHeader, sampleAnnounce())
-	_, body, _ := ParseHeader(ann)
+	ann, _ := AppendAnnounce(nil, testHeader, sampleAnnounce(), testStamp, nil)
+	_, body, _, _ := ParseControl(ann, nil)
 	if _, err := ParseAnnounce(body[:len(body)-1]); !errors.Is(err, ErrMalformed) {
 		t.Errorf("ParseAnnounce(short name) = %v, want ErrMalformed", err)
 	}
 }
 
+// TestControlAuth: with a key, a control datagram sealed without it, with
+// another key or altered anywhere is refused; its trailer is required.
+func TestControlAuth(t *testing.T) {
+	signed, _ := AppendAnnounce(nil, testHeader, sampleAnnounce(), testStamp, testKey)
+	plain, _ := AppendAnnounce(nil, testHeader, sampleAnnounce(), testStamp, nil)
+	other, _ := AppendAnnounce(nil, testHeader, sampleAnnounce(), testStamp, []byte("another key"))
+	tests := []struct {
+		name  string
+		dgram []byte
+		key   []byte
+		want  error
+	}{
+		{"signed", signed, testKey, nil},
+		{"signed, read without a key", signed, nil, nil},
+		{"no key at the sender", plain, testKey, ErrUnauthenticated},
+		{"other key", other, testKey, ErrUnauthenticated},
+		{"time altered", flip(signed, HeaderBytes+len(signed)-HeaderBytes-AuthBytes+2), testKey, ErrUnauthenticated},
+		{"sequence altered", flip(signed, len(signed)-MACBytes-1), testKey, ErrUnauthenticated},
+		{"field altered", flip(signed, HeaderBytes+33), testKey, ErrUnauthenticated},
+		{"header altered", flip(signed, 17), testKey, ErrUnauthenticated},
+		{"data is no control", AppendData(nil, testHeader, &Data{Block: []byte{1}}), testKey, ErrMalformed},
+		{"no trailer", shortened(AppendStatus(nil, testHeader, &Status{Receiver: 1, State: StateDone}, testStamp, nil)), nil, ErrMalformed},
+	}
+	for _, tc := range tests {
+		t.Run(tc.name, func(t *testing.T) {
+			_, _, _, err := ParseControl(tc.dgram, tc.key)
+			if tc.want == nil && err != nil || tc.want != nil && !errors.Is(err, tc.want) {
+				t.Errorf("ParseControl = %v, want %v", err, tc.want)
+			}
+		})
+	}
+}
+
+func flip(b []byte, i int) []byte {
+	b = bytes.Clone(b)
+	b[i] ^= 1
+	return b
+}
+
+// shortened drops the trailer but keeps the header's length right.
+func shortened(b []byte) []byte {
+	b = bytes.Clone(b[:len(b)-AuthBytes])
+	return finish(b, 0)
+}
+
 // FuzzParse feeds arbitrary datagrams to every decoder: none may panic, and
-// whatever decodes must encode back to the same bytes.
+// whatever decodes must encode back to the same bytes (the HMAC included
+// when it was checked).
 func FuzzParse(f *testing.F) {
-	ann, _ := AppendAnnounce(nil, testHeader, sampleAnnounce())
-	req, _ := AppendRequest(nil, testHeader, &Request{Receiver: 9, Needs: []Need{{1, 2, 3}}})
-	f.Add(ann)
-	f.Add(req)
-	f.Add(AppendData(nil, testHeader, &Data{Chunk: ManifestChunk, Block: []byte{1, 2, 3}}))
-	f.Add(AppendStatus(nil, testHeader, &Status{Receiver: 1, State: StateReceiving}))
-	f.Add([]byte("SHOL"))
-	f.Add([]byte{})
-	f.Fuzz(func(t *testing.T, b []byte) {
+	ann, _ := AppendAnnounce(nil, testHeader, sampleAnnounce(), testStamp, testKey)
+	req, _ := AppendRequest(nil, testHeader, &Request{Receiver: 9, Needs: []Need{{1, 2, 3}}}, testStamp, testKey)
+	f.Add(ann, true)
+	f.Add(req, true)
+	plainReq, _ := AppendRequest(nil, testHeader, &Request{Receiver: 9, Needs: []Need{{1, 2, 3}}}, testStamp, nil)
+	f.Add(plainReq, false)
+	f.Add(AppendData(nil, testHeader, &Data{Chunk: ManifestChunk, Block: []byte{1, 2, 3}}), false)
+	f.Add(AppendStatus(nil, testHeader, &Status{Receiver: 1, State: StateReceiving}, testStamp, testKey), true)
+	f.Add(AppendStatus(nil, testHeader, &Status{Receiver: 1, State: StateReceiving}, testStamp, nil), false)
+	f.Add([]byte("SHOL"), false)
+	f.Add([]byte{}, false)
+	f.Fuzz(func(t *testing.T, b []byte, useKey bool) {
+		var key []byte
+		if useKey {
+			key = testKey
+		}
 		h, body, err := ParseHeader(b)
 		if err != nil {
 			return
+		}
+		var st fresh.Stamp
+		if IsControl(h.Type) {
+			if h, body, st, err = ParseControl(b, key); err != nil {
+				return
+			}
 		}
 		var again []byte
 		switch h.Type {
@@ -132,7 +208,7 @@ func FuzzParse(f *testing.F) {
 			if err != nil {
 				return
 			}
-			again, err = AppendAnnounce(nil, h, &a)
+			again, err = AppendAnnounce(nil, h, &a, st, key)
 			if err != nil {
 				t.Fatalf("AppendAnnounce(%+v): %v", a, err)
 			}
@@ -149,7 +225,7 @@ func FuzzParse(f *testing.F) {
 			if err != nil {
 				return
 			}
-			again, err = AppendRequest(nil, h, &r)
+			again, err = AppendRequest(nil, h, &r, st, key)
 			if err != nil {
 				t.Fatalf("AppendRequest(%+v): %v", r, err)
 			}
@@ -158,10 +234,14 @@ func FuzzParse(f *testing.F) {
 			if err != nil {
 				return
 			}
-			again = AppendStatus(nil, h, &s)
+			again = AppendStatus(nil, h, &s, st, key)
 			again[HeaderBytes+5] = b[HeaderBytes+5]
 		default:
 			return
+		}
+		if key == nil && IsControl(h.Type) {
+			// Unchecked, the MAC is whatever came.
+			copy(again[len(again)-MACBytes:], b[len(b)-MACBytes:])
 		}
 		if !bytes.Equal(again, b) {
 			t.Errorf("re-encoded %x, want %x", again, b)

@@ -1,0 +1,129 @@
+package session
+
+// What a node knows of the other nodes, from their control messages: the
+// leaders, requests and takeover claims heard. Every table is keyed by
+// the sender's nonce (drawn once per run), bounded (maxLeaders,
+// maxRequests, maxClaims) and forgets entries not heard for peerExpiry.
+// A leader is followed, waited on or yielded to only once it is proven:
+// one of its announces echoed a message of this node's nonce, which no
+// message recorded before this run (or this node's start) can do.
+
+import (
+	"net/netip"
+	"time"
+)
+
+// Bounds of the peer tables. A LAN segment has at most a few hundred
+// nodes imaging one image; beyond these, the entry heard from longest
+// ago (an unproven one first) is forgotten.
+const (
+	maxLeaders  = 64
+	maxRequests = 512
+	maxClaims   = 512
+	// maxChallenges bounds the requests sent to unproven leaders per
+	// AnnounceInterval.
+	maxChallenges = 8
+	// maxSenders bounds the freshness guard's table of nonces.
+	maxSenders = 4096
+	// peerExpiry: an entry not heard for that long is forgotten.
+	peerExpiry = 30 * time.Second
+)
+
+// leaderInfo is what a node knows of a leader, from its announces.
+type leaderInfo struct {
+	node     uint32
+	id       [32]byte // the image it announces (zeros: none)
+	nonce    uint64   // the leader's run
+	seq      uint32   // of its last announce
+	epoch    uint32
+	group    netip.AddrPort
+	session  uint32 // its data session's transport session number (0: none)
+	src      netip.Addr
+	held     uint32
+	flags    uint16
+	lastSeen time.Time
+	// proven: an announce of this nonce echoed one of our messages.
+	proven bool
+	// bad: its data session brought bad data or a bad manifest.
+	bad          bool
+	challengedAt time.Time
+}
+
+func (l leaderInfo) sending() bool { return l.flags&FlagSending != 0 }
+
+// beats reports whether leader l wins over a leader of epoch and node:
+// the higher epoch, then the lower node ID.
+func (l leaderInfo) beats(epoch, node uint32) bool {
+	return l.epoch > epoch || l.epoch == epoch && l.node < node
+}
+
+// reqSeen is a request heard.
+type reqSeen struct {
+	node     uint32
+	epoch    uint32
+	seq      uint32
+	at       time.Time
+	id       bool // the requester has a manifest (can lead)
+	echoedUs bool // it echoed one of our messages: it lives in this run
+	echoedAt time.Time
+	// answeredAt: when a leader last answered it (at most 4 times an
+	// interval).
+	answeredAt time.Time
+}
+
+// claim is a takeover claim heard.
+type claim struct {
+	node     uint32
+	epoch    uint32
+	held     uint32
+	echo     uint64 // the leader gone, by nonce
+	lastSeen time.Time
+}
+
+// peers is the node's tables; node.mu guards them.
+type peers struct {
+	leaders  map[uint64]*leaderInfo
+	requests map[uint64]*reqSeen
+	claims   map[uint64]*claim
+	maxEpoch uint32 // highest epoch of a proven announce
+	// challenges counts the requests sent to unproven leaders since
+	// challengeAt.
+	challenges  int
+	challengeAt time.Time
+}
+
+func newPeers() peers {
+	return peers{leaders: make(map[uint64]*leaderInfo), requests: make(map[uint64]*reqSeen), claims: make(map[uint64]*claim)}
+}
+
+// room makes room for one more entry in m, whose entries say when they
+// were last heard (at) and whether they are worth keeping (keep); it
+// reports whether there is room. Entries older than peerExpiry go first,
+// then the oldest one not kept; kept entries are never evicted by a
+// flood, which is then refused.
+func room[T any](m map[uint64]*T, limit int, now time.Time, at func(*T) time.Time, keep func(*T) bool) bool {
+	if len(m) < limit {
+		return true
+	}
+	var oldest uint64
+	var oldestAt time.Time
+	found := false
+	for k, e := range m {
+		t := at(e)
+		if now.Sub(t) > peerExpiry {
+			delete(m, k)
+			continue
+		}
+		if !keep(e) && (!found || t.Before(oldestAt)) {
+			oldest, oldestAt, found = k, t, true
+		}
+	}
+	if len(m) < limit {
+		return true
+	}
+	if found {
+		delete(m, oldest)
+		return true
+	}
+	return false
+}
