@@ -146,13 +146,6 @@ func (ll *limitListener) release(ip string) {
 	}
 }
 
-// open returns the connections held, in all and from ip.
-func (ll *limitListener) open(ip string) (total, fromIP int) {
-	ll.mu.Lock()
-	defer ll.mu.Unlock()
-	return ll.total, ll.byIP[ip]
-}
-
 func remoteIP(c net.Conn) string {
 	if a, ok := c.RemoteAddr().(*net.TCPAddr); ok {
 		return a.IP.String()
