@@ -17,6 +17,7 @@ import (
 	"fmt"
 	"log/slog"
 	"net"
+	"net/netip"
 	"sync"
 	"time"
 
@@ -65,7 +66,24 @@ type Config struct {
 type Server struct {
 	cfg Config
 	log *slog.Logger
+
+	mu     sync.Mutex
+	offers map[string]offer // MAC: the last address offered to it (full mode)
 }
+
+// offer is an address offered to a MAC, and when.
+type offer struct {
+	ip net.IP
+	at time.Time
+}
+
+// offerTTL is how long a client may take to REQUEST what it was offered;
+// maxOffers bounds the offers remembered (a DISCOVER flood from made-up
+// MACs evicts the oldest).
+const (
+	offerTTL  = time.Minute
+	maxOffers = 1024
+)
 
 // New checks cfg and returns a server.
 func New(cfg Config) (*Server, error) {
@@ -92,7 +110,7 @@ func New(cfg Config) (*Server, error) {
 	if log == nil {
 		log = slog.New(slog.DiscardHandler)
 	}
-	return &Server{cfg: cfg, log: log}, nil
+	return &Server{cfg: cfg, log: log, offers: map[string]offer{}}, nil
 }
 
 // Reply computes the answer to req, or nil for no answer. It never panics
@@ -164,17 +182,17 @@ func (s *Server) fullReply(req *dhcpv4.DHCPv4, kind Kind, file string, boot bool
 			s.log.Warn("dhcp: no address to offer", "mac", mac.String(), "err", err)
 			return nil, nil
 		}
+		s.rememberOffer(mac, ip, now)
 		mt = dhcpv4.MessageTypeOffer
 	case dhcpv4.MessageTypeRequest:
-		if sid := req.ServerIdentifier(); sid != nil && !sid.Equal(s.cfg.ServerIP) {
-			return nil, nil // the client chose another server
-		}
-		ip = req.RequestedIPAddress()
-		if ip == nil || ip.IsUnspecified() {
-			ip = req.ClientIPAddr // renewing or rebinding
-		}
-		if ip == nil || ip.To4() == nil || ip.IsUnspecified() {
-			return s.nak(req, "no address requested")
+		var why string
+		ip, why = s.requested(req, now)
+		if ip == nil {
+			if why == "" {
+				return nil, nil // not ours to answer (RFC 2131 4.3.2)
+			}
+			s.log.Info("dhcp: nak", "mac", mac.String(), "why", why)
+			return s.nak(req, why)
 		}
 		if err := s.cfg.Leases.Commit(mac, ip, now, s.cfg.LeaseDuration); err != nil {
 			s.log.Info("dhcp: nak", "mac", mac.String(), "ip", ip, "err", err)
@@ -185,11 +203,19 @@ func (s *Server) fullReply(req *dhcpv4.DHCPv4, kind Kind, file string, boot bool
 		if sid := req.ServerIdentifier(); sid != nil && !sid.Equal(s.cfg.ServerIP) {
 			return nil, nil
 		}
-		ip := req.ClientIPAddr
+		s.forgetOffer(mac)
 		if req.MessageType() == dhcpv4.MessageTypeDecline {
-			ip = req.RequestedIPAddress()
+			// RFC 2131 4.3.3: the address is in use by someone else;
+			// do not offer it again for a while.
+			ip := req.RequestedIPAddress()
+			s.log.Warn("dhcp: address declined: in use on the network; not offered for "+DeclineHold.String(),
+				"mac", mac.String(), "ip", ip)
+			if err := s.cfg.Leases.Decline(mac, ip, now); err != nil {
+				s.log.Warn("dhcp: decline", "mac", mac.String(), "err", err)
+			}
+			return nil, nil
 		}
-		if err := s.cfg.Leases.Release(mac, ip); err != nil {
+		if err := s.cfg.Leases.Release(mac, req.ClientIPAddr); err != nil {
 			s.log.Warn("dhcp: release", "mac", mac.String(), "err", err)
 		}
 		return nil, nil
@@ -223,6 +249,97 @@ func (s *Server) fullReply(req *dhcpv4.DHCPv4, kind Kind, file string, boot bool
 		s.addBoot(req, resp, kind, file, true)
 	}
 	return resp, nil
+}
+
+// requested is the address a full-mode REQUEST may be ACKed with (RFC
+// 2131 4.3.2), or nil and why to NAK it ("" for silence):
+//
+//   - SELECTING (server identifier, requested address): ours and the
+//     address this server offered to this MAC (or already leases to it);
+//   - INIT-REBOOT (requested address, no server identifier): only the
+//     address associated with this MAC; silence if the MAC has none;
+//   - RENEWING/REBINDING (ciaddr): likewise.
+func (s *Server) requested(req *dhcpv4.DHCPv4, now time.Time) (net.IP, string) {
+	mac := req.ClientHWAddr
+	sid := req.ServerIdentifier()
+	ip := req.RequestedIPAddress().To4()
+	if ip == nil || ip.IsUnspecified() {
+		ip = req.ClientIPAddr.To4() // renewing or rebinding
+	}
+	leased, _, hasLease := s.cfg.Leases.Lease(mac)
+	switch {
+	case sid != nil && !sid.Equal(s.cfg.ServerIP):
+		s.forgetOffer(mac) // the client chose another server
+		return nil, ""
+	case ip == nil || ip.IsUnspecified():
+		if sid != nil {
+			return nil, "no address requested"
+		}
+		return nil, ""
+	case sid != nil:
+		if o, ok := s.offerTo(mac, now); ok && o.Equal(ip) {
+			return ip, ""
+		}
+		if hasLease && leased.Equal(ip) {
+			return ip, ""
+		}
+		return nil, "not the address offered"
+	case !hasLease:
+		return nil, "" // no record of this client: silence
+	case !leased.Equal(ip):
+		return nil, "not your address"
+	}
+	return ip, ""
+}
+
+func (s *Server) rememberOffer(mac net.HardwareAddr, ip net.IP, now time.Time) {
+	s.mu.Lock()
+	defer s.mu.Unlock()
+	if _, ok := s.offers[mac.String()]; !ok && len(s.offers) >= maxOffers {
+		oldest := ""
+		for k, o := range s.offers {
+			if oldest == "" || o.at.Before(s.offers[oldest].at) {
+				oldest = k
+			}
+			if now.Sub(o.at) > offerTTL {
+				delete(s.offers, k)
+			}
+		}
+		delete(s.offers, oldest)
+	}
+	s.offers[mac.String()] = offer{ip: ip, at: now}
+}
+
+func (s *Server) offerTo(mac net.HardwareAddr, now time.Time) (net.IP, bool) {
+	s.mu.Lock()
+	defer s.mu.Unlock()
+	o, ok := s.offers[mac.String()]
+	if !ok || now.Sub(o.at) > offerTTL {
+		return nil, false
+	}
+	return o.ip, true
+}
+
+func (s *Server) forgetOffer(mac net.HardwareAddr) {
+	s.mu.Lock()
+	defer s.mu.Unlock()
+	delete(s.offers, mac.String())
+}
+
+// LeasedTo returns the address this server currently leases to mac (full
+// mode, a lease not expired nor released), for other parts of shoal serve
+// that want to know which IP a machine has. In proxy mode it is always
+// false: the site's server leases the addresses.
+func (s *Server) LeasedTo(mac net.HardwareAddr) (netip.Addr, bool) {
+	if s.cfg.Mode != Full {
+		return netip.Addr{}, false
+	}
+	ip, expires, ok := s.cfg.Leases.Lease(mac)
+	if !ok || !expires.After(time.Now()) {
+		return netip.Addr{}, false
+	}
+	a, ok := netip.AddrFromSlice(ip.To4())
+	return a, ok
 }
 
 func (s *Server) nak(req *dhcpv4.DHCPv4, msg string) (*dhcpv4.DHCPv4, error) {

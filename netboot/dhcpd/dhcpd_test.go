@@ -3,6 +3,8 @@ package dhcpd
 import (
 	"errors"
 	"net"
+	"net/netip"
+	"os"
 	"path/filepath"
 	"testing"
 	"time"
@@ -50,6 +52,10 @@ func (f *fakeLeases) Commit(mac net.HardwareAddr, ip net.IP, _ time.Time, _ time
 func (f *fakeLeases) Release(mac net.HardwareAddr, _ net.IP) error {
 	f.released = append(f.released, mac.String())
 	return nil
+}
+func (f *fakeLeases) Decline(net.HardwareAddr, net.IP, time.Time) error { return nil }
+func (f *fakeLeases) Lease(net.HardwareAddr) (net.IP, time.Time, bool) {
+	return nil, time.Time{}, false
 }
 
 var (
@@ -183,29 +189,65 @@ func TestReplyDiscover(t *testing.T) {
 	}
 }
 
+// TestReplyRequestFull: RFC 2131 4.3.2 with the real allocator. A
+// SELECTING request is ACKed only for the address this server offered
+// that MAC; INIT-REBOOT and renewals only for the MAC's own address.
 func TestReplyRequestFull(t *testing.T) {
-	leaseIP := net.IPv4(10, 0, 0, 100).To4()
+	other := net.IPv4(10, 0, 0, 107).To4()
 	for _, tc := range []struct {
-		name     string
-		mods     []dhcpv4.Modifier
-		wantType string
+		name            string
+		discover, lease bool // first a DISCOVER (an offer), or a committed lease
+		mods            func(offered net.IP) []dhcpv4.Modifier
+		wantType        string
 	}{
-		{"requested our offer", []dhcpv4.Modifier{
-			dhcpv4.WithOption(dhcpv4.OptRequestedIPAddress(leaseIP)),
-			dhcpv4.WithOption(dhcpv4.OptServerIdentifier(serverIP))}, "ACK"},
-		{"other address", []dhcpv4.Modifier{
-			dhcpv4.WithOption(dhcpv4.OptRequestedIPAddress(net.IPv4(10, 0, 0, 7)))}, "NAK"},
-		{"other server", []dhcpv4.Modifier{
-			dhcpv4.WithOption(dhcpv4.OptRequestedIPAddress(leaseIP)),
-			dhcpv4.WithOption(dhcpv4.OptServerIdentifier(net.IPv4(10, 0, 0, 2)))}, ""},
-		{"renew by ciaddr", []dhcpv4.Modifier{dhcpv4.WithClientIP(leaseIP)}, "ACK"},
-		{"nothing requested", nil, "NAK"},
+		{"selecting our offer", true, false, func(ip net.IP) []dhcpv4.Modifier {
+			return []dhcpv4.Modifier{dhcpv4.WithOption(dhcpv4.OptRequestedIPAddress(ip)), dhcpv4.WithOption(dhcpv4.OptServerIdentifier(serverIP))}
+		}, "ACK"},
+		{"selecting without an offer", false, false, func(net.IP) []dhcpv4.Modifier {
+			return []dhcpv4.Modifier{dhcpv4.WithOption(dhcpv4.OptRequestedIPAddress(other)), dhcpv4.WithOption(dhcpv4.OptServerIdentifier(serverIP))}
+		}, "NAK"},
+		{"selecting another address than offered", true, false, func(net.IP) []dhcpv4.Modifier {
+			return []dhcpv4.Modifier{dhcpv4.WithOption(dhcpv4.OptRequestedIPAddress(other)), dhcpv4.WithOption(dhcpv4.OptServerIdentifier(serverIP))}
+		}, "NAK"},
+		{"selecting another server", true, false, func(ip net.IP) []dhcpv4.Modifier {
+			return []dhcpv4.Modifier{dhcpv4.WithOption(dhcpv4.OptRequestedIPAddress(ip)), dhcpv4.WithOption(dhcpv4.OptServerIdentifier(net.IPv4(10, 0, 0, 2)))}
+		}, ""},
+		{"init-reboot unknown client", false, false, func(net.IP) []dhcpv4.Modifier {
+			return []dhcpv4.Modifier{dhcpv4.WithOption(dhcpv4.OptRequestedIPAddress(other))}
+		}, ""},
+		{"init-reboot own address", false, true, func(ip net.IP) []dhcpv4.Modifier {
+			return []dhcpv4.Modifier{dhcpv4.WithOption(dhcpv4.OptRequestedIPAddress(ip))}
+		}, "ACK"},
+		{"init-reboot other address", false, true, func(net.IP) []dhcpv4.Modifier {
+			return []dhcpv4.Modifier{dhcpv4.WithOption(dhcpv4.OptRequestedIPAddress(other))}
+		}, "NAK"},
+		{"renew own address", false, true, func(ip net.IP) []dhcpv4.Modifier { return []dhcpv4.Modifier{dhcpv4.WithClientIP(ip)} }, "ACK"},
+		{"renew without a lease", false, false, func(net.IP) []dhcpv4.Modifier { return []dhcpv4.Modifier{dhcpv4.WithClientIP(other)} }, ""},
+		{"nothing requested", false, true, func(net.IP) []dhcpv4.Modifier { return nil }, ""},
 	} {
 		t.Run(tc.name, func(t *testing.T) {
-			fl := &fakeLeases{ip: leaseIP}
+			first, last, _ := ParseRange("10.0.0.100-10.0.0.110")
+			fl, err := NewFileLeases("", first, last)
+			if err != nil {
+				t.Fatal(err)
+			}
 			s := newServer(t, Full, fl, fakeBooter{})
-			req := discover(t, append([]dhcpv4.Modifier{dhcpv4.WithMessageType(dhcpv4.MessageTypeRequest)}, tc.mods...)...)
-			r, err := s.Reply(req, time.Now())
+			now := time.Now()
+			offered := net.IPv4(10, 0, 0, 100).To4()
+			if tc.discover {
+				r, err := s.Reply(discover(t), now)
+				if err != nil || r == nil {
+					t.Fatalf("DISCOVER: %v, %v", r, err)
+				}
+				offered = r.YourIPAddr.To4()
+			}
+			if tc.lease {
+				if err := fl.Commit(mac1, offered, now, time.Hour); err != nil {
+					t.Fatal(err)
+				}
+			}
+			req := discover(t, append([]dhcpv4.Modifier{dhcpv4.WithMessageType(dhcpv4.MessageTypeRequest)}, tc.mods(offered)...)...)
+			r, err := s.Reply(req, now)
 			if err != nil {
 				t.Fatal(err)
 			}
@@ -216,10 +258,160 @@ func TestReplyRequestFull(t *testing.T) {
 			if got != tc.wantType {
 				t.Errorf("Reply(request %s) = %q, want %q", tc.name, got, tc.wantType)
 			}
-			if got == "ACK" && len(fl.committed) != 1 {
-				t.Errorf("ACK without a commit: %v", fl.committed)
+			if ip, _, ok := fl.Lease(mac1); got == "ACK" && (!ok || !ip.Equal(r.YourIPAddr)) {
+				t.Errorf("ACK of %v, lease %v %v", r.YourIPAddr, ip, ok)
 			}
 		})
+	}
+}
+
+// TestForgedRequestsDoNotFillRange: REQUESTs from made-up MACs, without
+// an OFFER, for every address of an 11-address range (SELECTING and
+// INIT-REBOOT forms) lease nothing; a real client then gets an OFFER.
+func TestForgedRequestsDoNotFillRange(t *testing.T) {
+	first, last, _ := ParseRange("10.0.0.100-10.0.0.110")
+	fl, err := NewFileLeases("", first, last)
+	if err != nil {
+		t.Fatal(err)
+	}
+	s := newServer(t, Full, fl, fakeBooter{})
+	now := time.Now()
+	for i := range 11 {
+		for _, withSID := range []bool{true, false} {
+			mods := []dhcpv4.Modifier{dhcpv4.WithMessageType(dhcpv4.MessageTypeRequest),
+				dhcpv4.WithOption(dhcpv4.OptRequestedIPAddress(net.IPv4(10, 0, 0, byte(100+i))))}
+			if withSID {
+				mods = append(mods, dhcpv4.WithOption(dhcpv4.OptServerIdentifier(serverIP)))
+			}
+			req, err := dhcpv4.New(append(mods, dhcpv4.WithHwAddr(net.HardwareAddr{2, 0, 0, 0, 1, byte(i)}))...)
+			if err != nil {
+				t.Fatal(err)
+			}
+			if r, _ := s.Reply(req, now); r != nil && r.MessageType() == dhcpv4.MessageTypeAck {
+				t.Errorf("forged REQUEST %d (server id %v) got an ACK for %v", i, withSID, r.YourIPAddr)
+			}
+		}
+	}
+	if n := len(fl.Leases()); n != 0 {
+		t.Errorf("%d leases after forged REQUESTs, want 0", n)
+	}
+	r, err := s.Reply(discover(t), now)
+	if err != nil || r == nil || r.MessageType() != dhcpv4.MessageTypeOffer {
+		t.Errorf("DISCOVER after forged REQUESTs: %v, %v; want an OFFER", r, err)
+	}
+}
+
+// TestDeclineNotOfferedAgain: an address the client DECLINEs (RFC 2131
+// 4.3.3) is not offered again, to it or another MAC, for DeclineHold.
+func TestDeclineNotOfferedAgain(t *testing.T) {
+	first, last, _ := ParseRange("10.0.0.100-10.0.0.102")
+	fl, err := NewFileLeases(filepath.Join(t.TempDir(), "leases.json"), first, last)
+	if err != nil {
+		t.Fatal(err)
+	}
+	s := newServer(t, Full, fl, fakeBooter{})
+	now := time.Now()
+	off, err := s.Reply(discover(t), now)
+	if err != nil || off == nil {
+		t.Fatalf("DISCOVER: %v, %v", off, err)
+	}
+	declined := off.YourIPAddr.To4()
+	ack, err := s.Reply(discover(t, dhcpv4.WithMessageType(dhcpv4.MessageTypeRequest),
+		dhcpv4.WithOption(dhcpv4.OptRequestedIPAddress(declined)), dhcpv4.WithOption(dhcpv4.OptServerIdentifier(serverIP))), now)
+	if err != nil || ack == nil || ack.MessageType() != dhcpv4.MessageTypeAck {
+		t.Fatalf("REQUEST: %v, %v", ack, err)
+	}
+	if r, err := s.Reply(discover(t, dhcpv4.WithMessageType(dhcpv4.MessageTypeDecline),
+		dhcpv4.WithOption(dhcpv4.OptRequestedIPAddress(declined)), dhcpv4.WithOption(dhcpv4.OptServerIdentifier(serverIP))), now); r != nil || err != nil {
+		t.Fatalf("DECLINE answered: %v, %v", r, err)
+	}
+	if a, ok := s.LeasedTo(mac1); ok {
+		t.Errorf("LeasedTo after DECLINE = %v, want none", a)
+	}
+	for _, tc := range []struct {
+		name string
+		mac  net.HardwareAddr
+		at   time.Time
+		want bool // may get the declined address
+	}{
+		{"same client", mac1, now.Add(time.Second), false},
+		{"other client", net.HardwareAddr{2, 0, 0, 0, 0, 9}, now.Add(time.Second), false},
+		{"after the hold", net.HardwareAddr{2, 0, 0, 0, 0, 9}, now.Add(DeclineHold + time.Minute), true},
+	} {
+		t.Run(tc.name, func(t *testing.T) {
+			d, err := dhcpv4.NewDiscovery(tc.mac)
+			if err != nil {
+				t.Fatal(err)
+			}
+			seen := false
+			for range 3 {
+				r, err := s.Reply(d, tc.at)
+				if err != nil || r == nil {
+					t.Fatalf("DISCOVER: %v, %v", r, err)
+				}
+				seen = seen || r.YourIPAddr.Equal(declined)
+				// Not committed: the allocator moves on to the next free address.
+			}
+			if seen && !tc.want {
+				t.Errorf("declined %v offered again", declined)
+			}
+		})
+	}
+}
+
+// TestLeasesFileDamaged: an empty or corrupt leases file (a crash before
+// the fsync the old code lacked) starts with no leases instead of
+// refusing to start; the next commit writes a valid file.
+func TestLeasesFileDamaged(t *testing.T) {
+	first, last, _ := ParseRange("10.0.0.100-10.0.0.110")
+	for _, tc := range []struct{ name, data string }{{"empty", ""}, {"corrupt", "[{\"mac\": "}, {"nul", "\x00\x00\x00"}} {
+		t.Run(tc.name, func(t *testing.T) {
+			path := filepath.Join(t.TempDir(), "leases.json")
+			if err := os.WriteFile(path, []byte(tc.data), 0o640); err != nil {
+				t.Fatal(err)
+			}
+			l, err := NewFileLeases(path, first, last)
+			if err != nil {
+				t.Fatalf("NewFileLeases(%s file) = %v, want a start with no leases", tc.name, err)
+			}
+			if n := len(l.Leases()); n != 0 {
+				t.Errorf("%d leases, want 0", n)
+			}
+			if err := l.Commit(mac1, first, time.Now(), time.Hour); err != nil {
+				t.Fatal(err)
+			}
+			l2, err := NewFileLeases(path, first, last)
+			if err != nil || len(l2.Leases()) != 1 {
+				t.Errorf("reopen after commit: %v, %v", l2.Leases(), err)
+			}
+			if fi, err := os.Stat(path); err != nil || fi.Mode().Perm() != 0o640 {
+				t.Errorf("mode after save: %v, %v; want 0640 kept", fi.Mode(), err)
+			}
+		})
+	}
+}
+
+func TestLeasedTo(t *testing.T) {
+	first, last, _ := ParseRange("10.0.0.100-10.0.0.110")
+	fl, _ := NewFileLeases("", first, last)
+	s := newServer(t, Full, fl, fakeBooter{})
+	if a, ok := s.LeasedTo(mac1); ok {
+		t.Errorf("LeasedTo before a lease = %v", a)
+	}
+	if err := fl.Commit(mac1, first, time.Now(), time.Hour); err != nil {
+		t.Fatal(err)
+	}
+	if a, ok := s.LeasedTo(mac1); !ok || a != netip.MustParseAddr("10.0.0.100") {
+		t.Errorf("LeasedTo = %v, %v; want 10.0.0.100", a, ok)
+	}
+	if err := fl.Release(mac1, first); err != nil {
+		t.Fatal(err)
+	}
+	if a, ok := s.LeasedTo(mac1); ok {
+		t.Errorf("LeasedTo after release = %v", a)
+	}
+	if a, ok := newServer(t, Proxy, nil, fakeBooter{}).LeasedTo(mac1); ok {
+		t.Errorf("proxy LeasedTo = %v", a)
 	}
 }
 
@@ -319,6 +511,11 @@ func FuzzReply(f *testing.F) {
 		d.UpdateOption(dhcpv4.OptServerIdentifier(serverIP))
 		d.UpdateOption(dhcpv4.OptRequestedIPAddress(net.IPv4(10, 0, 0, 100)))
 		f.Add(d.ToBytes())
+		d.UpdateOption(dhcpv4.OptMessageType(dhcpv4.MessageTypeDecline))
+		f.Add(d.ToBytes())
+		d.UpdateOption(dhcpv4.OptMessageType(dhcpv4.MessageTypeRelease))
+		d.ClientIPAddr = net.IPv4(10, 0, 0, 100)
+		f.Add(d.ToBytes())
 	}
 	f.Add([]byte{})
 	f.Add(make([]byte, 240))
@@ -333,11 +530,17 @@ func FuzzReply(f *testing.F) {
 			t.Fatal(err)
 		}
 		full := newServer(t, Full, leases, fakeBooter{})
-		if _, err := full.Reply(req, time.Now()); err != nil {
+		r, err := full.Reply(req, time.Now())
+		if err != nil {
 			t.Logf("full Reply: %v", err)
 		}
+		// A fresh server made no offer and has no lease: nothing is ACKed
+		// with an address.
+		if r != nil && r.MessageType() == dhcpv4.MessageTypeAck && r.YourIPAddr != nil && !r.YourIPAddr.IsUnspecified() {
+			t.Errorf("full ACK of %v without an offer", r.YourIPAddr)
+		}
 		proxy := newServer(t, Proxy, nil, fakeBooter{})
-		r, err := proxy.Reply(req, time.Now())
+		r, err = proxy.Reply(req, time.Now())
 		if err != nil {
 			t.Logf("proxy Reply: %v", err)
 		}

@@ -5,13 +5,15 @@ import (
 	"encoding/json"
 	"errors"
 	"fmt"
+	"log/slog"
 	"net"
 	"os"
-	"path/filepath"
 	"sort"
 	"strings"
 	"sync"
 	"time"
+
+	"github.com/shoal-project/shoal/internal/atomicfile"
 )
 
 // Allocator is the lease policy of full mode: which address a MAC gets.
@@ -24,7 +26,17 @@ type Allocator interface {
 	Commit(mac net.HardwareAddr, ip net.IP, now time.Time, d time.Duration) error
 	// Release ends mac's lease of ip, if it has it.
 	Release(mac net.HardwareAddr, ip net.IP) error
+	// Decline records that mac found ip in use (DHCPDECLINE): ip is not
+	// offered to anyone for DeclineHold, and mac loses it.
+	Decline(mac net.HardwareAddr, ip net.IP, now time.Time) error
+	// Lease returns the address associated with mac and until when it is
+	// leased (a past time: expired or released, still kept for mac).
+	Lease(mac net.HardwareAddr) (ip net.IP, expires time.Time, ok bool)
 }
+
+// DeclineHold is how long a declined address is not offered (RFC 2131
+// 4.3.3: the server must mark it not available).
+const DeclineHold = 10 * time.Minute
 
 // ErrUnavailable means an address cannot be leased to the asking MAC.
 var ErrUnavailable = errors.New("address unavailable")
@@ -50,6 +62,8 @@ type FileLeases struct {
 	byMAC  map[string]Lease
 	byIP   map[uint32]string
 	lastIP uint32 // where the search for a free address starts
+	// declined: addresses a client said are in use, until when.
+	declined map[uint32]time.Time
 }
 
 // ParseRange parses "FIRST-LAST" (IPv4 addresses, FIRST <= LAST).
@@ -63,13 +77,20 @@ func ParseRange(s string) (first, last net.IP, err error) {
 }
 
 // NewFileLeases loads (or starts) the leases in path for the range
-// first..last. path "" keeps leases in memory only.
+// first..last. path "" keeps leases in memory only. An empty or corrupt
+// file (e.g. after a crash) is logged on slog's default logger and starts
+// with no leases; OpenFileLeases takes the logger.
 func NewFileLeases(path string, first, last net.IP) (*FileLeases, error) {
+	return OpenFileLeases(path, first, last, slog.Default())
+}
+
+// OpenFileLeases is NewFileLeases logging to log.
+func OpenFileLeases(path string, first, last net.IP, log *slog.Logger) (*FileLeases, error) {
 	if first.To4() == nil || last.To4() == nil || ip2u(first) > ip2u(last) {
 		return nil, fmt.Errorf("leases: bad range %v-%v", first, last)
 	}
 	l := &FileLeases{first: ip2u(first), last: ip2u(last), path: path,
-		byMAC: map[string]Lease{}, byIP: map[uint32]string{}}
+		byMAC: map[string]Lease{}, byIP: map[uint32]string{}, declined: map[uint32]time.Time{}}
 	l.lastIP = l.first - 1
 	if path == "" {
 		return l, nil
@@ -83,12 +104,20 @@ func NewFileLeases(path string, first, last net.IP) (*FileLeases, error) {
 	}
 	var leases []Lease
 	if err := json.Unmarshal(data, &leases); err != nil {
-		return nil, fmt.Errorf("leases %s: %w", path, err)
+		log.Warn("dhcp: leases file empty or corrupt, starting with no leases (clients may get new addresses)",
+			"file", path, "sizeBytes", len(data), "err", err)
+		return l, nil
 	}
 	for _, le := range leases {
 		ip := net.ParseIP(le.IP).To4()
 		if ip == nil || ip2u(ip) < l.first || ip2u(ip) > l.last {
 			continue // the range changed: forget leases outside it
+		}
+		if mac, err := net.ParseMAC(le.MAC); err != nil || mac.String() != le.MAC {
+			continue
+		}
+		if _, dup := l.byIP[ip2u(ip)]; dup {
+			continue
 		}
 		l.byMAC[le.MAC] = le
 		l.byIP[ip2u(ip)] = le.MAC
@@ -108,21 +137,27 @@ func u2ip(u uint32) net.IP {
 func (l *FileLeases) Offer(mac net.HardwareAddr, now time.Time) (net.IP, error) {
 	l.mu.Lock()
 	defer l.mu.Unlock()
+	for u, until := range l.declined {
+		if !until.After(now) {
+			delete(l.declined, u)
+		}
+	}
 	if le, ok := l.byMAC[mac.String()]; ok {
 		return net.ParseIP(le.IP).To4(), nil
 	}
 	n := l.last - l.first + 1
-	// First a never-used address, then the oldest expired one.
+	// First a never-used address, then the oldest expired one; never a
+	// declined one.
 	for i := uint32(0); i < n; i++ {
 		u := l.first + (l.lastIP-l.first+1+i)%n
-		if _, used := l.byIP[u]; !used {
+		if _, used := l.byIP[u]; !used && l.declined[u].IsZero() {
 			l.lastIP = u
 			return u2ip(u), nil
 		}
 	}
 	var oldest *Lease
 	for _, le := range l.byMAC {
-		if le.Expires.Before(now) && (oldest == nil || le.Expires.Before(oldest.Expires)) {
+		if le.Expires.Before(now) && l.declined[ip2u(net.ParseIP(le.IP))].IsZero() && (oldest == nil || le.Expires.Before(oldest.Expires)) {
 			le := le
 			oldest = &le
 		}
@@ -145,6 +180,9 @@ func (l *FileLeases) Commit(mac net.HardwareAddr, ip net.IP, now time.Time, d ti
 	}
 	l.mu.Lock()
 	defer l.mu.Unlock()
+	if l.declined[u].After(now) {
+		return fmt.Errorf("commit %v: declined by a client until %v: %w", ip, l.declined[u].Format(time.RFC3339), ErrUnavailable)
+	}
 	key := mac.String()
 	if owner, ok := l.byIP[u]; ok && owner != key {
 		if l.byMAC[owner].Expires.After(now) {
@@ -175,6 +213,35 @@ func (l *FileLeases) Release(mac net.HardwareAddr, ip net.IP) error {
 	return l.saveLocked()
 }
 
+// Decline implements Allocator.
+func (l *FileLeases) Decline(mac net.HardwareAddr, ip net.IP, now time.Time) error {
+	ip = ip.To4()
+	if ip == nil || ip2u(ip) < l.first || ip2u(ip) > l.last {
+		return nil
+	}
+	l.mu.Lock()
+	defer l.mu.Unlock()
+	u := ip2u(ip)
+	l.declined[u] = now.Add(DeclineHold)
+	if le, ok := l.byMAC[mac.String()]; ok && le.IP == ip.String() {
+		delete(l.byMAC, le.MAC)
+		delete(l.byIP, u)
+		return l.saveLocked()
+	}
+	return nil
+}
+
+// Lease implements Allocator.
+func (l *FileLeases) Lease(mac net.HardwareAddr) (net.IP, time.Time, bool) {
+	l.mu.Lock()
+	defer l.mu.Unlock()
+	le, ok := l.byMAC[mac.String()]
+	if !ok {
+		return nil, time.Time{}, false
+	}
+	return net.ParseIP(le.IP).To4(), le.Expires, true
+}
+
 // Leases returns the current leases sorted by address.
 func (l *FileLeases) Leases() []Lease {
 	l.mu.Lock()
@@ -202,19 +269,7 @@ func (l *FileLeases) saveLocked() error {
 	if err != nil {
 		return fmt.Errorf("save leases: %w", err)
 	}
-	f, err := os.CreateTemp(filepath.Dir(l.path), "."+filepath.Base(l.path)+".tmp*")
-	if err != nil {
-		return fmt.Errorf("save leases: %w", err)
-	}
-	defer os.Remove(f.Name())
-	if _, err := f.Write(append(data, '\n')); err != nil {
-		f.Close()
-		return fmt.Errorf("save leases: %w", err)
-	}
-	if err := f.Close(); err != nil {
-		return fmt.Errorf("save leases: %w", err)
-	}
-	if err := os.Rename(f.Name(), l.path); err != nil {
+	if err := atomicfile.Write(l.path, append(data, '\n'), atomicfile.Options{Perm: 0o644}); err != nil {
 		return fmt.Errorf("save leases: %w", err)
 	}
 	return nil

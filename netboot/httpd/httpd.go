@@ -74,6 +74,9 @@ type Config struct {
 	Registry *prometheus.Registry
 	Log      *slog.Logger
 	Now      func() time.Time // nil: time.Now
+	// Limits bound connections, timeouts and sizes (limits.go); zero
+	// fields take the defaults.
+	Limits Limits
 }
 
 // Server serves HTTP as its Config says.
@@ -128,6 +131,7 @@ func New(cfg Config) (*Server, error) {
 	if cfg.SilentAfter <= 0 {
 		cfg.SilentAfter = DefaultSilentAfter
 	}
+	cfg.Limits = cfg.Limits.withDefaults()
 	s := &Server{cfg: cfg, log: cfg.Log, mux: http.NewServeMux(), lastReport: map[string]int64{}}
 	if s.log == nil {
 		s.log = slog.New(slog.DiscardHandler)
@@ -177,15 +181,13 @@ func (s *Server) Close() error {
 func (s *Server) Handler() http.Handler { return s.mux }
 
 // Serve serves HTTP on ln until ctx is done, then shuts down (waiting up to
-// 5 s for requests in flight) and returns nil.
+// 5 s for requests in flight) and returns nil. Config.Limits bound the
+// connections.
 func (s *Server) Serve(ctx context.Context, ln net.Listener) error {
-	hs := &http.Server{
-		Handler:           s.mux,
-		ReadHeaderTimeout: 10 * time.Second,
-		ErrorLog:          slog.NewLogLogger(s.log.Handler(), slog.LevelWarn),
-	}
+	hs := s.cfg.Limits.httpServer(s.mux)
+	hs.ErrorLog = slog.NewLogLogger(s.log.Handler(), slog.LevelWarn)
 	done := make(chan error, 1)
-	go func() { done <- hs.Serve(ln) }()
+	go func() { done <- hs.Serve(s.cfg.Limits.listener(ln)) }()
 	select {
 	case <-ctx.Done():
 		sctx, cancel := context.WithTimeout(context.Background(), 5*time.Second)

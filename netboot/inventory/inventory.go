@@ -23,12 +23,12 @@ import (
 	"fmt"
 	"net"
 	"os"
-	"path/filepath"
 	"sort"
 	"strings"
 	"sync"
 	"time"
 
+	"github.com/shoal-project/shoal/internal/atomicfile"
 	"github.com/shoal-project/shoal/netboot/api"
 )
 
@@ -59,7 +59,28 @@ type Store struct {
 	lines    []string // raw file lines; machine lines are rewritten on save
 	lineOf   map[string]int
 	machines map[string]*Machine
+
+	// file is the machines file as last read or written; a change (an
+	// operator's edit) is read again before any use (fileStamp).
+	file    fileStamp
+	fileErr error // the last reread failed: nothing is written until fixed
+	// booted is the image and disk each machine's last boot script named:
+	// a success turns the machine local only if its entry still says so.
+	booted map[string]bootedWith
+	// pending holds unknown machines (let in by the policy) that fetched a
+	// boot script but never reported: capped and expiring, not in
+	// Machines, the file or the metrics.
+	pending map[string]Machine
 }
+
+type bootedWith struct{ image, disk string }
+
+// MaxPending bounds the unknown machines seen only by a boot script fetch;
+// PendingTTL is how long one is kept.
+const (
+	MaxPending = 256
+	PendingTTL = time.Hour
+)
 
 // Ignore is the unknown-machine policy that leaves unknown machines alone.
 const Ignore = "ignore"
@@ -71,21 +92,57 @@ func Open(path, unknown string) (*Store, error) {
 	if unknown == "" {
 		unknown = Ignore
 	}
-	s := &Store{path: path, unknown: unknown, lineOf: map[string]int{}, machines: map[string]*Machine{}}
+	s := &Store{path: path, unknown: unknown, lineOf: map[string]int{}, machines: map[string]*Machine{},
+		booted: map[string]bootedWith{}, pending: map[string]Machine{}}
 	if path == "" {
 		return s, nil
 	}
-	data, err := os.ReadFile(path)
-	if errors.Is(err, os.ErrNotExist) {
-		return s, nil
-	}
-	if err != nil {
-		return nil, fmt.Errorf("inventory: %w", err)
-	}
-	if err := s.parse(data); err != nil {
-		return nil, fmt.Errorf("inventory %s: %w", path, err)
+	if err := s.refreshLocked(); err != nil {
+		return nil, err
 	}
 	return s, nil
+}
+
+// refreshLocked reads the file again if it changed since it was last read
+// or written (operator edits win): the machines are the file's, with
+// what the server knows of each (status, times) kept by MAC.
+func (s *Store) refreshLocked() error {
+	if s.path == "" {
+		return nil
+	}
+	st, err := stampOf(s.path)
+	if err != nil {
+		return fmt.Errorf("inventory: %w", err)
+	}
+	if st == s.file && s.fileErr == nil {
+		return nil
+	}
+	var data []byte
+	if st.exists {
+		if data, err = os.ReadFile(s.path); err != nil {
+			return fmt.Errorf("inventory: %w", err)
+		}
+	}
+	n := &Store{lineOf: map[string]int{}, machines: map[string]*Machine{}}
+	if err := n.parse(data); err != nil {
+		s.fileErr = fmt.Errorf("inventory %s: %w", s.path, err)
+		return s.fileErr
+	}
+	for mac, m := range n.machines {
+		if old, ok := s.machines[mac]; ok {
+			m.Status, m.FirstSeen, m.LastBoot, m.LastReport = old.Status, old.FirstSeen, old.LastBoot, old.LastReport
+		}
+	}
+	// Unknown machines that reported stay while the file does not list
+	// them.
+	for mac, m := range s.machines {
+		if _, inFile := n.machines[mac]; !inFile && !m.Known && s.unknown != Ignore {
+			n.machines[mac] = m
+		}
+	}
+	s.lines, s.lineOf, s.machines = n.lines, n.lineOf, n.machines
+	s.file, s.fileErr = st, nil
+	return nil
 }
 
 // Parse reads an inventory from data without a file behind it (Save then
@@ -155,6 +212,7 @@ func (s *Store) Lookup(mac string) (Machine, error) {
 	}
 	s.mu.Lock()
 	defer s.mu.Unlock()
+	s.refreshLocked() // on an error (a bad edit), the last good copy serves
 	m, err := s.lookupLocked(mac, false)
 	if err != nil {
 		return Machine{}, err
@@ -173,7 +231,11 @@ func (s *Store) lookupLocked(mac string, create bool) (*Machine, error) {
 		return nil, fmt.Errorf("%s: %w", mac, ErrUnknown)
 	}
 	m := &Machine{MAC: mac, Action: Reimage, Image: s.unknown}
+	if p, ok := s.pending[mac]; ok {
+		*m = p
+	}
 	if create {
+		delete(s.pending, mac)
 		s.machines[mac] = m
 	}
 	return m, nil
@@ -193,14 +255,53 @@ func (s *Store) MarkBoot(mac string, now time.Time) {
 	}
 	s.mu.Lock()
 	defer s.mu.Unlock()
-	m, err := s.lookupLocked(mac, true)
-	if err != nil {
+	s.refreshLocked()
+	if _, ok := s.machines[mac]; !ok {
+		if s.unknown != Ignore {
+			s.addPendingLocked(mac, now)
+		}
 		return
 	}
+	m := s.machines[mac]
 	if m.FirstSeen.IsZero() {
 		m.FirstSeen = now
 	}
 	m.LastBoot = now
+	s.booted[mac] = bootedWith{m.Image, m.Disk}
+}
+
+// addPendingLocked records an unknown machine's boot script fetch in the
+// capped, expiring pending set (the oldest goes when it is full).
+func (s *Store) addPendingLocked(mac string, now time.Time) {
+	p, ok := s.pending[mac]
+	if !ok {
+		for k, o := range s.pending {
+			if now.Sub(o.LastBoot) > PendingTTL {
+				delete(s.pending, k)
+			}
+		}
+		if len(s.pending) >= MaxPending {
+			oldest := ""
+			for k, o := range s.pending {
+				if oldest == "" || o.LastBoot.Before(s.pending[oldest].LastBoot) {
+					oldest = k
+				}
+			}
+			delete(s.pending, oldest)
+		}
+		p = Machine{MAC: mac, Action: Reimage, Image: s.unknown, FirstSeen: now}
+	}
+	p.LastBoot = now
+	s.pending[mac] = p
+	s.booted[mac] = bootedWith{p.Image, p.Disk}
+}
+
+// Pending returns how many unknown machines fetched a boot script and have
+// not reported (at most MaxPending).
+func (s *Store) Pending() int {
+	s.mu.Lock()
+	defer s.mu.Unlock()
+	return len(s.pending)
 }
 
 // Report records a status report. A verified success turns the machine's
@@ -213,6 +314,7 @@ func (s *Store) Report(mac string, st Status, now time.Time) (Machine, error) {
 	}
 	s.mu.Lock()
 	defer s.mu.Unlock()
+	s.refreshLocked()
 	m, err := s.lookupLocked(mac, true)
 	if err != nil {
 		return Machine{}, err
@@ -222,7 +324,11 @@ func (s *Store) Report(mac string, st Status, now time.Time) (Machine, error) {
 	}
 	m.Status = st
 	m.LastReport = now
-	if st.Success() && m.Action != Local {
+	// The success counts only for the image and disk the machine was
+	// booted with: an operator who changed them since wants it reimaged.
+	b, booted := s.booted[mac]
+	still := !booted || (b.image == m.Image && b.disk == m.Disk)
+	if st.Success() && m.Action != Local && still {
 		m.Action = Local
 		m.Known = true
 		if err := s.saveLocked(); err != nil {
@@ -236,6 +342,7 @@ func (s *Store) Report(mac string, st Status, now time.Time) (Machine, error) {
 func (s *Store) Machines() []Machine {
 	s.mu.Lock()
 	defer s.mu.Unlock()
+	s.refreshLocked()
 	out := make([]Machine, 0, len(s.machines))
 	for _, m := range s.machines {
 		out = append(out, *m)
@@ -262,6 +369,29 @@ func formatLine(m *Machine) string {
 func (s *Store) saveLocked() error {
 	if s.path == "" {
 		return nil
+	}
+	// The operator's edits first: a change made since the last read is
+	// read and kept, what this save changes is applied to it.
+	pendingLocal := map[string]bool{}
+	for mac, m := range s.machines {
+		if m.Action == Local && m.Known {
+			pendingLocal[mac] = true
+		}
+	}
+	before := s.file
+	if err := s.refreshLocked(); err != nil {
+		return fmt.Errorf("not saved: %w", err)
+	}
+	if s.file != before {
+		// Reread: apply only the turns to local of machines whose entry
+		// still reimages with the image they booted.
+		for mac := range pendingLocal {
+			m, ok := s.machines[mac]
+			b, booted := s.booted[mac]
+			if ok && m.Action == Reimage && m.Status.Success() && (!booted || (b.image == m.Image && b.disk == m.Disk)) {
+				m.Action = Local
+			}
+		}
 	}
 	// Known machines update their own line; machines let in by the
 	// unknown policy that became known are appended.
@@ -291,28 +421,13 @@ func (s *Store) saveLocked() error {
 		buf.WriteString(l)
 		buf.WriteByte('\n')
 	}
-	return writeFileAtomic(s.path, buf.Bytes())
-}
-
-func writeFileAtomic(path string, data []byte) error {
-	f, err := os.CreateTemp(filepath.Dir(path), "."+filepath.Base(path)+".tmp*")
+	if err := atomicfile.Write(s.path, buf.Bytes(), atomicfile.Options{Perm: 0o644}); err != nil {
+		return fmt.Errorf("save %s: %w", s.path, err)
+	}
+	st, err := stampOf(s.path)
 	if err != nil {
-		return fmt.Errorf("save %s: %w", path, err)
+		return fmt.Errorf("save %s: %w", s.path, err)
 	}
-	defer os.Remove(f.Name())
-	if _, err := f.Write(data); err != nil {
-		f.Close()
-		return fmt.Errorf("save %s: %w", path, err)
-	}
-	if err := f.Sync(); err != nil {
-		f.Close()
-		return fmt.Errorf("save %s: %w", path, err)
-	}
-	if err := f.Close(); err != nil {
-		return fmt.Errorf("save %s: %w", path, err)
-	}
-	if err := os.Rename(f.Name(), path); err != nil {
-		return fmt.Errorf("save %s: %w", path, err)
-	}
+	s.file = st
 	return nil
 }

@@ -334,7 +334,7 @@ func New(cfg Config, ls *Listeners, log *slog.Logger) (_ *Server, err error) {
 			if leasePath == "" && cfg.Inventory != "" {
 				leasePath = cfg.Inventory + ".leases.json"
 			}
-			if dc.Leases, err = dhcpd.NewFileLeases(leasePath, first, last); err != nil {
+			if dc.Leases, err = dhcpd.OpenFileLeases(leasePath, first, last, log); err != nil {
 				return nil, err
 			}
 			if cfg.Router != "" {
