@@ -8,6 +8,7 @@ import (
 	"fmt"
 	"io"
 	"io/fs"
+	"log/slog"
 	"os"
 	"path/filepath"
 	"runtime"
@@ -37,6 +38,9 @@ type CreateOptions struct {
 	// Progress, when set, is called with the source bytes of each chunk read.
 	Progress func(bytes int64)
 	Codec    *Codec
+	// Log gets one line per damaged chunk found and replaced (default
+	// slog.Default()).
+	Log *slog.Logger
 }
 
 // CreateStats says what Create did.
@@ -44,6 +48,9 @@ type CreateStats struct {
 	SourceBytes    int64 // bytes of the source read
 	NewChunks      int   // chunks added to the repository
 	NewStoredBytes int64 // their compressed size
+	// RepairedChunks counts chunk files the repository held that did not
+	// decode to their name (damaged) and were written again.
+	RepairedChunks int
 }
 
 // Create reads the disk (image file or block device) at src and writes
@@ -246,6 +253,10 @@ type createResult struct {
 // each region's chunk list.
 func chunkRegions(ctx context.Context, src io.ReaderAt, repoDir string, regions []Region, opts CreateOptions) ([]Region, CreateStats, error) {
 	var stats CreateStats
+	log := opts.Log
+	if log == nil {
+		log = slog.Default()
+	}
 	workers := opts.Workers
 	if workers <= 0 {
 		workers = runtime.GOMAXPROCS(0)
@@ -299,15 +310,21 @@ func chunkRegions(ctx context.Context, src io.ReaderAt, repoDir string, regions 
 					res.zero = true
 				} else {
 					h := Hash(sha256.Sum256(b))
-					stored, isNew, err := storeChunk(repoDir, h, b, opts.Codec, &out)
+					stored, state, err := storeChunk(repoDir, h, b, opts.Codec, &out)
 					if err != nil {
 						return fmt.Errorf("store chunk at offset %d: %w", j.off, err)
 					}
 					res.chunk = Chunk{OffsetBytes: j.off, SizeBytes: int64(len(b)), StoredBytes: stored, Hash: h}
-					if isNew {
+					if state == chunkRepaired {
+						log.Warn("image create: damaged chunk in the repository written again", "chunk", h.String(), "offset", j.off, "repo", repoDir)
+					}
+					if state != chunkReused {
 						mu.Lock()
 						stats.NewChunks++
 						stats.NewStoredBytes += stored
+						if state == chunkRepaired {
+							stats.RepairedChunks++
+						}
 						mu.Unlock()
 					}
 				}
@@ -355,26 +372,46 @@ func chunkRegions(ctx context.Context, src io.ReaderAt, repoDir string, regions 
 	return out, stats, nil
 }
 
-// storeChunk writes plain's compressed form under its hash unless the
-// repository already has it, and returns its stored size.
-func storeChunk(repoDir string, h Hash, plain []byte, codec *Codec, scratch *[]byte) (int64, bool, error) {
+// chunkState says what storeChunk found and did.
+type chunkState int
+
+const (
+	chunkReused   chunkState = iota // the repository's file decoded to the chunk
+	chunkNew                        // no file: written
+	chunkRepaired                   // a file that did not decode to the chunk: written again
+)
+
+// storeChunk writes plain's compressed form under its hash and returns its
+// stored size. A file already there is reused only when it decodes to
+// plain's hash: one that does not (a damaged disk, a cut-short copy) is
+// written again, so a new manifest never names a damaged chunk.
+func storeChunk(repoDir string, h Hash, plain []byte, codec *Codec, scratch *[]byte) (int64, chunkState, error) {
 	path := filepath.Join(repoDir, filepath.FromSlash(ChunkPath(h)))
-	if st, err := os.Stat(path); err == nil && st.Size() > 0 && st.Size() <= MaxStoredBytes(int64(len(plain))) {
-		return st.Size(), false, nil
+	state := chunkNew
+	if old, err := readFileMax(path, MaxStoredBytes(int64(len(plain)))); err == nil {
+		c := Chunk{SizeBytes: int64(len(plain)), StoredBytes: int64(len(old)), Hash: h}
+		out, err := codec.Decode((*scratch)[:0], old, c)
+		*scratch = out[:0]
+		if err == nil {
+			return int64(len(old)), chunkReused, nil
+		}
+		state = chunkRepaired
+	} else if !errors.Is(err, fs.ErrNotExist) {
+		state = chunkRepaired // unreadable or too long: replace it
 	}
 	z, err := codec.Compress((*scratch)[:0], plain)
 	if err != nil {
-		return 0, false, err
+		return 0, state, err
 	}
 	*scratch = z
 	dir := filepath.Dir(path)
 	if err := os.MkdirAll(dir, 0o755); err != nil {
-		return 0, false, err
+		return 0, state, err
 	}
 	if err := writeAtomic(dir, path, z); err != nil {
-		return 0, false, err
+		return 0, state, err
 	}
-	return int64(len(z)), true, nil
+	return int64(len(z)), state, nil
 }
 
 // writeAtomic writes data to path through a temporary file in dir.
