@@ -20,6 +20,7 @@ import (
 	"golang.org/x/sys/unix"
 
 	"github.com/shoal-project/shoal/imaging/sign"
+	"github.com/shoal-project/shoal/internal/atomicfile"
 	"github.com/shoal-project/shoal/partition"
 )
 
@@ -55,7 +56,8 @@ type CreateStats struct {
 
 // Create reads the disk (image file or block device) at src and writes
 // image name to the repository in directory repoDir: new chunks under
-// chunks/, then the signature and the manifest under images/NAME/.
+// chunks/, each fsynced, then the manifest and then its signature under
+// images/NAME/, each with atomicfile.Write.
 func Create(ctx context.Context, src, repoDir, name string, opts CreateOptions) (*Image, CreateStats, error) {
 	var stats CreateStats
 	if err := ValidName(name); err != nil {
@@ -123,19 +125,28 @@ func Create(ctx context.Context, src, repoDir, name string, opts CreateOptions) 
 	if err := m.Validate(); err != nil {
 		return nil, stats, fmt.Errorf("source %s made an invalid manifest: %w", src, err)
 	}
+	// The chunks are durable (each written by atomicfile). Now the
+	// manifest, then its signature: a reader that finds a signature finds
+	// the manifest it signs. An old signature goes first, so that for a
+	// moment the image is unsigned (refused by a reader with a key), never
+	// signed by a signature over other bytes.
 	dir := filepath.Join(repoDir, "images", name)
 	sigPath := filepath.Join(repoDir, filepath.FromSlash(SigPath(name)))
+	if err := os.Remove(sigPath); err != nil && !errors.Is(err, fs.ErrNotExist) {
+		return nil, stats, fmt.Errorf("remove old signature: %w", err)
+	}
+	if err := atomicfile.SyncDir(dir); err != nil {
+		return nil, stats, err
+	}
+	if err := writeFile(filepath.Join(repoDir, filepath.FromSlash(ManifestPath(name))), raw, atomicfile.Options{Perm: 0o644, ForcePerm: true}); err != nil {
+		return nil, stats, fmt.Errorf("write manifest: %w", err)
+	}
 	var sig []byte
 	if opts.SignKey != nil {
 		sig = sign.Sign(opts.SignKey, raw)
-		if err := writeAtomic(dir, sigPath, sig); err != nil {
-			return nil, stats, err
+		if err := writeFile(sigPath, sig, atomicfile.Options{Perm: 0o644, ForcePerm: true}); err != nil {
+			return nil, stats, fmt.Errorf("write signature: %w", err)
 		}
-	} else if err := os.Remove(sigPath); err != nil && !errors.Is(err, fs.ErrNotExist) {
-		return nil, stats, fmt.Errorf("remove old signature: %w", err)
-	}
-	if err := writeAtomic(dir, filepath.Join(repoDir, filepath.FromSlash(ManifestPath(name))), raw); err != nil {
-		return nil, stats, err
 	}
 	return &Image{Manifest: m, Raw: raw, Sig: sig, ID: ImageID(raw), Chunks: m.Chunks()}, stats, nil
 }
@@ -405,37 +416,20 @@ func storeChunk(repoDir string, h Hash, plain []byte, codec *Codec, scratch *[]b
 	}
 	*scratch = z
 	dir := filepath.Dir(path)
-	if err := os.MkdirAll(dir, 0o755); err != nil {
-		return 0, state, err
+	if _, err := os.Stat(dir); errors.Is(err, fs.ErrNotExist) {
+		if err := os.MkdirAll(dir, 0o755); err != nil {
+			return 0, state, err
+		}
+		// The new folder's own entry must be durable too.
+		if err := atomicfile.SyncDir(filepath.Dir(dir)); err != nil {
+			return 0, state, err
+		}
 	}
-	if err := writeAtomic(dir, path, z); err != nil {
+	if err := writeFile(path, z, atomicfile.Options{Perm: 0o644, ForcePerm: true}); err != nil {
 		return 0, state, err
 	}
 	return int64(len(z)), state, nil
 }
 
-// writeAtomic writes data to path through a temporary file in dir.
-func writeAtomic(dir, path string, data []byte) error {
-	tmp, err := os.CreateTemp(dir, ".tmp-*")
-	if err != nil {
-		return fmt.Errorf("write %s: %w", path, err)
-	}
-	if _, err := tmp.Write(data); err != nil {
-		tmp.Close()
-		os.Remove(tmp.Name())
-		return fmt.Errorf("write %s: %w", path, err)
-	}
-	if err := tmp.Close(); err != nil {
-		os.Remove(tmp.Name())
-		return fmt.Errorf("write %s: %w", path, err)
-	}
-	if err := os.Chmod(tmp.Name(), 0o644); err != nil {
-		os.Remove(tmp.Name())
-		return fmt.Errorf("write %s: %w", path, err)
-	}
-	if err := os.Rename(tmp.Name(), path); err != nil {
-		os.Remove(tmp.Name())
-		return fmt.Errorf("write %s: %w", path, err)
-	}
-	return nil
-}
+// writeFile is atomicfile.Write; tests watch the order of writes through it.
+var writeFile = atomicfile.Write

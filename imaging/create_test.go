@@ -3,7 +3,11 @@ package imaging
 import (
 	"bytes"
 	"context"
+	"crypto/ed25519"
 	"crypto/rand"
+	"github.com/google/go-cmp/cmp"
+	"github.com/shoal-project/shoal/imaging/sign"
+	"github.com/shoal-project/shoal/internal/atomicfile"
 	"log/slog"
 	"os"
 	"path/filepath"
@@ -57,5 +61,73 @@ func TestCreateRewritesDamagedChunk(t *testing.T) {
 				t.Errorf("Verify of the new image: %v", err)
 			}
 		})
+	}
+}
+
+// TestCreateWriteOrder: every file Create writes goes through
+// atomicfile.Write, chunks first, then manifest.json, then manifest.sig,
+// so that a reader that finds a signature finds the manifest it signs:
+// checked at every write, for a first create and for a re-create that
+// replaces a signed manifest.
+func TestCreateWriteOrder(t *testing.T) {
+	pub, priv, err := ed25519.GenerateKey(rand.Reader)
+	if err != nil {
+		t.Fatal(err)
+	}
+	dir := t.TempDir()
+	repo := filepath.Join(dir, "repo")
+	manifest := filepath.Join(repo, filepath.FromSlash(ManifestPath("img")))
+	sigPath := filepath.Join(repo, filepath.FromSlash(SigPath("img")))
+	var order []string
+	// consistent checks what a reader sees now: no signature, or one
+	// over the manifest that is there.
+	consistent := func(when string) {
+		sig, err := os.ReadFile(sigPath)
+		if err != nil {
+			return
+		}
+		raw, _ := os.ReadFile(manifest)
+		if err := sign.Verify(pub, raw, sig); err != nil {
+			t.Errorf("%s: the signature on disk does not sign the manifest on disk: %v", when, err)
+		}
+	}
+	orig := writeFile
+	t.Cleanup(func() { writeFile = orig })
+	writeFile = func(path string, data []byte, o atomicfile.Options) error {
+		kind := "chunk"
+		switch path {
+		case manifest:
+			kind = "manifest"
+		case sigPath:
+			kind = "sig"
+		}
+		consistent("before writing " + kind)
+		order = append(order, kind)
+		err := orig(path, data, o)
+		consistent("after writing " + kind)
+		return err
+	}
+	for i, fill := range []byte{1, 2} {
+		src := filepath.Join(dir, "disk.raw")
+		data := make([]byte, 256<<10)
+		rand.Read(data[:128<<10])
+		data[200<<10] = fill
+		if err := os.WriteFile(src, data, 0o644); err != nil {
+			t.Fatal(err)
+		}
+		order = nil
+		if _, _, err := Create(context.Background(), src, repo, "img", CreateOptions{ChunkSizeBytes: 64 << 10, SignKey: priv}); err != nil {
+			t.Fatal(err)
+		}
+		// Collapse runs: the chunks, then the manifest, then the signature.
+		var runs []string
+		for _, k := range order {
+			if len(runs) == 0 || runs[len(runs)-1] != k {
+				runs = append(runs, k)
+			}
+		}
+		if diff := cmp.Diff([]string{"chunk", "manifest", "sig"}, runs); diff != "" {
+			t.Errorf("create %d: order of writes (-want +got):\n%s", i+1, diff)
+		}
 	}
 }

@@ -7,11 +7,12 @@ import (
 	"fmt"
 	"net"
 	"os"
-	"path/filepath"
 	"sort"
 	"strings"
 	"sync"
 	"time"
+
+	"github.com/shoal-project/shoal/internal/atomicfile"
 )
 
 // Allocator is the lease policy of full mode: which address a MAC gets.
@@ -202,19 +203,7 @@ func (l *FileLeases) saveLocked() error {
 	if err != nil {
 		return fmt.Errorf("save leases: %w", err)
 	}
-	f, err := os.CreateTemp(filepath.Dir(l.path), "."+filepath.Base(l.path)+".tmp*")
-	if err != nil {
-		return fmt.Errorf("save leases: %w", err)
-	}
-	defer os.Remove(f.Name())
-	if _, err := f.Write(append(data, '\n')); err != nil {
-		f.Close()
-		return fmt.Errorf("save leases: %w", err)
-	}
-	if err := f.Close(); err != nil {
-		return fmt.Errorf("save leases: %w", err)
-	}
-	if err := os.Rename(f.Name(), l.path); err != nil {
+	if err := atomicfile.Write(l.path, append(data, '\n'), atomicfile.Options{Perm: 0o600}); err != nil {
 		return fmt.Errorf("save leases: %w", err)
 	}
 	return nil
