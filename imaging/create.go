@@ -72,6 +72,10 @@ func Create(ctx context.Context, src, repoDir, name string, opts CreateOptions) 
 	if opts.Codec == nil {
 		opts.Codec = NewCodec(0)
 	}
+	log := opts.Log
+	if log == nil {
+		log = slog.Default()
+	}
 	f, sizeBytes, sectorBytes, err := openSource(src)
 	if err != nil {
 		return nil, stats, err
@@ -93,9 +97,14 @@ func Create(ctx context.Context, src, repoDir, name string, opts CreateOptions) 
 	if err != nil {
 		return nil, stats, fmt.Errorf("source %s: %w", src, err)
 	}
+	serial, err := nextSerial(repoDir, name, log)
+	if err != nil {
+		return nil, stats, err
+	}
 	m := &Manifest{
 		Version:        FormatVersion,
 		Name:           name,
+		Serial:         serial,
 		DiskSizeBytes:  sizeBytes,
 		ChunkSizeBytes: opts.ChunkSizeBytes,
 		Table:          *layout,

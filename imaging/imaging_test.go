@@ -73,8 +73,13 @@ func TestCreateSkipsZerosAndDedupes(t *testing.T) {
 	if st.NewChunks != 0 {
 		t.Errorf("second Create stored %d new chunks, want 0", st.NewChunks)
 	}
-	if img2.ID != img.ID {
-		t.Errorf("second Create gave image ID %s, want %s (same content, same name)", img2.ID, img.ID)
+	// The same content under the same name: the same content hash, a
+	// higher serial and so a new image ID.
+	if img2.Manifest.ContentHash != img.Manifest.ContentHash {
+		t.Errorf("second Create gave content hash %s, want %s (same content)", img2.Manifest.ContentHash, img.Manifest.ContentHash)
+	}
+	if img2.Manifest.Serial != img.Manifest.Serial+1 || img2.ID == img.ID {
+		t.Errorf("second Create: serial %d, ID %s; want serial %d and a new ID", img2.Manifest.Serial, img2.ID, img.Manifest.Serial+1)
 	}
 }
 

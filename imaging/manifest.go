@@ -62,6 +62,12 @@ func ImageID(manifest []byte) ID { return sha256.Sum256(manifest) }
 type Manifest struct {
 	Version int    `json:"version"`
 	Name    string `json:"name"`
+	// Serial orders the manifests of one image name: image create gives
+	// each one more than the highest in the repository (from 1). It is
+	// under the signature, so a machine that has seen serial n can refuse
+	// an older signed manifest (CheckNotOlder). Manifests made before
+	// serials have none: 0.
+	Serial uint64 `json:"serial,omitempty"`
 	// ContentHash is the SHA-256 of the canonical encoding of the layout
 	// and the chunk list (see ComputeContentHash): images that put the same
 	// bytes on a disk have the same content hash.
