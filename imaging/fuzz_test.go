@@ -34,6 +34,18 @@ func seedManifest(t testing.TB) []byte {
 			{Kind: RegionPartition, Partition: 2, OffsetBytes: 34816 * 512, SizeBytes: 131039*512 - 34816*512, Chunks: []Chunk{{OffsetBytes: 34816*512 + MinChunkBytes, SizeBytes: 1000, StoredBytes: 25, Hash: sha256.Sum256(c2)}}},
 		},
 	}
+	b := sealManifest(t, m)
+	if _, err := ParseManifest(b); err != nil {
+		t.Fatalf("seed manifest does not parse: %v", err)
+	}
+	return b
+}
+
+// sealManifest sets m's totals and content hash from its chunks and
+// returns its bytes.
+func sealManifest(t testing.TB, m *Manifest) []byte {
+	t.Helper()
+	m.DataBytes, m.StoredBytes = 0, 0
 	for _, r := range m.Regions {
 		for _, c := range r.Chunks {
 			m.DataBytes += c.SizeBytes
@@ -44,9 +56,6 @@ func seedManifest(t testing.TB) []byte {
 	b, err := m.Marshal()
 	if err != nil {
 		t.Fatal(err)
-	}
-	if _, err := ParseManifest(b); err != nil {
-		t.Fatalf("seed manifest does not parse: %v", err)
 	}
 	return b
 }

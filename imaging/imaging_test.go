@@ -158,15 +158,7 @@ func TestWriterRefusesBadData(t *testing.T) {
 	data := testData(512 << 10)
 	repo, img := rawImage(t, data, 64<<10)
 	dst := filepath.Join(t.TempDir(), "dst")
-	tg, err := openTestTarget(img, dst)
-	if err != nil {
-		t.Fatal(err)
-	}
-	defer tg.Close()
-	w, err := NewWriter(img, tg, nil)
-	if err != nil {
-		t.Fatal(err)
-	}
+	w := newTestWriter(t, img, dst)
 	r := DirRepo(repo)
 	good, err := r.Chunk(context.Background(), img.Chunks[1].Chunk, nil)
 	if err != nil {

@@ -16,19 +16,7 @@ func mutated(t testing.TB, f func(m *Manifest)) []byte {
 		t.Fatal(err)
 	}
 	f(m)
-	m.DataBytes, m.StoredBytes = 0, 0
-	for _, r := range m.Regions {
-		for _, c := range r.Chunks {
-			m.DataBytes += c.SizeBytes
-			m.StoredBytes += c.StoredBytes
-		}
-	}
-	m.ContentHash = m.ComputeContentHash()
-	b, err := m.Marshal()
-	if err != nil {
-		t.Fatal(err)
-	}
-	return b
+	return sealManifest(t, m)
 }
 
 // overflowChunk puts a chunk at offset 2^63-1000 in the root partition:

@@ -17,7 +17,7 @@ func TestWriterCommitsFirstMiBLast(t *testing.T) {
 	const chunk = 64 << 10
 	data := make([]byte, 2*CommitBytes)
 	rand.Read(data)
-	repo, img := rawImage(t, data, chunk)
+	_, img := rawImage(t, data, chunk)
 	for _, tc := range []struct {
 		name  string
 		order func(n int) []int
@@ -39,15 +39,7 @@ func TestWriterCommitsFirstMiBLast(t *testing.T) {
 	} {
 		t.Run(tc.name, func(t *testing.T) {
 			dst := filepath.Join(t.TempDir(), "dst")
-			tg, err := openTestTarget(img, dst)
-			if err != nil {
-				t.Fatal(err)
-			}
-			defer tg.Close()
-			w, err := NewWriter(img, tg, nil)
-			if err != nil {
-				t.Fatal(err)
-			}
+			w := newTestWriter(t, img, dst)
 			order := tc.order(len(img.Chunks))
 			// All but one chunk past the commit region: cut off there.
 			last := -1
@@ -86,5 +78,4 @@ func TestWriterCommitsFirstMiBLast(t *testing.T) {
 			}
 		})
 	}
-	_ = repo
 }
