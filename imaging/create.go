@@ -8,6 +8,7 @@ import (
 	"fmt"
 	"io"
 	"io/fs"
+	"log/slog"
 	"os"
 	"path/filepath"
 	"runtime"
@@ -19,6 +20,7 @@ import (
 	"golang.org/x/sys/unix"
 
 	"github.com/shoal-project/shoal/imaging/sign"
+	"github.com/shoal-project/shoal/internal/atomicfile"
 	"github.com/shoal-project/shoal/partition"
 )
 
@@ -37,6 +39,9 @@ type CreateOptions struct {
 	// Progress, when set, is called with the source bytes of each chunk read.
 	Progress func(bytes int64)
 	Codec    *Codec
+	// Log gets one line per damaged chunk found and replaced (default
+	// slog.Default()).
+	Log *slog.Logger
 }
 
 // CreateStats says what Create did.
@@ -44,11 +49,15 @@ type CreateStats struct {
 	SourceBytes    int64 // bytes of the source read
 	NewChunks      int   // chunks added to the repository
 	NewStoredBytes int64 // their compressed size
+	// RepairedChunks counts chunk files the repository held that did not
+	// decode to their name (damaged) and were written again.
+	RepairedChunks int
 }
 
 // Create reads the disk (image file or block device) at src and writes
 // image name to the repository in directory repoDir: new chunks under
-// chunks/, then the signature and the manifest under images/NAME/.
+// chunks/, each fsynced, then the manifest and then its signature under
+// images/NAME/, each with atomicfile.Write.
 func Create(ctx context.Context, src, repoDir, name string, opts CreateOptions) (*Image, CreateStats, error) {
 	var stats CreateStats
 	if err := ValidName(name); err != nil {
@@ -62,6 +71,10 @@ func Create(ctx context.Context, src, repoDir, name string, opts CreateOptions) 
 	}
 	if opts.Codec == nil {
 		opts.Codec = NewCodec(0)
+	}
+	log := opts.Log
+	if log == nil {
+		log = slog.Default()
 	}
 	f, sizeBytes, sectorBytes, err := openSource(src)
 	if err != nil {
@@ -84,9 +97,14 @@ func Create(ctx context.Context, src, repoDir, name string, opts CreateOptions) 
 	if err != nil {
 		return nil, stats, fmt.Errorf("source %s: %w", src, err)
 	}
+	serial, err := nextSerial(repoDir, name, log)
+	if err != nil {
+		return nil, stats, err
+	}
 	m := &Manifest{
 		Version:        FormatVersion,
 		Name:           name,
+		Serial:         serial,
 		DiskSizeBytes:  sizeBytes,
 		ChunkSizeBytes: opts.ChunkSizeBytes,
 		Table:          *layout,
@@ -116,19 +134,28 @@ func Create(ctx context.Context, src, repoDir, name string, opts CreateOptions) 
 	if err := m.Validate(); err != nil {
 		return nil, stats, fmt.Errorf("source %s made an invalid manifest: %w", src, err)
 	}
+	// The chunks are durable (each written by atomicfile). Now the
+	// manifest, then its signature: a reader that finds a signature finds
+	// the manifest it signs. An old signature goes first, so that for a
+	// moment the image is unsigned (refused by a reader with a key), never
+	// signed by a signature over other bytes.
 	dir := filepath.Join(repoDir, "images", name)
 	sigPath := filepath.Join(repoDir, filepath.FromSlash(SigPath(name)))
+	if err := os.Remove(sigPath); err != nil && !errors.Is(err, fs.ErrNotExist) {
+		return nil, stats, fmt.Errorf("remove old signature: %w", err)
+	}
+	if err := atomicfile.SyncDir(dir); err != nil {
+		return nil, stats, err
+	}
+	if err := writeFile(filepath.Join(repoDir, filepath.FromSlash(ManifestPath(name))), raw, atomicfile.Options{Perm: 0o644, ForcePerm: true}); err != nil {
+		return nil, stats, fmt.Errorf("write manifest: %w", err)
+	}
 	var sig []byte
 	if opts.SignKey != nil {
 		sig = sign.Sign(opts.SignKey, raw)
-		if err := writeAtomic(dir, sigPath, sig); err != nil {
-			return nil, stats, err
+		if err := writeFile(sigPath, sig, atomicfile.Options{Perm: 0o644, ForcePerm: true}); err != nil {
+			return nil, stats, fmt.Errorf("write signature: %w", err)
 		}
-	} else if err := os.Remove(sigPath); err != nil && !errors.Is(err, fs.ErrNotExist) {
-		return nil, stats, fmt.Errorf("remove old signature: %w", err)
-	}
-	if err := writeAtomic(dir, filepath.Join(repoDir, filepath.FromSlash(ManifestPath(name))), raw); err != nil {
-		return nil, stats, err
 	}
 	return &Image{Manifest: m, Raw: raw, Sig: sig, ID: ImageID(raw), Chunks: m.Chunks()}, stats, nil
 }
@@ -246,6 +273,10 @@ type createResult struct {
 // each region's chunk list.
 func chunkRegions(ctx context.Context, src io.ReaderAt, repoDir string, regions []Region, opts CreateOptions) ([]Region, CreateStats, error) {
 	var stats CreateStats
+	log := opts.Log
+	if log == nil {
+		log = slog.Default()
+	}
 	workers := opts.Workers
 	if workers <= 0 {
 		workers = runtime.GOMAXPROCS(0)
@@ -299,15 +330,21 @@ func chunkRegions(ctx context.Context, src io.ReaderAt, repoDir string, regions 
 					res.zero = true
 				} else {
 					h := Hash(sha256.Sum256(b))
-					stored, isNew, err := storeChunk(repoDir, h, b, opts.Codec, &out)
+					stored, state, err := storeChunk(repoDir, h, b, opts.Codec, &out)
 					if err != nil {
 						return fmt.Errorf("store chunk at offset %d: %w", j.off, err)
 					}
 					res.chunk = Chunk{OffsetBytes: j.off, SizeBytes: int64(len(b)), StoredBytes: stored, Hash: h}
-					if isNew {
+					if state == chunkRepaired {
+						log.Warn("image create: damaged chunk in the repository written again", "chunk", h.String(), "offset", j.off, "repo", repoDir)
+					}
+					if state != chunkReused {
 						mu.Lock()
 						stats.NewChunks++
 						stats.NewStoredBytes += stored
+						if state == chunkRepaired {
+							stats.RepairedChunks++
+						}
 						mu.Unlock()
 					}
 				}
@@ -355,50 +392,53 @@ func chunkRegions(ctx context.Context, src io.ReaderAt, repoDir string, regions 
 	return out, stats, nil
 }
 
-// storeChunk writes plain's compressed form under its hash unless the
-// repository already has it, and returns its stored size.
-func storeChunk(repoDir string, h Hash, plain []byte, codec *Codec, scratch *[]byte) (int64, bool, error) {
+// chunkState says what storeChunk found and did.
+type chunkState int
+
+const (
+	chunkReused   chunkState = iota // the repository's file decoded to the chunk
+	chunkNew                        // no file: written
+	chunkRepaired                   // a file that did not decode to the chunk: written again
+)
+
+// storeChunk writes plain's compressed form under its hash and returns its
+// stored size. A file already there is reused only when it decodes to
+// plain's hash: one that does not (a damaged disk, a cut-short copy) is
+// written again, so a new manifest never names a damaged chunk.
+func storeChunk(repoDir string, h Hash, plain []byte, codec *Codec, scratch *[]byte) (int64, chunkState, error) {
 	path := filepath.Join(repoDir, filepath.FromSlash(ChunkPath(h)))
-	if st, err := os.Stat(path); err == nil && st.Size() > 0 && st.Size() <= MaxStoredBytes(int64(len(plain))) {
-		return st.Size(), false, nil
+	state := chunkNew
+	if old, err := readFileMax(path, MaxStoredBytes(int64(len(plain)))); err == nil {
+		c := Chunk{SizeBytes: int64(len(plain)), StoredBytes: int64(len(old)), Hash: h}
+		out, err := codec.Decode((*scratch)[:0], old, c)
+		*scratch = out[:0]
+		if err == nil {
+			return int64(len(old)), chunkReused, nil
+		}
+		state = chunkRepaired
+	} else if !errors.Is(err, fs.ErrNotExist) {
+		state = chunkRepaired // unreadable or too long: replace it
 	}
 	z, err := codec.Compress((*scratch)[:0], plain)
 	if err != nil {
-		return 0, false, err
+		return 0, state, err
 	}
 	*scratch = z
 	dir := filepath.Dir(path)
-	if err := os.MkdirAll(dir, 0o755); err != nil {
-		return 0, false, err
+	if _, err := os.Stat(dir); errors.Is(err, fs.ErrNotExist) {
+		if err := os.MkdirAll(dir, 0o755); err != nil {
+			return 0, state, err
+		}
+		// The new folder's own entry must be durable too.
+		if err := atomicfile.SyncDir(filepath.Dir(dir)); err != nil {
+			return 0, state, err
+		}
 	}
-	if err := writeAtomic(dir, path, z); err != nil {
-		return 0, false, err
+	if err := writeFile(path, z, atomicfile.Options{Perm: 0o644, ForcePerm: true}); err != nil {
+		return 0, state, err
 	}
-	return int64(len(z)), true, nil
+	return int64(len(z)), state, nil
 }
 
-// writeAtomic writes data to path through a temporary file in dir.
-func writeAtomic(dir, path string, data []byte) error {
-	tmp, err := os.CreateTemp(dir, ".tmp-*")
-	if err != nil {
-		return fmt.Errorf("write %s: %w", path, err)
-	}
-	if _, err := tmp.Write(data); err != nil {
-		tmp.Close()
-		os.Remove(tmp.Name())
-		return fmt.Errorf("write %s: %w", path, err)
-	}
-	if err := tmp.Close(); err != nil {
-		os.Remove(tmp.Name())
-		return fmt.Errorf("write %s: %w", path, err)
-	}
-	if err := os.Chmod(tmp.Name(), 0o644); err != nil {
-		os.Remove(tmp.Name())
-		return fmt.Errorf("write %s: %w", path, err)
-	}
-	if err := os.Rename(tmp.Name(), path); err != nil {
-		os.Remove(tmp.Name())
-		return fmt.Errorf("write %s: %w", path, err)
-	}
-	return nil
-}
+// writeFile is atomicfile.Write; tests watch the order of writes through it.
+var writeFile = atomicfile.Write

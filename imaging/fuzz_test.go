@@ -34,6 +34,18 @@ func seedManifest(t testing.TB) []byte {
 			{Kind: RegionPartition, Partition: 2, OffsetBytes: 34816 * 512, SizeBytes: 131039*512 - 34816*512, Chunks: []Chunk{{OffsetBytes: 34816*512 + MinChunkBytes, SizeBytes: 1000, StoredBytes: 25, Hash: sha256.Sum256(c2)}}},
 		},
 	}
+	b := sealManifest(t, m)
+	if _, err := ParseManifest(b); err != nil {
+		t.Fatalf("seed manifest does not parse: %v", err)
+	}
+	return b
+}
+
+// sealManifest sets m's totals and content hash from its chunks and
+// returns its bytes.
+func sealManifest(t testing.TB, m *Manifest) []byte {
+	t.Helper()
+	m.DataBytes, m.StoredBytes = 0, 0
 	for _, r := range m.Regions {
 		for _, c := range r.Chunks {
 			m.DataBytes += c.SizeBytes
@@ -44,9 +56,6 @@ func seedManifest(t testing.TB) []byte {
 	b, err := m.Marshal()
 	if err != nil {
 		t.Fatal(err)
-	}
-	if _, err := ParseManifest(b); err != nil {
-		t.Fatalf("seed manifest does not parse: %v", err)
 	}
 	return b
 }
@@ -61,6 +70,8 @@ func FuzzParseManifest(f *testing.F) {
 	f.Add(bytes.Replace(good, []byte(`"sizeBytes": 4096`), []byte(`"sizeBytes": -4096`), 1))
 	f.Add(good[:len(good)/2])
 	f.Add(append(bytes.Clone(good), good...))
+	// A chunk at 2^63-1000: offset+size wraps past the largest int64.
+	f.Add(mutated(f, overflowChunk))
 	f.Fuzz(func(t *testing.T, b []byte) {
 		m, err := ParseManifest(b)
 		if err != nil {
@@ -80,7 +91,8 @@ func FuzzParseManifest(f *testing.F) {
 			t.Fatalf("round trip changed the manifest (-first +second):\n%s", diff)
 		}
 		for _, c := range m.Chunks() {
-			if c.OffsetBytes < 0 || c.OffsetBytes+c.SizeBytes > m.Target.MinSizeBytes {
+			// Written without a sum that could wrap past the largest int64.
+			if c.OffsetBytes < 0 || c.SizeBytes <= 0 || c.OffsetBytes > m.Target.MinSizeBytes || c.SizeBytes > m.Target.MinSizeBytes-c.OffsetBytes {
 				t.Fatalf("chunk %d at %d+%d lies outside the %d-byte minimum disk", c.Index, c.OffsetBytes, c.SizeBytes, m.Target.MinSizeBytes)
 			}
 		}

@@ -73,8 +73,13 @@ func TestCreateSkipsZerosAndDedupes(t *testing.T) {
 	if st.NewChunks != 0 {
 		t.Errorf("second Create stored %d new chunks, want 0", st.NewChunks)
 	}
-	if img2.ID != img.ID {
-		t.Errorf("second Create gave image ID %s, want %s (same content, same name)", img2.ID, img.ID)
+	// The same content under the same name: the same content hash, a
+	// higher serial and so a new image ID.
+	if img2.Manifest.ContentHash != img.Manifest.ContentHash {
+		t.Errorf("second Create gave content hash %s, want %s (same content)", img2.Manifest.ContentHash, img.Manifest.ContentHash)
+	}
+	if img2.Manifest.Serial != img.Manifest.Serial+1 || img2.ID == img.ID {
+		t.Errorf("second Create: serial %d, ID %s; want serial %d and a new ID", img2.Manifest.Serial, img2.ID, img.Manifest.Serial+1)
 	}
 }
 
@@ -153,15 +158,7 @@ func TestWriterRefusesBadData(t *testing.T) {
 	data := testData(512 << 10)
 	repo, img := rawImage(t, data, 64<<10)
 	dst := filepath.Join(t.TempDir(), "dst")
-	tg, err := openTestTarget(img, dst)
-	if err != nil {
-		t.Fatal(err)
-	}
-	defer tg.Close()
-	w, err := NewWriter(img, tg, nil)
-	if err != nil {
-		t.Fatal(err)
-	}
+	w := newTestWriter(t, img, dst)
 	r := DirRepo(repo)
 	good, err := r.Chunk(context.Background(), img.Chunks[1].Chunk, nil)
 	if err != nil {

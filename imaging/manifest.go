@@ -62,6 +62,12 @@ func ImageID(manifest []byte) ID { return sha256.Sum256(manifest) }
 type Manifest struct {
 	Version int    `json:"version"`
 	Name    string `json:"name"`
+	// Serial orders the manifests of one image name: image create gives
+	// each one more than the highest in the repository (from 1). It is
+	// under the signature, so a machine that has seen serial n can refuse
+	// an older signed manifest (CheckNotOlder). Manifests made before
+	// serials have none: 0.
+	Serial uint64 `json:"serial,omitempty"`
 	// ContentHash is the SHA-256 of the canonical encoding of the layout
 	// and the chunk list (see ComputeContentHash): images that put the same
 	// bytes on a disk have the same content hash.
@@ -208,7 +214,9 @@ func (m *Manifest) Validate() error {
 	}
 	var prevEnd, data, stored int64
 	for i, r := range m.Regions {
-		if r.OffsetBytes < prevEnd || r.SizeBytes <= 0 || r.End() > t.MinSizeBytes {
+		// No sum here may wrap past the largest int64: every bound is
+		// checked by subtraction from a value already known to be sane.
+		if r.OffsetBytes < prevEnd || r.OffsetBytes < 0 || r.SizeBytes <= 0 || r.OffsetBytes > t.MinSizeBytes || r.SizeBytes > t.MinSizeBytes-r.OffsetBytes {
 			return badf("region %d (%s at %d, %d bytes) overlaps, is empty or lies past the minimum disk size %d", i, r.Kind, r.OffsetBytes, r.SizeBytes, t.MinSizeBytes)
 		}
 		prevEnd = r.End()
@@ -241,7 +249,7 @@ func (m *Manifest) Validate() error {
 		}
 		next := r.OffsetBytes
 		for j, c := range r.Chunks {
-			if c.OffsetBytes < next || c.SizeBytes <= 0 || c.SizeBytes > m.ChunkSizeBytes || c.OffsetBytes+c.SizeBytes > r.End() {
+			if c.OffsetBytes < next || c.OffsetBytes > r.End() || c.SizeBytes <= 0 || c.SizeBytes > m.ChunkSizeBytes || c.SizeBytes > r.End()-c.OffsetBytes {
 				return badf("region %d chunk %d (at %d, %d bytes): out of order, overlapping or outside the region", i, j, c.OffsetBytes, c.SizeBytes)
 			}
 			if c.StoredBytes <= 0 || c.StoredBytes > MaxStoredBytes(c.SizeBytes) {

@@ -1,11 +1,13 @@
 package imaging
 
 import (
+	"bytes"
 	"context"
 	"crypto/sha256"
 	"errors"
 	"fmt"
 	"runtime"
+	"sort"
 	"sync"
 	"sync/atomic"
 
@@ -15,13 +17,23 @@ import (
 	"github.com/shoal-project/shoal/partition"
 )
 
+// CommitBytes is the writer's commit region: chunks that lie in the
+// first CommitBytes of the disk (boot code, a boot sector or file system
+// superblock of an image without a partition table) are held in memory
+// and written by Finish, after every other chunk is flushed, just before
+// the partition table.
+const CommitBytes = 1 << 20
+
 // ErrIncomplete is returned by Finish when chunks are missing.
 var ErrIncomplete = errors.New("image incomplete")
 
 // Writer puts an image on a target in any order: each chunk is verified
-// against the manifest before it is written, and the partition table is
-// written last, by Finish, once every chunk is on the disk. It is safe for
-// concurrent use.
+// against the manifest before it is written. What makes the disk look
+// whole is written last, by Finish, once every other chunk is on the
+// disk: the chunks in the commit region (the first CommitBytes, held in
+// memory until then), then the partition table. An interrupted write so
+// leaves neither a table nor a boot sector or superblock, with a table or
+// without. It is safe for concurrent use.
 type Writer struct {
 	img   *Image
 	t     *partition.Target
@@ -29,6 +41,7 @@ type Writer struct {
 	plain sync.Pool // *[]byte of chunk size
 
 	mu        sync.Mutex
+	held      map[int][]byte // verified chunks of the commit region, by index
 	have      []bool
 	remaining int
 	written   atomic.Int64
@@ -41,7 +54,7 @@ func NewWriter(img *Image, t *partition.Target, codec *Codec) (*Writer, error) {
 	if codec == nil {
 		codec = NewCodec(0)
 	}
-	w := &Writer{img: img, t: t, codec: codec, have: make([]bool, len(img.Chunks)), remaining: len(img.Chunks)}
+	w := &Writer{img: img, t: t, codec: codec, held: map[int][]byte{}, have: make([]bool, len(img.Chunks)), remaining: len(img.Chunks)}
 	if t.Created {
 		// A new sparse file reads as zeros everywhere.
 		return w, nil
@@ -145,6 +158,19 @@ func (w *Writer) WritePlain(i int, plain []byte) error {
 }
 
 func (w *Writer) write(ref ChunkRef, plain []byte) error {
+	if ref.OffsetBytes < CommitBytes {
+		// Commit region: kept (plain is the caller's or a pooled
+		// buffer) and written by Finish.
+		w.mu.Lock()
+		if !w.have[ref.Index] {
+			w.held[ref.Index] = bytes.Clone(plain)
+			w.have[ref.Index] = true
+			w.remaining--
+			w.written.Add(ref.SizeBytes)
+		}
+		w.mu.Unlock()
+		return nil
+	}
 	if _, err := w.t.File.WriteAt(plain, ref.OffsetBytes); err != nil {
 		return fmt.Errorf("write chunk %d at offset %d of %s: %w", ref.Index, ref.OffsetBytes, w.t.Path, err)
 	}
@@ -170,6 +196,29 @@ func (w *Writer) Finish() error {
 	}
 	if err := w.t.File.Sync(); err != nil {
 		return fmt.Errorf("flush %s: %w", w.t.Path, err)
+	}
+	// Every other chunk is verified and on the disk: now the commit
+	// region, flushed, then the table.
+	w.mu.Lock()
+	held := make([]int, 0, len(w.held))
+	for i := range w.held {
+		held = append(held, i)
+	}
+	w.mu.Unlock()
+	sort.Ints(held)
+	for _, i := range held {
+		ref := w.img.Chunks[i]
+		w.mu.Lock()
+		plain := w.held[i]
+		w.mu.Unlock()
+		if _, err := w.t.File.WriteAt(plain, ref.OffsetBytes); err != nil {
+			return fmt.Errorf("write chunk %d at offset %d of %s: %w", i, ref.OffsetBytes, w.t.Path, err)
+		}
+	}
+	if len(held) > 0 {
+		if err := w.t.File.Sync(); err != nil {
+			return fmt.Errorf("flush %s: %w", w.t.Path, err)
+		}
 	}
 	if err := w.t.WriteTable(&w.img.Manifest.Table); err != nil {
 		return err

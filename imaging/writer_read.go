@@ -7,7 +7,8 @@ import (
 )
 
 // ReadPlain appends chunk i's uncompressed bytes, read back from the
-// target, to dst[:0]. The chunk must have been written (Has(i)); the bytes
+// target (or, for a chunk of the commit region, from the copy the writer
+// holds until Finish), to dst[:0]. The chunk must have been written (Has(i)); the bytes
 // are checked against the manifest's hash again, so a disk that returns
 // something else is an error wrapping ErrCorrupt. A peer that leads a
 // session serves the chunks it holds from here.
@@ -18,6 +19,13 @@ func (w *Writer) ReadPlain(i int, dst []byte) ([]byte, error) {
 	}
 	if !w.Has(i) {
 		return dst[:0], fmt.Errorf("chunk %d: not written yet", i)
+	}
+	w.mu.Lock()
+	held, ok := w.held[i]
+	w.mu.Unlock()
+	if ok {
+		// Verified when it came; not on the disk until Finish.
+		return append(dst[:0], held...), nil
 	}
 	if int64(cap(dst)) < ref.SizeBytes {
 		dst = make([]byte, ref.SizeBytes)

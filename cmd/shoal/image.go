@@ -101,6 +101,7 @@ func runImageCreate(ctx context.Context, args []string, stdout, stderr io.Writer
 	fmt.Fprintf(stdout, "created image %s in %s\n", m.Name, *repo)
 	fmt.Fprintf(stdout, "  id            %s\n", img.ID)
 	fmt.Fprintf(stdout, "  content hash  %s\n", m.ContentHash)
+	fmt.Fprintf(stdout, "  serial        %d\n", m.Serial)
 	fmt.Fprintf(stdout, "  source        %s read in %s (%.0f MB/s)\n", progress.Bytes(stats.SourceBytes), el.Round(time.Millisecond), float64(stats.SourceBytes)/1e6/el.Seconds())
 	fmt.Fprintf(stdout, "  data          %s in %d chunks, stored as %s (%d new chunks, %s new)\n",
 		progress.Bytes(m.DataBytes), len(img.Chunks), progress.Bytes(m.StoredBytes), stats.NewChunks, progress.Bytes(stats.NewStoredBytes))
@@ -157,6 +158,7 @@ func runImageInspect(ctx context.Context, args []string, stdout, stderr io.Write
 	fmt.Fprintf(tw, "id\t%s\n", img.ID)
 	fmt.Fprintf(tw, "content hash\t%s\n", m.ContentHash)
 	fmt.Fprintf(tw, "format version\t%d\n", m.Version)
+	fmt.Fprintf(tw, "serial\t%d\n", m.Serial)
 	fmt.Fprintf(tw, "signed\t%v\n", img.Sig != nil)
 	fmt.Fprintf(tw, "disk size\t%s (%d bytes)\n", progress.Bytes(m.DiskSizeBytes), m.DiskSizeBytes)
 	fmt.Fprintf(tw, "target needs\t%s table, %d-byte sectors, at least %s (%d bytes)\n", m.Target.Table, m.Target.LogicalSectorBytes, progress.Bytes(m.Target.MinSizeBytes), m.Target.MinSizeBytes)

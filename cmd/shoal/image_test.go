@@ -8,6 +8,7 @@ import (
 	"net/http/httptest"
 	"os"
 	"path/filepath"
+	"regexp"
 	"strings"
 	"testing"
 
@@ -159,6 +160,9 @@ func TestRoundTripNoTable(t *testing.T) {
 		if !strings.Contains(out, want) {
 			t.Errorf("inspect output lacks %q:\n%s", want, out)
 		}
+	}
+	if !regexp.MustCompile(`(?m)^serial +1$`).MatchString(out) {
+		t.Errorf("inspect output lacks serial 1:\n%s", out)
 	}
 	dst := filepath.Join(dir, "dst.img")
 	makeFile(t, dst, 8<<20)

@@ -4,7 +4,9 @@
 // target, and the directory fsynced so that the rename itself is durable.
 //
 // It is the one way shoal writes a file that must survive a crash: the
-// inventory, the DHCP leases, an image's manifest and signature, chunks.
+// inventory, the DHCP leases, an image's manifest and signature, chunks;
+// Rename does the same for a big file streamed to a temporary name (the
+// sample OS disk, cached Debian images).
 package atomicfile
 
 import (
@@ -66,6 +68,32 @@ func Write(path string, data []byte, o Options) error {
 	}
 	done = true
 	return SyncDir(dir)
+}
+
+// Rename makes a file that was streamed to tmp (too big to hold in
+// memory, or written by another program such as cp) the file at path,
+// durably: tmp is fsynced, renamed over path, and path's directory
+// fsynced. tmp must be in path's directory (a rename does not cross file
+// systems). It is Write for callers that cannot hand over the bytes.
+func Rename(tmp, path string) error {
+	f, err := os.OpenFile(tmp, os.O_RDWR, 0)
+	if err != nil {
+		return fmt.Errorf("atomicfile: %w", err)
+	}
+	if err := f.Sync(); err != nil {
+		f.Close()
+		return fmt.Errorf("atomicfile: fsync %s: %w", tmp, err)
+	}
+	if err := f.Close(); err != nil {
+		return fmt.Errorf("atomicfile: close %s: %w", tmp, err)
+	}
+	if filepath.Dir(tmp) != filepath.Dir(path) {
+		return fmt.Errorf("atomicfile: rename %s to %s: not in the same directory", tmp, path)
+	}
+	if err := os.Rename(tmp, path); err != nil {
+		return fmt.Errorf("atomicfile: %w", err)
+	}
+	return SyncDir(filepath.Dir(path))
 }
 
 // SyncDir fsyncs a directory, making the renames and creations in it

@@ -76,3 +76,31 @@ func TestWriteErrors(t *testing.T) {
 		t.Errorf("Write through a symlink loop = nil error, want one")
 	}
 }
+
+func TestRename(t *testing.T) {
+	dir := t.TempDir()
+	tmp, p := filepath.Join(dir, ".big.tmp"), filepath.Join(dir, "big")
+	if err := os.WriteFile(p, []byte("old"), 0o644); err != nil {
+		t.Fatal(err)
+	}
+	if err := os.WriteFile(tmp, []byte("streamed"), 0o644); err != nil {
+		t.Fatal(err)
+	}
+	if err := Rename(tmp, p); err != nil {
+		t.Fatal(err)
+	}
+	if b, _ := os.ReadFile(p); string(b) != "streamed" {
+		t.Errorf("content %q, want streamed", b)
+	}
+	if _, err := os.Stat(tmp); !os.IsNotExist(err) {
+		t.Errorf("temporary still there: %v", err)
+	}
+	other := filepath.Join(t.TempDir(), "x")
+	os.WriteFile(other, nil, 0o644)
+	if err := Rename(other, p); err == nil {
+		t.Errorf("Rename across directories = nil error, want one")
+	}
+	if err := Rename(filepath.Join(dir, "missing"), p); err == nil {
+		t.Errorf("Rename of a missing file = nil error, want one")
+	}
+}

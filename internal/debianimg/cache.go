@@ -11,6 +11,8 @@ import (
 	"strings"
 	"syscall"
 	"time"
+
+	"github.com/shoal-project/shoal/internal/atomicfile"
 )
 
 const lockName = ".lock"
@@ -78,7 +80,9 @@ func buildFile(dir, final string, build func(tmp, work string) error) error {
 	if _, err := os.Stat(tmp); err != nil {
 		return fmt.Errorf("debianimg: build of %s wrote nothing: %w", final, err)
 	}
-	if err := os.Rename(tmp, final); err != nil {
+	// build streams a big file: atomicfile.Rename fsyncs it, renames it and
+	// fsyncs dir, so a crash never leaves a partial file under final's name.
+	if err := atomicfile.Rename(tmp, final); err != nil {
 		return fmt.Errorf("debianimg: %w", err)
 	}
 	return nil

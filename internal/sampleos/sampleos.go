@@ -33,6 +33,8 @@ import (
 	"strings"
 
 	"github.com/u-root/u-root/pkg/cpio"
+
+	"github.com/shoal-project/shoal/internal/atomicfile"
 )
 
 // Marker starts the line the sample OS prints on its console when booted.
@@ -206,7 +208,8 @@ func Build(ctx context.Context, o Options) error {
 	if err := run(ctx, nil, "cp", "--sparse=always", disk, o.Out+".tmp"); err != nil {
 		return err
 	}
-	return os.Rename(o.Out+".tmp", o.Out)
+	// cp streams the disk: atomicfile.Rename makes it durable under its name.
+	return atomicfile.Rename(o.Out+".tmp", o.Out)
 }
 
 func run(ctx context.Context, env []string, name string, args ...string) error {
