@@ -8,6 +8,7 @@ import (
 	"net/http/httptest"
 	"os"
 	"path/filepath"
+	"slices"
 	"strings"
 	"testing"
 
@@ -182,7 +183,7 @@ func TestBadInput(t *testing.T) {
 	mustShoal(t, "key", "gen", "--out", filepath.Join(dir, "site"))
 	mustShoal(t, "key", "gen", "--out", filepath.Join(dir, "other"))
 	mustShoal(t, "image", "create", "--repo", repo, "--name", "signed", "--sign", filepath.Join(dir, "site.key"), src.Path)
-	mustShoal(t, "image", "create", "--repo", repo, "--name", "unsigned", src.Path)
+	mustShoal(t, "image", "create", "--repo", repo, "--name", "unsigned", "--unsigned", src.Path)
 	pub := filepath.Join(dir, "site.pub")
 
 	// copyRepo makes a private copy of the repository that a case may break.
@@ -312,6 +313,9 @@ func TestBadInput(t *testing.T) {
 				}
 			}
 			args := append([]string{"image", "apply", "--repo", r, "--name", "signed"}, tc.args...)
+			if !slices.Contains(tc.args, "--pub") {
+				args = append(args, "--insecure-unsigned") // the case checks no signature
+			}
 			args = append(args, dst)
 			_, err := shoal(t, args...)
 			if err == nil {
