@@ -92,7 +92,7 @@ func applianceRepo(t testing.TB) (*testdisk.Disk, int) {
 	dir := t.TempDir()
 	src := testdisk.GPT(t, dir, 64<<20)
 	repo := filepath.Join(dir, "repo")
-	if _, _, err := imaging.Create(context.Background(), src.Path, repo, "testimg", imaging.CreateOptions{ChunkSizeBytes: 1 << 20}); err != nil {
+	if _, _, err := imaging.Create(context.Background(), src.Path, repo, "testimg", imaging.CreateOptions{ChunkSizeBytes: 1 << 20, SignKey: siteKey(t)}); err != nil {
 		t.Fatal(err)
 	}
 	return src, applianceServe(t, repo)
@@ -279,7 +279,7 @@ func TestApplianceReimage(t *testing.T) {
 	if _, ok := v.seen["shoal: SUCCESS"]; !ok {
 		t.Fatalf("QEMU exited without success; serial:\n%s\nqemu: %s", applianceTail(c, 6000), v.out.String())
 	}
-	for _, re := range []string{`target disk: /dev/vda`, `after-action: poweroff`, `UNSIGNED images are accepted`,
+	for _, re := range []string{`target disk: /dev/vda`, `after-action: poweroff`, `images must be signed by the built-in key`,
 		`written testimg -> /dev/vda: .* \(100%\) .* role \w+ source server`} {
 		if !regexp.MustCompile(re).MatchString(c) {
 			t.Errorf("console lacks %q:\n%s", re, applianceTail(c, 3000))
@@ -437,7 +437,7 @@ func BenchmarkAppliance8GiB(b *testing.B) {
 	testdisk.Run(b, "mkfs.ext4", "-q", "-F", "-d", root, "-E", fmt.Sprintf("offset=%d", p2*512), src, fmt.Sprintf("%dk", p2Bytes/1024))
 	repo := filepath.Join(dir, "repo")
 	start := time.Now()
-	img, _, err := imaging.Create(context.Background(), src, repo, "big", imaging.CreateOptions{})
+	img, _, err := imaging.Create(context.Background(), src, repo, "big", imaging.CreateOptions{SignKey: siteKey(b)})
 	if err != nil {
 		b.Fatal(err)
 	}
@@ -518,7 +518,7 @@ func TestApplianceKexec(t *testing.T) {
 		t.Fatal(err)
 	}
 	repo := filepath.Join(dir, "repo")
-	if _, _, err := imaging.Create(context.Background(), src, repo, "sample", imaging.CreateOptions{}); err != nil {
+	if _, _, err := imaging.Create(context.Background(), src, repo, "sample", imaging.CreateOptions{SignKey: siteKey(t)}); err != nil {
 		t.Fatal(err)
 	}
 	port := applianceServe(t, repo)

@@ -40,7 +40,7 @@ func TestEFIBootEntry(t *testing.T) {
 		t.Fatal(err)
 	}
 	repo := filepath.Join(dir, "repo")
-	if _, _, err := imaging.Create(ctx, src, repo, "sample-vendor", imaging.CreateOptions{}); err != nil {
+	if _, _, err := imaging.Create(ctx, src, repo, "sample-vendor", imaging.CreateOptions{SignKey: siteKey(t)}); err != nil {
 		t.Fatal(err)
 	}
 	port := applianceServe(t, repo)

@@ -16,9 +16,13 @@
 #                  build/deps.d/kernel.sh, or $OUT/vmlinuz)
 #   MODULES=dir    the kernel's lib/modules/VERSION (default: the cache's)
 #   MODULES_LIST="virtio_net nvme ..."  modules to include (default below)
-#   PUBKEY=file    image-signing public key (shoal key gen's .pub) baked in
-#                  as /etc/shoal/pubkey.pem; without it the appliance accepts
-#                  unsigned images and says so on the console
+#   PUBKEY=file    image-signing public key baked in as /etc/shoal/pubkey.pem
+#                  (default: the site's signing.pub in the state directory,
+#                  made first by `$OUT/shoal key ensure`; the directory is
+#                  $SHOAL_STATE, default /var/lib/shoal for root, else
+#                  ~/.local/state/shoal). PUBKEY=none bakes no key: that
+#                  appliance refuses to reimage unless booted with
+#                  shoal.insecure=unsigned
 #   CMDLINE="..."  kernel command line in the USB image (default below)
 # Missing inputs are reported and the step skipped, so that ./build.sh works
 # without root (no kernel cache) on a laptop.
@@ -44,9 +48,13 @@ if [ -d "$MODULES" ]; then
 else
 	log "no module tree at $MODULES (run build/deps.d/kernel.sh or set MODULES=): initramfs without modules"
 fi
-if [ -n "${PUBKEY:-}" ]; then
+PUBKEY=$(OUT="$OUT" bash build/pubkey.sh)
+if [ "$PUBKEY" = none ]; then
+	log "PUBKEY=none: no image-signing key built in: the appliance refuses to reimage unless booted with shoal.insecure=unsigned"
+else
+	[ -s "$PUBKEY" ] || { log "PUBKEY=$PUBKEY: no such key"; exit 1; }
 	files+=(-files "$PUBKEY:etc/shoal/pubkey.pem")
-	log "image-signing key $PUBKEY built in"
+	log "image-signing key $PUBKEY built in ($(sha256sum "$PUBKEY" | cut -c1-16))"
 fi
 
 # u-root's commands and shoal-init in one busybox-style binary.

@@ -38,7 +38,7 @@ func run(ctx context.Context, args []string, stdout, stderr io.Writer) error {
 	var o appliance.Options
 	fs.StringVar(&o.Cmdline, "cmdline", "/proc/cmdline", "file holding the kernel command line")
 	fs.StringVar(&o.ModulesDir, "modules", "/lib/shoal/modules", "directory of kernel modules to load")
-	fs.StringVar(&o.PubKey, "pubkey", "/etc/shoal/pubkey.pem", "image-signing public key (absent: unsigned images are accepted)")
+	fs.StringVar(&o.PubKey, "pubkey", "/etc/shoal/pubkey.pem", "image-signing public key (absent: the appliance refuses to reimage unless the kernel command line says shoal.insecure=unsigned)")
 	fs.DurationVar(&o.ConfWait, "conf-wait", 20*time.Second, "how long to wait for a USB stick with shoal.conf")
 	fs.DurationVar(&o.DiskWait, "disk-wait", 15*time.Second, "how long to wait for the target disk")
 	single := fs.Bool("single-node", false, "fetch from the server only, without the peer session")

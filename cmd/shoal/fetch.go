@@ -3,7 +3,6 @@ package main
 import (
 	"bytes"
 	"context"
-	"crypto/ed25519"
 	"errors"
 	"fmt"
 	"io"
@@ -18,13 +17,12 @@ import (
 	"github.com/shoal-project/shoal/imaging"
 	"github.com/shoal-project/shoal/imaging/mcast/fresh"
 	"github.com/shoal-project/shoal/imaging/session"
-	"github.com/shoal-project/shoal/imaging/sign"
 	"github.com/shoal-project/shoal/internal/progress"
 	"github.com/shoal-project/shoal/internal/units"
 	"github.com/shoal-project/shoal/partition"
 )
 
-const fetchUsage = "shoal fetch --repo URL --name NAME [--pub PREFIX.pub] [--iface IF] [--relay stream|after] (--key-file FILE | --insecure-no-key) TARGET"
+const fetchUsage = "shoal fetch --repo URL --name NAME [--state DIR | --pub PREFIX.pub | --insecure-unsigned] [--iface IF] [--relay stream|after] (--key-file FILE | --insecure-no-key) TARGET"
 
 // runFetch runs the peer session (imaging/session): it gets the image from
 // a peer on the LAN that is downloading it, or downloads it and relays it
@@ -33,7 +31,8 @@ func runFetch(ctx context.Context, args []string, stdout, stderr io.Writer) erro
 	fs := newFlagSet("fetch", stderr, fetchUsage)
 	repoArg := fs.String("repo", "", "image server: repository http(s) URL (or directory)")
 	name := fs.String("name", "", "image name")
-	pubPath := fs.String("pub", "", "public key: the manifest must carry a good signature by it")
+	var vf verifyFlags
+	vf.register(fs)
 	ifaceName := fs.String("iface", "", "network interface of the LAN (default: the first one with an IPv4 broadcast address)")
 	relay := fs.String("relay", session.RelayStream, "when leading: stream (relay each chunk once verified) or after (once the whole download succeeded)")
 	key := fs.String("key", "", "refused: a key on a command line ends up in scripts and process lists; use --key-file")
@@ -79,11 +78,9 @@ func runFetch(ctx context.Context, args []string, stdout, stderr io.Writer) erro
 			return usageErr("fetch: --control %q: %v", *control, err)
 		}
 	}
-	var pub ed25519.PublicKey
-	if *pubPath != "" {
-		if pub, err = sign.LoadPublic(*pubPath); err != nil {
-			return fmt.Errorf("fetch: %w", err)
-		}
+	pub, err := vf.key(cmdLog(stderr))
+	if err != nil {
+		return fmt.Errorf("fetch: %w", err)
 	}
 	if *ifaceName != "" {
 		if c.Iface, err = net.InterfaceByName(*ifaceName); err != nil {

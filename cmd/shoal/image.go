@@ -14,16 +14,18 @@ import (
 	"time"
 
 	"github.com/shoal-project/shoal/imaging"
-	"github.com/shoal-project/shoal/imaging/sign"
 	"github.com/shoal-project/shoal/internal/progress"
 	"github.com/shoal-project/shoal/partition"
 )
 
 const imageUsage = `usage:
-  shoal image create  --repo DIR --name NAME [--sign PREFIX.key] [--chunk-size 4MiB] SRC
+  shoal image create  --repo DIR --name NAME [--state DIR | --sign PREFIX.key | --unsigned] [--chunk-size 4MiB] SRC
   shoal image inspect --repo DIR|URL --name NAME
-  shoal image verify  --repo DIR|URL --name NAME [--pub PREFIX.pub]
-  shoal image apply   --repo DIR|URL --name NAME [--pub PREFIX.pub] TARGET`
+  shoal image verify  --repo DIR|URL --name NAME [--state DIR | --pub PREFIX.pub | --insecure-unsigned]
+  shoal image apply   --repo DIR|URL --name NAME [--state DIR | --pub PREFIX.pub | --insecure-unsigned] TARGET
+
+By default images are signed with, and checked against, the site's key in
+the state directory (--state, default /var/lib/shoal for root).`
 
 func runImage(ctx context.Context, args []string, stdout, stderr io.Writer) error {
 	if len(args) == 0 {
@@ -58,10 +60,11 @@ func newFlagSet(name string, stderr io.Writer, usage string) *flag.FlagSet {
 }
 
 func runImageCreate(ctx context.Context, args []string, stdout, stderr io.Writer) error {
-	fs := newFlagSet("image create", stderr, "shoal image create --repo DIR --name NAME [--sign PREFIX.key] [--chunk-size 4MiB] SRC")
+	fs := newFlagSet("image create", stderr, "shoal image create --repo DIR --name NAME [--state DIR | --sign PREFIX.key | --unsigned] [--chunk-size 4MiB] SRC")
 	repo := fs.String("repo", "", "repository directory (created if missing)")
 	name := fs.String("name", "", "image name")
-	keyPath := fs.String("sign", "", "sign the manifest with this private key (from shoal key gen)")
+	var sf signFlags
+	sf.register(fs)
 	chunk := int64(imaging.DefaultChunkBytes)
 	fs.Var(bytesFlag{&chunk}, "chunk-size", "logical chunk size (default 4MiB)")
 	grow := fs.String("grow", "auto", "partition that grows on a larger disk: auto (the last, if it fills the source), none, or a number")
@@ -77,12 +80,8 @@ func runImageCreate(ctx context.Context, args []string, stdout, stderr io.Writer
 		return usageErr("image create: --repo must be a local directory, not %s", *repo)
 	}
 	opts := imaging.CreateOptions{ChunkSizeBytes: chunk, Grow: *grow}
-	if *keyPath != "" {
-		k, err := sign.LoadPrivate(*keyPath)
-		if err != nil {
-			return err
-		}
-		opts.SignKey = k
+	if opts.SignKey, err = sf.privateKey(cmdLog(stderr)); err != nil {
+		return fmt.Errorf("image create: %w", err)
 	}
 	total := int64(0)
 	if st, err := os.Stat(pos[0]); err == nil && st.Mode().IsRegular() {
@@ -110,16 +109,8 @@ func runImageCreate(ctx context.Context, args []string, stdout, stderr io.Writer
 }
 
 // loadImage opens --repo and loads --name, checking the signature with
-// --pub when given.
-func loadImage(ctx context.Context, repoArg, name, pubPath string) (imaging.Repo, *imaging.Image, error) {
-	var pub ed25519.PublicKey
-	if pubPath != "" {
-		k, err := sign.LoadPublic(pubPath)
-		if err != nil {
-			return nil, nil, err
-		}
-		pub = k
-	}
+// pub when it is not nil.
+func loadImage(ctx context.Context, repoArg, name string, pub ed25519.PublicKey) (imaging.Repo, *imaging.Image, error) {
 	repo, err := imaging.OpenRepo(repoArg)
 	if err != nil {
 		return nil, nil, err
@@ -144,7 +135,7 @@ func runImageInspect(ctx context.Context, args []string, stdout, stderr io.Write
 		fs.Usage()
 		return usageErr("image inspect: --repo and --name are required")
 	}
-	_, img, err := loadImage(ctx, *repo, *name, "")
+	_, img, err := loadImage(ctx, *repo, *name, nil)
 	if err != nil {
 		return fmt.Errorf("image inspect: %w", err)
 	}
@@ -204,10 +195,11 @@ func runImageInspect(ctx context.Context, args []string, stdout, stderr io.Write
 }
 
 func runImageVerify(ctx context.Context, args []string, stdout, stderr io.Writer) error {
-	fs := newFlagSet("image verify", stderr, "shoal image verify --repo DIR|URL --name NAME [--pub PREFIX.pub]")
+	fs := newFlagSet("image verify", stderr, "shoal image verify --repo DIR|URL --name NAME [--state DIR | --pub PREFIX.pub | --insecure-unsigned]")
 	repoArg := fs.String("repo", "", "repository directory or http(s) URL")
 	name := fs.String("name", "", "image name")
-	pubPath := fs.String("pub", "", "public key: the manifest must carry a good signature by it")
+	var vf verifyFlags
+	vf.register(fs)
 	pos, err := parseInterspersed(fs, args)
 	if err != nil {
 		return err
@@ -216,7 +208,11 @@ func runImageVerify(ctx context.Context, args []string, stdout, stderr io.Writer
 		fs.Usage()
 		return usageErr("image verify: --repo and --name are required")
 	}
-	repo, img, err := loadImage(ctx, *repoArg, *name, *pubPath)
+	pub, err := vf.key(cmdLog(stderr))
+	if err != nil {
+		return fmt.Errorf("image verify: %w", err)
+	}
+	repo, img, err := loadImage(ctx, *repoArg, *name, pub)
 	if err != nil {
 		return fmt.Errorf("image verify: %w", err)
 	}
@@ -228,20 +224,23 @@ func runImageVerify(ctx context.Context, args []string, stdout, stderr io.Writer
 	}
 	sig := "not signed"
 	switch {
-	case *pubPath != "":
+	case pub != nil:
 		sig = "signature good"
 	case img.Sig != nil:
-		sig = "signed, signature not checked (no --pub)"
+		sig = "signed, signature NOT checked (--insecure-unsigned)"
+	default:
+		sig = "not signed, accepted with --insecure-unsigned"
 	}
 	fmt.Fprintf(stdout, "image %s OK: %d chunks, %s of data (%s stored) verified; %s\n", *name, st.Chunks, progress.Bytes(st.DataBytes), progress.Bytes(st.StoredBytes), sig)
 	return nil
 }
 
 func runImageApply(ctx context.Context, args []string, stdout, stderr io.Writer) error {
-	fs := newFlagSet("image apply", stderr, "shoal image apply --repo DIR|URL --name NAME [--pub PREFIX.pub] TARGET")
+	fs := newFlagSet("image apply", stderr, "shoal image apply --repo DIR|URL --name NAME [--state DIR | --pub PREFIX.pub | --insecure-unsigned] TARGET")
 	repoArg := fs.String("repo", "", "repository directory or http(s) URL")
 	name := fs.String("name", "", "image name")
-	pubPath := fs.String("pub", "", "public key: the manifest must carry a good signature by it")
+	var vf verifyFlags
+	vf.register(fs)
 	workers := fs.Int("workers", 0, "chunks in flight (default: 2 per CPU, at least 4)")
 	pos, err := parseInterspersed(fs, args)
 	if err != nil {
@@ -252,7 +251,11 @@ func runImageApply(ctx context.Context, args []string, stdout, stderr io.Writer)
 		return usageErr("image apply: --repo, --name and one TARGET are required")
 	}
 	target := pos[0]
-	repo, img, err := loadImage(ctx, *repoArg, *name, *pubPath)
+	pub, err := vf.key(cmdLog(stderr))
+	if err != nil {
+		return fmt.Errorf("image apply: %w", err)
+	}
+	repo, img, err := loadImage(ctx, *repoArg, *name, pub)
 	if err != nil {
 		return fmt.Errorf("image apply: %w", err)
 	}

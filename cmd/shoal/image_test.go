@@ -9,6 +9,7 @@ import (
 	"os"
 	"path/filepath"
 	"regexp"
+	"slices"
 	"strings"
 	"testing"
 
@@ -186,7 +187,7 @@ func TestBadInput(t *testing.T) {
 	mustShoal(t, "key", "gen", "--out", filepath.Join(dir, "site"))
 	mustShoal(t, "key", "gen", "--out", filepath.Join(dir, "other"))
 	mustShoal(t, "image", "create", "--repo", repo, "--name", "signed", "--sign", filepath.Join(dir, "site.key"), src.Path)
-	mustShoal(t, "image", "create", "--repo", repo, "--name", "unsigned", src.Path)
+	mustShoal(t, "image", "create", "--repo", repo, "--name", "unsigned", "--unsigned", src.Path)
 	pub := filepath.Join(dir, "site.pub")
 
 	// copyRepo makes a private copy of the repository that a case may break.
@@ -316,6 +317,9 @@ func TestBadInput(t *testing.T) {
 				}
 			}
 			args := append([]string{"image", "apply", "--repo", r, "--name", "signed"}, tc.args...)
+			if !slices.Contains(tc.args, "--pub") {
+				args = append(args, "--insecure-unsigned") // the case checks no signature
+			}
 			args = append(args, dst)
 			_, err := shoal(t, args...)
 			if err == nil {

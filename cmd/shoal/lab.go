@@ -49,6 +49,7 @@ func runLab(ctx context.Context, args []string, stdout, stderr io.Writer) error 
 	accel := fs.String("accel", envOr(vm.EnvAccel, "auto"), "QEMU accelerator: auto (KVM once a probe guest boots under it, else TCG), kvm (an error if it cannot run a guest), tcg")
 	fs.DurationVar(&cfg.Silence, "silence", 0, "a machine whose console prints nothing this long is stopped and counted failed (default 3m)")
 	fs.StringVar(&cfg.Out, "out", "out", "directory with vmlinuz, shoal-initramfs.cpio.zst, undionly.kpxe, ipxe.efi")
+	fs.StringVar(&cfg.State, "state", defaultState(), "state directory whose signing key signs the lab's image: the key ./build.sh baked into --out's initramfs")
 	summary := fs.String("summary", "", "write the summary as JSON to this file")
 	firmware := fs.String("firmware", "bios,uefi", "firmware of the machines, in turn: bios (SeaBIOS PXE), uefi (OVMF PXE), usb (OVMF booting out/shoal-usb.img)")
 	fs.Var(bytesFlag{&cfg.ChunkSizeBytes}, "chunk-size", "the image's chunk size (default 1MiB for the sample OS, else 4MiB)")

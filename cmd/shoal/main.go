@@ -24,7 +24,7 @@ type command struct {
 // commands lists shoal's subcommands in the order `shoal help` prints them.
 func commands() []command {
 	return []command{
-		{"key", "manage signing keys (key gen --out PREFIX)", runKey},
+		{"key", "manage signing keys (key gen --out PREFIX; key ensure --state DIR)", runKey},
 		{"image", "create, inspect, verify and apply images", runImage},
 		{"serve", "netboot server: DHCP/proxyDHCP, TFTP, HTTP boot, repository, inventory, dashboard", runServe},
 		{"send", "multicast an image to receivers on the LAN (send --repo DIR|URL --name NAME)", runSend},

@@ -2,7 +2,6 @@ package main
 
 import (
 	"context"
-	"crypto/ed25519"
 	"errors"
 	"fmt"
 	"io"
@@ -15,12 +14,11 @@ import (
 
 	"github.com/shoal-project/shoal/imaging"
 	"github.com/shoal-project/shoal/imaging/mcast"
-	"github.com/shoal-project/shoal/imaging/sign"
 	"github.com/shoal-project/shoal/internal/progress"
 	"github.com/shoal-project/shoal/partition"
 )
 
-const receiveUsage = "shoal receive --name NAME [--pub PREFIX.pub] [--iface IF] TARGET"
+const receiveUsage = "shoal receive --name NAME [--state DIR | --pub PREFIX.pub | --insecure-unsigned] [--iface IF] TARGET"
 
 // targetSink writes through imaging.Writer and closes the target at the end.
 type targetSink struct {
@@ -38,7 +36,8 @@ func (s *targetSink) Finish() error {
 func runReceive(ctx context.Context, args []string, stdout, stderr io.Writer) error {
 	fs := newFlagSet("receive", stderr, receiveUsage)
 	name := fs.String("name", "", "image to receive (empty: the first one announced)")
-	pubPath := fs.String("pub", "", "public key: the manifest must carry a good signature by it")
+	var vf verifyFlags
+	vf.register(fs)
 	var mf mcastFlags
 	mf.register(fs)
 	joinTimeout := fs.Duration("timeout", 5*time.Minute, "longest wait for a sender's announce (0: for ever)")
@@ -65,11 +64,9 @@ func runReceive(ctx context.Context, args []string, stdout, stderr io.Writer) er
 		}
 		defer pprof.StopCPUProfile()
 	}
-	var pub ed25519.PublicKey
-	if *pubPath != "" {
-		if pub, err = sign.LoadPublic(*pubPath); err != nil {
-			return fmt.Errorf("receive: %w", err)
-		}
+	pub, err := vf.key(cmdLog(stderr))
+	if err != nil {
+		return fmt.Errorf("receive: %w", err)
 	}
 	conn, ifi, ctrl, err := mf.open(ctx)
 	if err != nil {

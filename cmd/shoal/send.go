@@ -2,6 +2,7 @@ package main
 
 import (
 	"context"
+	"crypto/ed25519"
 	"encoding/json"
 	"fmt"
 	"io"
@@ -15,6 +16,7 @@ import (
 	"time"
 
 	"github.com/shoal-project/shoal/imaging/mcast"
+	"github.com/shoal-project/shoal/imaging/sign"
 	"github.com/shoal-project/shoal/internal/progress"
 	"github.com/shoal-project/shoal/internal/units"
 )
@@ -124,7 +126,13 @@ func runSend(ctx context.Context, args []string, stdout, stderr io.Writer) error
 	if err != nil {
 		return usageErr("send: --data %q: %v", *data, err)
 	}
-	repo, img, err := loadImage(ctx, *repoArg, *name, *pubPath)
+	var pub ed25519.PublicKey // the receivers check it; send only when asked
+	if *pubPath != "" {
+		if pub, err = sign.LoadPublic(*pubPath); err != nil {
+			return fmt.Errorf("send: %w", err)
+		}
+	}
+	repo, img, err := loadImage(ctx, *repoArg, *name, pub)
 	if err != nil {
 		return fmt.Errorf("send: %w", err)
 	}

@@ -7,6 +7,7 @@ import (
 	"io"
 	"log/slog"
 
+	"github.com/shoal-project/shoal/internal/sitekeys"
 	"github.com/shoal-project/shoal/netboot/serve"
 )
 
@@ -19,6 +20,7 @@ func runServe(ctx context.Context, args []string, stdout, stderr io.Writer) erro
 	cfg.RegisterFlags(fs)
 	config := fs.String("config", "", "config file of key = value lines; keys are these flags' names (see docs/serve.sample.conf); flags given on the command line win")
 	verbose := fs.Bool("v", false, "log every request")
+	state := stateFlag(fs)
 	fs.Usage = func() {
 		fmt.Fprintln(stderr, "usage: shoal serve [--config FILE] [--iface IF] [--dhcp full|proxy|off] [--range FIRST-LAST]\n"+
 			"                   [--http ADDR] [--repo DIR] [--boot DIR] [--inventory FILE] [--unknown ignore|IMAGE] [--key SITEKEY] [flags]")
@@ -40,6 +42,12 @@ func runServe(ctx context.Context, args []string, stdout, stderr io.Writer) erro
 		level = slog.LevelDebug
 	}
 	log := slog.New(slog.NewTextHandler(stderr, &slog.HandlerOptions{Level: level}))
+	// The site's keys, made on first start as sshd makes its host keys.
+	if _, made, err := sitekeys.Ensure(*state, log); err != nil {
+		return fmt.Errorf("serve: %w", err)
+	} else if !made {
+		log.Info("site keys", "dir", *state, "pub", sitekeys.PubPath(*state))
+	}
 	ls, err := serve.Listen(cfg)
 	if err != nil {
 		return fmt.Errorf("serve: %w", err)

@@ -43,7 +43,7 @@ func TestFetchProcesses(t *testing.T) {
 	start := func(i int) *proc {
 		p := &proc{stderr: &syncbuf.Buffer{}, target: filepath.Join(dir, "target"+string(rune('0'+i))),
 			stats: filepath.Join(dir, "stats"+string(rune('0'+i))+".json"), done: make(chan error, 1)}
-		p.cmd = l.lan.Nodes[i].Command(ctx, bin, "fetch", "--repo", l.url, "--name", "img", "--iface", "eth0", "--key-file", keyFile,
+		p.cmd = l.lan.Nodes[i].Command(ctx, bin, "fetch", "--insecure-unsigned", "--repo", l.url, "--name", "img", "--iface", "eth0", "--key-file", keyFile,
 			"--announce-interval", "100ms", "--listen", "400ms", "--leader-timeout", "1s", "--election", "700ms",
 			"--data-timeout", "5s", "--linger", "1s", "--workers", "2", "--rate", "200Mbit", "--stats", p.stats, p.target)
 		p.cmd.Stderr = p.stderr

@@ -72,15 +72,18 @@ type Options struct {
 
 // Job is one reimaging: what the seam gets.
 type Job struct {
-	Repo   string // repository URL
-	Name   string // image name
-	Disk   string // target device path
-	Pub    ed25519.PublicKey
-	Boot   []string // devices never written (the USB stick)
-	Server string   // shoal serve, for the peer session
-	Iface  string   // the interface with the first lease
-	Relay  string
-	Key    string
+	Repo string            // repository URL
+	Name string            // image name
+	Disk string            // target device path
+	Pub  ed25519.PublicKey // the built-in key (nil: none)
+	// Insecure (shoal.insecure=unsigned) accepts an image whose signature
+	// cannot be checked by Pub; the Result then says not verified.
+	Insecure bool
+	Boot     []string // devices never written (the USB stick)
+	Server   string   // shoal serve, for the peer session
+	Iface    string   // the interface with the first lease
+	Relay    string
+	Key      string
 	// RateBitsPerSec is the highest multicast rate when leading (0: the
 	// session's default); Linger how long a complete machine stays to lead
 	// for machines that boot later.
@@ -106,6 +109,8 @@ type Progress struct {
 type Result struct {
 	ImageID    string
 	BytesTotal int64
+	// Verified: the manifest's signature was checked against the built-in
+	// key (and every chunk against the manifest).
 	Verified   bool
 	Role       api.Role // the role the node played (leader, follower, server)
 	FromPeers  int64    // stored bytes received from peers
@@ -217,12 +222,10 @@ func (r *run) run(ctx context.Context) error {
 	if err != nil {
 		return &Failure{Step: "public key", Err: err}
 	}
-	if pub == nil {
-		r.pubNote = "no image-signing key is built in: UNSIGNED images are accepted (build with PUBKEY=file to require signatures)"
-	} else {
+	if pub != nil {
 		r.pubNote = fmt.Sprintf("images must be signed by the built-in key %x", pub[:8])
+		r.say("%s", r.pubNote)
 	}
-	r.say("%s", r.pubNote)
 
 	modStart := time.Now()
 	if loaded, err := kmod.LoadDir(r.o.ModulesDir, r.log); err != nil {
@@ -238,6 +241,14 @@ func (r *run) run(ctx context.Context) error {
 	cmd, err := config.ParseCmdline(string(raw))
 	if err != nil {
 		return &Failure{Step: "kernel command line", Err: err}
+	}
+	insecure := cmd.Insecure == config.InsecureUnsigned
+	if insecure {
+		r.pubNote = insecureWarning
+		r.say("%s", insecureWarning)
+	} else if pub == nil {
+		r.pubNote = "no image-signing key is built in: this appliance refuses to reimage (build with ./build.sh, which bakes the site's key, or PUBKEY=file)"
+		r.say("%s", r.pubNote)
 	}
 	// shoal.conf on a USB stick: needed when the command line does not
 	// say what to write; also marks the stick as the boot medium.
@@ -293,6 +304,10 @@ func (r *run) run(ctx context.Context) error {
 	r.rep = &report.Reporter{Server: r.cfg.Server, MAC: r.cfg.MAC, Key: []byte(r.cfg.Key), Log: r.log}
 	r.rep.Progress(ctx, report.Status{State: api.StateBooting})
 
+	if err := checkKey(pub, insecure); err != nil {
+		return &Failure{Step: "image-signing key", Image: r.cfg.Image, URL: r.cfg.Repo, Err: err}
+	}
+
 	disk, err := r.chooseDisk(ctx)
 	if err != nil {
 		return &Failure{Step: "target disk", Image: r.cfg.Image, Disk: r.cfg.Disk, URL: r.cfg.Repo, Err: err}
@@ -300,7 +315,7 @@ func (r *run) run(ctx context.Context) error {
 	r.disk = disk.Path
 	r.say("target disk: %s (chosen by %q)", disk, r.cfg.Disk)
 
-	res, err := r.reimage(ctx, pub)
+	res, err := r.reimage(ctx, pub, insecure)
 	if err != nil {
 		return &Failure{Step: "reimaging", Image: r.cfg.Image, Disk: r.disk, URL: r.cfg.Repo, Err: err}
 	}
@@ -308,7 +323,11 @@ func (r *run) run(ctx context.Context) error {
 	if err != nil {
 		return err
 	}
-	r.say("SUCCESS: image %s (%s) written to %s and verified, %.1f s after start", r.cfg.Image, res.ImageID, r.disk, time.Since(r.start).Seconds())
+	if res.Verified {
+		r.say("SUCCESS: image %s (%s) written to %s and verified, %.1f s after start", r.cfg.Image, res.ImageID, r.disk, time.Since(r.start).Seconds())
+	} else {
+		r.say("SUCCESS (NOT verified): image %s (%s) written to %s, its signature NOT checked (shoal.insecure=unsigned), %.1f s after start", r.cfg.Image, res.ImageID, r.disk, time.Since(r.start).Seconds())
+	}
 	done := report.Status{State: api.StateDone, Role: res.Role, Progress: 1, BytesTotal: res.BytesTotal, BytesDone: res.BytesTotal,
 		BytesFromPeers: res.FromPeers, BytesFromServer: res.FromServer, Verified: res.Verified, BootEntry: bootEntry}
 	if err := r.rep.Send(ctx, done); err != nil {
@@ -372,7 +391,7 @@ func (r *run) chooseDisk(ctx context.Context) (disksel.Disk, error) {
 	}
 }
 
-func (r *run) reimage(ctx context.Context, pub ed25519.PublicKey) (Result, error) {
+func (r *run) reimage(ctx context.Context, pub ed25519.PublicKey, insecure bool) (Result, error) {
 	var iface string
 	if len(r.leases) > 0 {
 		iface = r.leases[0].Iface
@@ -409,7 +428,7 @@ func (r *run) reimage(ctx context.Context, pub ed25519.PublicKey) (Result, error
 	}
 	linger, _ := time.ParseDuration(r.cfg.Linger) // checked by config.Finish
 	job := Job{
-		Repo: r.cfg.Repo, Name: r.cfg.Image, Disk: r.disk, Pub: pub, Boot: r.boot,
+		Repo: r.cfg.Repo, Name: r.cfg.Image, Disk: r.disk, Pub: pub, Insecure: insecure, Boot: r.boot,
 		Server: r.cfg.Server, Iface: iface, Relay: r.cfg.Relay, Key: r.cfg.Key, Log: r.log,
 		RateBitsPerSec: rate, Linger: linger,
 		Progress: func(p Progress) {
@@ -527,7 +546,9 @@ func hint(f *Failure) string {
 	case errors.Is(f.Err, netup.ErrNoLease):
 		return "no DHCP server answered: check that the provisioning network has DHCP (shoal serve --dhcp full or the site's server)"
 	case errors.Is(f.Err, sign.ErrNoSignature), errors.Is(f.Err, sign.ErrBadSignature):
-		return "the image is not signed by the key built into this appliance: sign it (shoal image create --key) or build the appliance with the matching PUBKEY="
+		return "the image is not signed by the key built into this appliance: sign it (shoal image create signs with the state directory's key by default) or build the appliance with the matching key (./build.sh, SHOAL_STATE= or PUBKEY=); shoal.insecure=unsigned on the kernel command line accepts it, and lets anyone on the LAN write this disk"
+	case errors.Is(f.Err, ErrNoKey):
+		return "rebuild the appliance with the site's key (./build.sh bakes signing.pub of $SHOAL_STATE, default /var/lib/shoal; or PUBKEY=file), or, on a LAN you trust entirely, add shoal.insecure=unsigned to the kernel command line"
 	case f.URL != "":
 		return fmt.Sprintf("check that %s is reachable from this machine (ip a; wget %s) and the disk is healthy (dmesg)", f.URL, withSlash(f.URL))
 	}

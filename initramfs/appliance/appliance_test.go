@@ -4,6 +4,7 @@ import (
 	"bytes"
 	"cmp"
 	"context"
+	"crypto/ed25519"
 	"errors"
 	"fmt"
 	"log/slog"
@@ -18,6 +19,7 @@ import (
 
 	"github.com/shoal-project/shoal/imaging"
 	"github.com/shoal-project/shoal/imaging/sign"
+	"github.com/shoal-project/shoal/initramfs/config"
 	"github.com/shoal-project/shoal/initramfs/disksel"
 	"github.com/shoal-project/shoal/initramfs/efiboot"
 	"github.com/shoal-project/shoal/initramfs/netup"
@@ -33,7 +35,7 @@ const testMAC = "52:54:00:ab:cd:ef"
 // shoal serve (its real HTTP handler) on loopback.
 type machine struct {
 	dir, sys, dev, cmdline string
-	pub                    string // image-signing public key file ("" = none)
+	pub                    string // image-signing public key file ("" = none built in)
 	src                    *testdisk.Disk
 	repoURL, serverURL     string
 	inv                    *inventory.Store
@@ -48,6 +50,7 @@ type machine struct {
 type source struct {
 	disk *testdisk.Disk
 	repo string
+	keys string // PREFIX of the site's signing pair (PREFIX.key, PREFIX.pub)
 }
 
 var (
@@ -76,9 +79,23 @@ func newSource(t *testing.T) source {
 	sourceOnce.Do(func() {
 		disk := testdisk.GPT(t, sharedDir, 64<<20)
 		s := source{disk: disk, repo: filepath.Join(sharedDir, "repo")}
-		if _, _, err := imaging.Create(context.Background(), s.disk.Path, s.repo, "testimg", imaging.CreateOptions{ChunkSizeBytes: 1 << 20}); err != nil {
+		s.keys = filepath.Join(sharedDir, "site")
+		if _, err := sign.Generate(s.keys); err != nil {
 			sourceErr = err.Error()
 			return
+		}
+		priv, err := sign.LoadPrivate(s.keys + ".key")
+		if err != nil {
+			sourceErr = err.Error()
+			return
+		}
+		// testimg is signed by the site's key, as shoal image create does
+		// by default; "unsigned" is not.
+		for name, key := range map[string]ed25519.PrivateKey{"testimg": priv, "unsigned": nil} {
+			if _, _, err := imaging.Create(context.Background(), s.disk.Path, s.repo, name, imaging.CreateOptions{ChunkSizeBytes: 1 << 20, SignKey: key}); err != nil {
+				sourceErr = err.Error()
+				return
+			}
 		}
 		shared = s
 	})
@@ -98,6 +115,7 @@ func newMachine(t *testing.T, src source) *machine {
 		}
 	}
 	m.src = src.disk
+	m.pub = src.keys + ".pub" // the key built in
 	repo := src.repo
 	var err error
 	if m.inv, err = inventory.Parse([]byte(testMAC+" reimage testimg -\n"), ""); err != nil {
@@ -212,7 +230,7 @@ func TestRunReimages(t *testing.T) {
 	if o.after != "shell "+target {
 		t.Errorf("after-action = %q, want shell %s", o.after, target)
 	}
-	for _, want := range []string{"image   testimg (server)", "UNSIGNED images are accepted", "written testimg -> " + target, "(100%)", "role server source server", "SUCCESS: image testimg"} {
+	for _, want := range []string{"image   testimg (server)", "images must be signed by the built-in key", "written testimg -> " + target, "(100%)", "role server source server", "SUCCESS: image testimg"} {
 		if !strings.Contains(o.console, want) {
 			t.Errorf("console lacks %q:\n%s", want, o.console)
 		}
@@ -331,46 +349,88 @@ func TestRunUSBStick(t *testing.T) {
 	}
 }
 
-// TestRunSigned: with a public key built in, an image signed by the
-// matching key is written, and an unsigned one is refused before the disk
-// is touched, with what to do.
+// TestRunSigned: with a public key built in, an image signed by it is
+// written and reported verified; an unsigned one, or one signed by another
+// key, is refused before the disk is touched, with what to do, unless the
+// kernel command line says shoal.insecure=unsigned (then written, said
+// loudly, and not reported verified). With no key built in the appliance
+// refuses to reimage at step "image-signing key", unless told
+// shoal.insecure=unsigned.
 func TestRunSigned(t *testing.T) {
 	src := newSource(t)
-	keys := filepath.Join(t.TempDir(), "site")
-	if _, err := sign.Generate(keys); err != nil {
+	other := filepath.Join(t.TempDir(), "other")
+	if _, err := sign.Generate(other); err != nil {
 		t.Fatal(err)
 	}
-	priv, err := sign.LoadPrivate(keys + ".key")
+	priv, err := sign.LoadPrivate(other + ".key")
 	if err != nil {
 		t.Fatal(err)
 	}
-	if _, _, err := imaging.Create(context.Background(), src.disk.Path, src.repo, "signed", imaging.CreateOptions{ChunkSizeBytes: 1 << 20, SignKey: priv}); err != nil {
+	if _, _, err := imaging.Create(context.Background(), src.disk.Path, src.repo, "othersigned", imaging.CreateOptions{ChunkSizeBytes: 1 << 20, SignKey: priv}); err != nil {
 		t.Fatal(err)
 	}
+	noKey := "none" // m.pub: a file that does not exist
 	for _, tc := range []struct {
-		image string
-		ok    bool
-	}{{"signed", true}, {"testimg", false}} {
-		t.Run(tc.image, func(t *testing.T) {
+		name, image, pub, extra string
+		want                    error // nil: written
+		verified                bool
+		console                 []string
+	}{
+		{"signed", "testimg", "", "", nil, true, []string{"images must be signed by the built-in key", "written to", "and verified"}},
+		{"unsigned", "unsigned", "", "", sign.ErrNoSignature, false, []string{"not signed by the key built into this appliance"}},
+		{"another key", "othersigned", "", "", sign.ErrBadSignature, false, []string{"not signed by the key built into this appliance"}},
+		{"unsigned, insecure", "unsigned", "", "shoal.insecure=unsigned", nil, false, []string{insecureWarning, "SUCCESS (NOT verified)"}},
+		{"another key, insecure", "othersigned", "", "shoal.insecure=unsigned", nil, false, []string{insecureWarning, "SUCCESS (NOT verified)"}},
+		{"signed, insecure", "testimg", "", "shoal.insecure=unsigned", nil, true, []string{insecureWarning, "and verified"}},
+		{"no key", "testimg", noKey, "", ErrNoKey, false, []string{`step "image-signing key"`, "no image-signing key is built in", "shoal.insecure=unsigned"}},
+		{"no key, insecure", "testimg", noKey, "shoal.insecure=unsigned", nil, false, []string{insecureWarning, "SUCCESS (NOT verified)"}},
+		{"bad insecure value", "testimg", noKey, "shoal.insecure=yes", config.ErrInvalid, false, []string{`insecure "yes"`}},
+	} {
+		t.Run(tc.name, func(t *testing.T) {
 			m := newMachine(t, src)
-			m.pub = keys + ".pub"
-			target := m.disk(t, "vda", "", 64<<20)
-			o := m.run(t, fmt.Sprintf("shoal.repo=%s shoal.image=%s", m.repoURL, tc.image))
-			if !strings.Contains(o.console, "images must be signed by the built-in key") {
-				t.Errorf("console does not say that images must be signed:\n%s", o.console)
+			if tc.pub == noKey {
+				m.pub = filepath.Join(m.dir, "nokey.pem")
 			}
-			if tc.ok {
+			target := m.disk(t, "vda", "", 64<<20)
+			o := m.run(t, fmt.Sprintf("shoal.server=%s shoal.repo=%s shoal.image=%s shoal.mac=%s shoal.after=shell %s", m.serverURL, m.repoURL, tc.image, testMAC, tc.extra))
+			for _, w := range tc.console {
+				if !strings.Contains(o.console, w) {
+					t.Errorf("console lacks %q:\n%s", w, o.console)
+				}
+			}
+			st := m.status(t).Status
+			if tc.want == nil {
 				if o.err != nil {
-					t.Fatalf("Run(signed image) = %v\n%s", o.err, o.console)
+					t.Fatalf("Run = %v\n%s", o.err, o.console)
+				}
+				if st.State != "done" || st.Verified != tc.verified {
+					t.Errorf("reported %+v, want done with verified %v", st, tc.verified)
 				}
 				return
 			}
-			if !errors.Is(o.err, sign.ErrNoSignature) || !strings.Contains(o.console, "not signed by the key built into this appliance") {
-				t.Errorf("Run(unsigned image) = %v, want ErrNoSignature and what to do\n%s", o.err, o.console)
+			if !errors.Is(o.err, tc.want) {
+				t.Errorf("Run = %v, want %v\n%s", o.err, tc.want, o.console)
+			}
+			if st.Verified {
+				t.Errorf("reported %+v after a refusal", st)
 			}
 			if b, _ := os.ReadFile(target); !bytes.Equal(b, make([]byte, 64<<20)) {
 				t.Error("the disk was written")
 			}
 		})
+	}
+}
+
+// TestCheckKey: no key and no shoal.insecure=unsigned is the only refusal.
+func TestCheckKey(t *testing.T) {
+	pub := make(ed25519.PublicKey, ed25519.PublicKeySize)
+	for _, tc := range []struct {
+		pub      ed25519.PublicKey
+		insecure bool
+		want     error
+	}{{nil, false, ErrNoKey}, {nil, true, nil}, {pub, false, nil}, {pub, true, nil}} {
+		if err := checkKey(tc.pub, tc.insecure); !errors.Is(err, tc.want) {
+			t.Errorf("checkKey(%v, %v) = %v, want %v", tc.pub != nil, tc.insecure, err, tc.want)
+		}
 	}
 }

@@ -13,6 +13,7 @@ import (
 	"testing"
 
 	"github.com/shoal-project/shoal/imaging"
+	"github.com/shoal-project/shoal/imaging/sign"
 	"github.com/shoal-project/shoal/initramfs/efiboot"
 	"github.com/shoal-project/shoal/internal/testdisk"
 )
@@ -93,8 +94,12 @@ func vendorSource(t *testing.T) source {
 	}
 	f.Close()
 	disk.Partitions = []testdisk.Partition{{Number: 1, StartLBA: 2048, SizeBytes: 40 << 20, FS: "vfat"}}
-	s := source{disk: disk, repo: filepath.Join(dir, "repo")}
-	if _, _, err := imaging.Create(context.Background(), disk.Path, s.repo, "vendoronly", imaging.CreateOptions{ChunkSizeBytes: 1 << 20}); err != nil {
+	s := source{disk: disk, repo: filepath.Join(dir, "repo"), keys: newSource(t).keys}
+	priv, err := sign.LoadPrivate(s.keys + ".key")
+	if err != nil {
+		t.Fatal(err)
+	}
+	if _, _, err := imaging.Create(context.Background(), disk.Path, s.repo, "vendoronly", imaging.CreateOptions{ChunkSizeBytes: 1 << 20, SignKey: priv}); err != nil {
 		t.Fatal(err)
 	}
 	return s

@@ -9,7 +9,6 @@ import (
 
 	"github.com/shoal-project/shoal/imaging"
 	"github.com/shoal-project/shoal/imaging/session"
-	"github.com/shoal-project/shoal/imaging/sign"
 	"github.com/shoal-project/shoal/netboot/api"
 	"github.com/shoal-project/shoal/partition"
 )
@@ -27,11 +26,17 @@ func Session(ctx context.Context, j Job) (Result, error) {
 	}
 	// A missing image or a bad signature is final: say so now rather
 	// than after the session's server retries.
-	if _, err := imaging.LoadImage(ctx, repo, j.Name, j.Pub); errors.Is(err, imaging.ErrNotFound) ||
-		errors.Is(err, imaging.ErrBadManifest) || errors.Is(err, sign.ErrNoSignature) || errors.Is(err, sign.ErrBadSignature) {
+	_, pub, err := loadTrusted(ctx, repo, j)
+	if err != nil && (finalLoadErr(err) || errors.Is(err, ErrNoKey)) {
 		return Result{}, fmt.Errorf("load image %s from %s: %w; the disk was not touched", j.Name, j.Repo, err)
 	}
-	c := session.Config{Server: repo, Name: j.Name, Pub: j.Pub, Relay: j.Relay, Logger: j.Log,
+	if err != nil { // the session retries the server and checks with this key
+		pub = j.Pub
+		if j.Insecure {
+			pub = nil
+		}
+	}
+	c := session.Config{Server: repo, Name: j.Name, Pub: pub, Relay: j.Relay, Logger: j.Log,
 		RateBitsPerSec: j.RateBitsPerSec, Linger: j.Linger}
 	if j.Key != "" {
 		c.Key = []byte(j.Key)
@@ -124,6 +129,6 @@ func Session(ctx context.Context, j Job) (Result, error) {
 			role = session.RoleLeader
 		}
 	}
-	return Result{ImageID: img.ID.String()[:16], BytesTotal: img.Manifest.DataBytes, Verified: true,
+	return Result{ImageID: img.ID.String()[:16], BytesTotal: img.Manifest.DataBytes, Verified: pub != nil,
 		Role: api.Role(role), FromPeers: st.BytesFromPeers, FromServer: st.BytesFromServer}, nil
 }

@@ -21,7 +21,7 @@ func SingleNode(ctx context.Context, j Job) (Result, error) {
 	if err != nil {
 		return Result{}, fmt.Errorf("repository %s: %w", j.Repo, err)
 	}
-	img, err := imaging.LoadImage(ctx, repo, j.Name, j.Pub)
+	img, pub, err := loadTrusted(ctx, repo, j)
 	if err != nil {
 		return Result{}, fmt.Errorf("load image %s from %s: %w; the disk was not touched", j.Name, j.Repo, err)
 	}
@@ -47,6 +47,6 @@ func SingleNode(ctx context.Context, j Job) (Result, error) {
 	if err != nil {
 		return Result{}, fmt.Errorf("write image %s to %s: %w; no partition table was written, the old one was wiped", j.Name, j.Disk, err)
 	}
-	return Result{ImageID: img.ID.String()[:16], BytesTotal: total, Verified: true,
+	return Result{ImageID: img.ID.String()[:16], BytesTotal: total, Verified: pub != nil,
 		Role: api.RoleServer, FromServer: img.Manifest.StoredBytes}, nil
 }

@@ -23,7 +23,11 @@ import (
 
 // Keys are the configuration keys, without the "shoal." prefix of the
 // kernel command line.
-var Keys = []string{"repo", "image", "disk", "server", "after", "relay", "rate", "linger", "key", "mac"}
+var Keys = []string{"repo", "image", "disk", "server", "after", "relay", "rate", "linger", "key", "mac", "insecure"}
+
+// InsecureUnsigned is the value of shoal.insecure= that makes the
+// appliance accept images whose signature it cannot check.
+const InsecureUnsigned = "unsigned"
 
 // DefaultLinger is how long a machine that holds the whole image stays, by
 // default, to lead for machines that boot later (machines of one batch
@@ -70,6 +74,9 @@ type Config struct {
 	Rate, Linger string
 	Key          string // site key: status reports carry its HMAC
 	MAC          string // the machine's MAC, as the netboot server knows it
+	// Insecure is "unsigned" (InsecureUnsigned) to accept images whose
+	// signature is not checked; only the kernel command line may set it.
+	Insecure string
 	// Source says where each set key came from.
 	Source map[string]string
 }
@@ -96,6 +103,8 @@ func (c *Config) field(k string) *string {
 		return &c.Key
 	case "mac":
 		return &c.MAC
+	case "insecure":
+		return &c.Insecure
 	}
 	return nil
 }
@@ -201,6 +210,9 @@ func ParseConf(r io.Reader) (Config, error) {
 		if len(v) >= 2 && v[0] == '"' && v[len(v)-1] == '"' {
 			v = v[1 : len(v)-1]
 		}
+		if k == "insecure" {
+			return c, fmt.Errorf("%w: shoal.conf line %d: insecure can only be set on the kernel command line (shoal.insecure=)", ErrSyntax, n)
+		}
 		if !c.set(k, v, SourceConf) {
 			return c, fmt.Errorf("%w: shoal.conf line %d: unknown key %q (known: %s)", ErrSyntax, n, k, strings.Join(Keys, ", "))
 		}
@@ -299,6 +311,9 @@ func (c *Config) Finish() error {
 	}
 	if d, err := time.ParseDuration(c.Linger); err != nil || d < 0 {
 		return fmt.Errorf("%w: linger %q (from %s): want a duration such as 30s", ErrInvalid, c.Linger, c.Source["linger"])
+	}
+	if c.Insecure != "" && (c.Insecure != InsecureUnsigned || c.Source["insecure"] != SourceCmdline) {
+		return fmt.Errorf("%w: insecure %q (from %s): the only value is %s, on the kernel command line", ErrInvalid, c.Insecure, c.Source["insecure"], InsecureUnsigned)
 	}
 	switch c.After {
 	case AfterReboot, AfterKexec, AfterPoweroff, AfterShell:

@@ -534,7 +534,7 @@ func (r *Report) runShoal(ctx context.Context, cfg Config, lan *netlab.LAN, targ
 		}
 	}()
 	for i, t := range targets {
-		p, err := start(lan.Nodes[1+i].Command(ctx, cfg.ShoalBin, "receive", "--name", r.name, "--iface", "eth0",
+		p, err := start(lan.Nodes[1+i].Command(ctx, cfg.ShoalBin, "receive", "--insecure-unsigned", "--name", r.name, "--iface", "eth0",
 			"--timeout", "60s", "--stats", filepath.Join(dir, fmt.Sprintf("rx%d.json", i)), t), fmt.Sprintf("shoal receive %d", i))
 		if err != nil {
 			return 0, err
@@ -719,7 +719,7 @@ func (r *Report) lateJoin(ctx context.Context, cfg Config) LateJoinResult {
 		}
 		targets := []string{filepath.Join(dir, "a.raw"), filepath.Join(dir, "b.raw")}
 		recv := func(i int) (*proc, error) {
-			return start(lan.Nodes[1+i].Command(ctx, cfg.ShoalBin, "receive", "--name", r.name, "--iface", "eth0", "--timeout", "60s", targets[i]), fmt.Sprintf("shoal receive %d", i))
+			return start(lan.Nodes[1+i].Command(ctx, cfg.ShoalBin, "receive", "--insecure-unsigned", "--name", r.name, "--iface", "eth0", "--timeout", "60s", targets[i]), fmt.Sprintf("shoal receive %d", i))
 		}
 		a, err := recv(0)
 		if err != nil {

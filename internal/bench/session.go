@@ -193,10 +193,10 @@ func (rep *SessionReport) runSession(ctx context.Context, cfg SessionConfig, run
 			case <-time.After(time.Until(at)):
 			}
 		}
-		args := []string{"fetch", "--repo", url, "--name", rep.r.name, "--iface", "eth0",
+		args := []string{"fetch", "--insecure-unsigned", "--repo", url, "--name", rep.r.name, "--iface", "eth0",
 			"--rate", fmt.Sprint(cfg.RateBitsPerSec), targets[i]}
 		if run == "unicast" {
-			args = []string{"image", "apply", "--repo", url, "--name", rep.r.name, targets[i]}
+			args = []string{"image", "apply", "--insecure-unsigned", "--repo", url, "--name", rep.r.name, targets[i]}
 		}
 		p, err := start(lan.Nodes[1+i].Command(ctx, cfg.ShoalBin, args...), fmt.Sprintf("%s node %d", args[0], i))
 		if err != nil {

@@ -55,6 +55,10 @@ type Config struct {
 	// Shoal is the shoal binary that runs `shoal serve` and `shoal image
 	// create` (default: this program).
 	Shoal string
+	// State is the state directory whose signing key signs the lab's
+	// image: the key ./build.sh baked into Out's initramfs (default: the
+	// shoal binary's own default, $SHOAL_STATE or sitekeys.DefaultDir()).
+	State string
 	// Accel is QEMU's accelerator (default auto: KVM once a probe guest
 	// has booted under it, else TCG; kvm that cannot run a guest is an
 	// error before any machine starts).

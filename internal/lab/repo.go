@@ -19,6 +19,16 @@ import (
 // imageName is the image's name in the lab's repository.
 const imageName = "lab"
 
+// stateArgs are the --state flag of the shoal commands the lab runs: the
+// image is signed, and checked, with the state directory's key, which
+// ./build.sh bakes into the machines' initramfs.
+func (l *lab) stateArgs() []string {
+	if l.cfg.State == "" {
+		return nil
+	}
+	return []string{"--state", l.cfg.State}
+}
+
 // repository is the lab's image repository.
 type repository struct {
 	dir string
@@ -32,6 +42,7 @@ type repository struct {
 func (l *lab) makeRepo(ctx context.Context) (repository, error) {
 	r := repository{dir: filepath.Join(l.work, "repo")}
 	create := []string{"image", "create", "--repo", r.dir, "--name", imageName}
+	create = append(create, l.stateArgs()...)
 	if l.cfg.ChunkSizeBytes > 0 {
 		create = append(create, "--chunk-size", fmt.Sprint(l.cfg.ChunkSizeBytes))
 	}
@@ -65,7 +76,7 @@ func (l *lab) checkDisks(ctx context.Context, r repository) error {
 	if err := makeBlank(ref, r.diskBytes); err != nil {
 		return err
 	}
-	if out, err := exec.CommandContext(ctx, l.cfg.Shoal, "image", "apply", "--repo", r.dir, "--name", imageName, ref).CombinedOutput(); err != nil {
+	if out, err := exec.CommandContext(ctx, l.cfg.Shoal, append([]string{"image", "apply", "--repo", r.dir, "--name", imageName, ref}, l.stateArgs()...)...).CombinedOutput(); err != nil {
 		return fmt.Errorf("shoal image apply: %w\n%s", err, out)
 	}
 	for _, n := range l.nodes {

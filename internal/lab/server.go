@@ -45,6 +45,7 @@ func (l *lab) startServer(ctx context.Context, srvNode *netlab.Node, r repositor
 	cmd := srvNode.Command(ctx, l.cfg.Shoal, "serve", "--iface", "eth0", "--dhcp", "full", "--range", rng,
 		"--boot", l.cfg.Out, "--repo", r.dir, "--inventory", filepath.Join(l.work, "machines"),
 		"--leases", filepath.Join(l.work, "leases"), "--cmdline", cmdline)
+	cmd.Args = append(cmd.Args, l.stateArgs()...)
 	cmd.Stderr = srvLog
 	out, err := cmd.StdoutPipe()
 	if err != nil {

@@ -44,8 +44,9 @@ type Status struct {
 	BytesDone       int64   `json:"bytesDone,omitempty"`
 	BytesFromPeers  int64   `json:"bytesFromPeers,omitempty"`
 	BytesFromServer int64   `json:"bytesFromServer,omitempty"`
-	// Verified: every chunk written was checked against the image's
-	// manifest (docs/security.md says what checks the manifest).
+	// Verified: the manifest's signature was checked against the key
+	// built into the appliance, and every chunk written against the
+	// manifest (false under shoal.insecure=unsigned; docs/security.md).
 	Verified bool   `json:"verified,omitempty"`
 	Error    string `json:"error,omitempty"`
 	// BootEntry says, in a done report from a machine booted by UEFI, what

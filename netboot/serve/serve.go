@@ -59,8 +59,8 @@ type Config struct {
 func Default() Config {
 	return Config{
 		DHCP:      "off",
-		HTTP:      ":8080",
-		TFTP:      ":69",
+		HTTP:      "", // the boot interface's address, port DefaultHTTPPort
+		TFTP:      "", // the boot interface's address, port DefaultTFTPPort
 		Repo:      "repo",
 		Boot:      "out",
 		Unknown:   inventory.Ignore,
@@ -77,8 +77,8 @@ func (c *Config) RegisterFlags(fs *flag.FlagSet) {
 	fs.StringVar(&c.Iface, "iface", c.Iface, "provisioning network interface (DHCP listens here)")
 	fs.StringVar(&c.DHCP, "dhcp", c.DHCP, "DHCP mode: full (lease addresses from --range), proxy (boot information only, beside the site's DHCP server) or off")
 	fs.StringVar(&c.Range, "range", c.Range, "address range FIRST-LAST for --dhcp full")
-	fs.StringVar(&c.HTTP, "http", c.HTTP, "HTTP listen address")
-	fs.StringVar(&c.TFTP, "tftp", c.TFTP, `TFTP listen address, or "off"`)
+	fs.StringVar(&c.HTTP, "http", c.HTTP, `HTTP listen address (default: --iface's address, port 8080; ":8080" listens on every address, logged as a warning)`)
+	fs.StringVar(&c.TFTP, "tftp", c.TFTP, `TFTP listen address, or "off" (default: --iface's address, port 69; ":69" listens on every address, logged as a warning)`)
 	fs.StringVar(&c.Repo, "repo", c.Repo, "image repository directory, served at /repo/")
 	fs.StringVar(&c.Boot, "boot", c.Boot, "directory with vmlinuz, the initramfs, undionly.kpxe and ipxe.efi")
 	fs.StringVar(&c.Inventory, "inventory", c.Inventory, "machines file (format: docs/netboot.md)")
@@ -146,6 +146,39 @@ type Listeners struct {
 	ServerIP net.IP
 	Netmask  net.IPMask
 	ifIndex  int
+	ifaceIP  net.IP // --iface's first IPv4 address: the default bind address
+}
+
+// Default ports of HTTP and TFTP.
+const (
+	DefaultHTTPPort = 8080
+	DefaultTFTPPort = 69
+)
+
+// ErrNoBindAddr is returned when a listener has no address to bind to.
+var ErrNoBindAddr = errors.New("no address to listen on")
+
+// BindAddr is the address a listener binds to: flag when given, else the
+// boot interface's address ifaceIP with port. Binding to every address
+// must be asked for (":PORT", "0.0.0.0:PORT"); Unspecified reports it.
+func BindAddr(flag string, ifaceIP net.IP, port int) (string, error) {
+	if flag != "" {
+		return flag, nil
+	}
+	if ifaceIP == nil {
+		return "", fmt.Errorf("%w: give --iface (its address is the default) or the address, e.g. :%d for every address", ErrNoBindAddr, port)
+	}
+	return net.JoinHostPort(ifaceIP.String(), strconv.Itoa(port)), nil
+}
+
+// Unspecified reports whether addr listens on every address.
+func Unspecified(addr string) bool {
+	host, _, err := net.SplitHostPort(addr)
+	if err != nil {
+		return false
+	}
+	ip := net.ParseIP(host)
+	return host == "" || ip != nil && ip.IsUnspecified()
 }
 
 // Close closes every listener.
@@ -191,6 +224,7 @@ func Listen(cfg Config) (_ *Listeners, err error) {
 		for _, a := range addrs {
 			if ipn, ok := a.(*net.IPNet); ok && ipn.IP.To4() != nil {
 				l.ServerIP, l.Netmask = ipn.IP.To4(), ipn.Mask
+				l.ifaceIP = l.ServerIP
 				break
 			}
 		}
@@ -227,12 +261,20 @@ func Listen(cfg Config) (_ *Listeners, err error) {
 	default:
 		return nil, fmt.Errorf("--dhcp %q: want full, proxy or off", cfg.DHCP)
 	}
-	if cfg.TFTP != "off" && cfg.TFTP != "" {
-		if l.TFTP, err = net.ListenPacket("udp4", cfg.TFTP); err != nil {
+	if cfg.TFTP != "off" {
+		addr, err := BindAddr(cfg.TFTP, l.ifaceIP, DefaultTFTPPort)
+		if err != nil {
+			return nil, fmt.Errorf("tftp: %w", err)
+		}
+		if l.TFTP, err = net.ListenPacket("udp4", addr); err != nil {
 			return nil, fmt.Errorf("tftp: %w", err)
 		}
 	}
-	if l.HTTP, err = net.Listen("tcp", cfg.HTTP); err != nil {
+	addr, err := BindAddr(cfg.HTTP, l.ifaceIP, DefaultHTTPPort)
+	if err != nil {
+		return nil, fmt.Errorf("http: %w", err)
+	}
+	if l.HTTP, err = net.Listen("tcp", addr); err != nil {
 		return nil, fmt.Errorf("http: %w", err)
 	}
 	if cfg.RA && cfg.Iface != "" {
@@ -414,10 +456,22 @@ func (s *Server) Serve(ctx context.Context) error {
 	if s.ls.RA != nil {
 		start("ra", func(ctx context.Context) error { return ra.Serve(ctx, s.ls.RA, s.ls.ifIndex, s.log) })
 	}
+	for name, a := range map[string]net.Addr{"http": s.ls.HTTP.Addr(), "tftp": tftpAddr(s.ls.TFTP)} {
+		if a != nil && Unspecified(a.String()) {
+			s.log.Warn(name+" listens on every address, not only the boot interface's: reachable from every network this host is on", "addr", a.String())
+		}
+	}
 	s.log.Info("serving", "http", s.ls.HTTP.Addr().String(), "server", s.baseU,
 		"dhcp", s.cfg.DHCP, "tftp", s.tftp != nil, "repo", s.cfg.Repo, "boot", s.cfg.Boot)
 	wg.Wait()
 	return firstErr
+}
+
+func tftpAddr(c net.PacketConn) net.Addr {
+	if c == nil {
+		return nil
+	}
+	return c.LocalAddr()
 }
 
 // booter is the real boot policy: machines the inventory allows get the
