@@ -21,7 +21,7 @@ func runServe(ctx context.Context, args []string, stdout, stderr io.Writer) erro
 	verbose := fs.Bool("v", false, "log every request")
 	fs.Usage = func() {
 		fmt.Fprintln(stderr, "usage: shoal serve [--config FILE] [--iface IF] [--dhcp full|proxy|off] [--range FIRST-LAST]\n"+
-			"                   [--http ADDR] [--repo DIR] [--boot DIR] [--inventory FILE] [--unknown ignore|IMAGE] [--key SITEKEY] [flags]")
+			"                   [--http ADDR] [--repo DIR] [--boot DIR] [--inventory FILE] [--unknown ignore|IMAGE] [--insecure-open-api] [flags]")
 		fs.PrintDefaults()
 	}
 	if err := fs.Parse(args); err != nil {

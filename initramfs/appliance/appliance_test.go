@@ -36,6 +36,7 @@ type machine struct {
 	pub                    string // image-signing public key file ("" = none)
 	src                    *testdisk.Disk
 	repoURL, serverURL     string
+	noBoot                 bool // no iPXE script fetch before the run (a new boot)
 	inv                    *inventory.Store
 	// efiVars, when set, makes the machine one booted by UEFI with these
 	// variables; otherwise it booted by BIOS (and the host's own
@@ -154,6 +155,9 @@ func (m *machine) run(t *testing.T, cmdline string) outcome {
 	t.Helper()
 	if err := os.WriteFile(m.cmdline, []byte(cmdline+"\n"), 0o644); err != nil {
 		t.Fatal(err)
+	}
+	if !m.noBoot {
+		m.ipxeBoot(t)
 	}
 	var con bytes.Buffer
 	var o outcome
