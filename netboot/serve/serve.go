@@ -31,8 +31,9 @@ import (
 	"github.com/shoal-project/shoal/netboot/tftpd"
 )
 
-// Config is everything shoal serve can be told. Each field is a flag of
-// the same name (see RegisterFlags) and a key of the config file.
+// Config is everything shoal serve can be told. Each field but
+// SessionSecret is a flag of the same name (see RegisterFlags) and a key
+// of the config file.
 type Config struct {
 	Iface     string // provisioning interface (needed for DHCP)
 	DHCP      string // full, proxy or off
@@ -47,15 +48,20 @@ type Config struct {
 	// InsecureOpenAPI accepts unsigned status reports of machines without
 	// a credential (old appliances); logged loudly at start.
 	InsecureOpenAPI bool
-	ServerIP        string        // address machines reach this server at; default: the interface's
-	Leases          string        // leases file, full mode
-	Router          string        // router option, full mode
-	DNS             string        // comma-separated DNS servers, full mode
-	LeaseTime       time.Duration // lease duration, full mode
-	Cmdline         string        // extra kernel arguments for the appliance
-	Kernel          string        // kernel file name in Boot
-	Initrd          string        // initramfs file name in Boot
-	RA              bool          // answer IPv6 router solicitations (saves iPXE's wait for them)
+	// SessionSecret is the site's session secret (sitekeys, from the
+	// state directory; not a flag): credentials carry the session key of
+	// their image derived from it. nil: no session key, and appliances
+	// write from the server alone, without peers.
+	SessionSecret []byte
+	ServerIP      string        // address machines reach this server at; default: the interface's
+	Leases        string        // leases file, full mode
+	Router        string        // router option, full mode
+	DNS           string        // comma-separated DNS servers, full mode
+	LeaseTime     time.Duration // lease duration, full mode
+	Cmdline       string        // extra kernel arguments for the appliance
+	Kernel        string        // kernel file name in Boot
+	Initrd        string        // initramfs file name in Boot
+	RA            bool          // answer IPv6 router solicitations (saves iPXE's wait for them)
 }
 
 // Default returns the defaults.
@@ -304,6 +310,7 @@ func New(cfg Config, ls *Listeners, log *slog.Logger) (_ *Server, err error) {
 		BaseURL:         s.baseU,
 		Inventory:       s.inv,
 		InsecureOpenAPI: cfg.InsecureOpenAPI,
+		SessionSecret:   cfg.SessionSecret,
 		Kernel:          cfg.Kernel,
 		Initrd:          cfg.Initrd,
 		Cmdline:         cmdline,
