@@ -23,7 +23,7 @@ func runServe(ctx context.Context, args []string, stdout, stderr io.Writer) erro
 	state := stateFlag(fs)
 	fs.Usage = func() {
 		fmt.Fprintln(stderr, "usage: shoal serve [--config FILE] [--iface IF] [--dhcp full|proxy|off] [--range FIRST-LAST]\n"+
-			"                   [--http ADDR] [--repo DIR] [--boot DIR] [--inventory FILE] [--unknown ignore|IMAGE] [--key SITEKEY] [flags]")
+			"                   [--http ADDR] [--repo DIR] [--boot DIR] [--inventory FILE] [--unknown ignore|IMAGE] [--insecure-open-api] [flags]")
 		fs.PrintDefaults()
 	}
 	if err := fs.Parse(args); err != nil {
@@ -43,11 +43,15 @@ func runServe(ctx context.Context, args []string, stdout, stderr io.Writer) erro
 	}
 	log := slog.New(slog.NewTextHandler(stderr, &slog.HandlerOptions{Level: level}))
 	// The site's keys, made on first start as sshd makes its host keys.
-	if _, made, err := sitekeys.Ensure(*state, log); err != nil {
+	keys, made, err := sitekeys.Ensure(*state, log)
+	if err != nil {
 		return fmt.Errorf("serve: %w", err)
-	} else if !made {
+	}
+	if !made {
 		log.Info("site keys", "dir", *state, "pub", sitekeys.PubPath(*state))
 	}
+	// Credentials carry each image's session key, derived from the secret.
+	cfg.SessionSecret = keys.SessionSecret
 	ls, err := serve.Listen(cfg)
 	if err != nil {
 		return fmt.Errorf("serve: %w", err)

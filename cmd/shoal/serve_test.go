@@ -4,12 +4,16 @@ import (
 	"bufio"
 	"context"
 	"encoding/json"
+	"errors"
 	"io"
 	"net/http"
 	"os"
 	"path/filepath"
 	"strings"
 	"testing"
+
+	"github.com/shoal-project/shoal/initramfs/report"
+	"github.com/shoal-project/shoal/netboot/serve"
 )
 
 // TestServeCommand runs `shoal serve` (DHCP and TFTP off, HTTP on
@@ -52,14 +56,28 @@ func TestServeCommand(t *testing.T) {
 	}
 	addr := strings.TrimSpace(strings.TrimPrefix(line, "shoal serve: http on "))
 	base := "http://" + addr
+	// Unsigned: refused by default. After a boot (the script fetch) and
+	// its credential, a signed report is taken.
 	resp, err := http.Post(base+"/api/v1/machines/52:54:00:aa:bb:cc/status", "application/json",
 		strings.NewReader(`{"state":"writing","progress":0.25}`))
 	if err != nil {
 		t.Fatal(err)
 	}
 	resp.Body.Close()
-	if resp.StatusCode != 200 {
-		t.Fatalf("POST status = %d", resp.StatusCode)
+	if resp.StatusCode != http.StatusUnauthorized {
+		t.Fatalf("unsigned POST status = %d, want 401", resp.StatusCode)
+	}
+	if resp, err = http.Get(base + "/ipxe/52:54:00:aa:bb:cc"); err != nil {
+		t.Fatal(err)
+	}
+	resp.Body.Close()
+	cred, err := report.RequestCredential(ctx, base, "52:54:00:aa:bb:cc", nil)
+	if err != nil {
+		t.Fatal(err)
+	}
+	rep := &report.Reporter{Server: base, MAC: "52:54:00:aa:bb:cc", Credential: &cred}
+	if err := rep.Send(ctx, report.Status{State: "writing", Progress: 0.25}); err != nil {
+		t.Fatalf("signed report: %v", err)
 	}
 	resp, err = http.Get(base + "/api/v1/machines")
 	if err != nil {
@@ -146,5 +164,17 @@ func TestServeRepositoryForImageClient(t *testing.T) {
 	var out strings.Builder
 	if err := run(ctx, []string{"image", "verify", "--repo", base + "/repo/", "--name", "img"}, &out, &out); err != nil {
 		t.Fatalf("image verify through shoal serve: %v\n%s", err, out.String())
+	}
+}
+
+func TestServeRefusesKey(t *testing.T) {
+	for _, args := range [][]string{
+		{"serve", "--key", "k", "--http", "127.0.0.1:0", "--tftp", "off"},
+		{"serve", "--cmdline", "console=ttyS0 shoal.key=k", "--http", "127.0.0.1:0", "--tftp", "off"},
+	} {
+		err := run(context.Background(), args, io.Discard, io.Discard)
+		if !errors.Is(err, serve.ErrKeyFlag) {
+			t.Errorf("%v: %v, want ErrKeyFlag", args, err)
+		}
 	}
 }

@@ -83,7 +83,12 @@ type Job struct {
 	Server   string   // shoal serve, for the peer session
 	Iface    string   // the interface with the first lease
 	Relay    string
-	Key      string
+	// SessionKey is the peer session's key from this boot's credential;
+	// nil: no peer session (Session writes from the repository alone).
+	SessionKey []byte
+	// ImageID is the image ID from the credential (zero: none): a
+	// manifest with another ID is refused.
+	ImageID [32]byte
 	// RateBitsPerSec is the highest multicast rate when leading (0: the
 	// session's default); Linger how long a complete machine stays to lead
 	// for machines that boot later.
@@ -148,6 +153,7 @@ type run struct {
 	boot    []string
 	leases  []netup.Lease
 	rep     *report.Reporter
+	cred    *api.Credential // this boot's credential; nil: none
 	conMu   sync.Mutex
 	pubNote string
 }
@@ -301,7 +307,16 @@ func (r *run) run(ctx context.Context) error {
 		return &Failure{Step: "configuration", Err: err}
 	}
 	r.say("configuration:\n%s", strings.TrimRight(r.cfg.String(), "\n"))
-	r.rep = &report.Reporter{Server: r.cfg.Server, MAC: r.cfg.MAC, Key: []byte(r.cfg.Key), Log: r.log}
+	if r.cfg.Key != "" {
+		r.say("warning: shoal.key= is ignored: reports are signed with this boot's credential")
+	}
+	if err := r.credential(ctx); err != nil {
+		return err
+	}
+	if r.cred == nil {
+		r.cfg.Server = "" // no credential, no reports
+	}
+	r.rep = &report.Reporter{Server: r.cfg.Server, MAC: r.cfg.MAC, Credential: r.cred, Log: r.log}
 	r.rep.Progress(ctx, report.Status{State: api.StateBooting})
 
 	if err := checkKey(pub, insecure); err != nil {
@@ -429,7 +444,7 @@ func (r *run) reimage(ctx context.Context, pub ed25519.PublicKey, insecure bool)
 	linger, _ := time.ParseDuration(r.cfg.Linger) // checked by config.Finish
 	job := Job{
 		Repo: r.cfg.Repo, Name: r.cfg.Image, Disk: r.disk, Pub: pub, Insecure: insecure, Boot: r.boot,
-		Server: r.cfg.Server, Iface: iface, Relay: r.cfg.Relay, Key: r.cfg.Key, Log: r.log,
+		Server: r.cfg.Server, Iface: iface, Relay: r.cfg.Relay, Log: r.log,
 		RateBitsPerSec: rate, Linger: linger,
 		Progress: func(p Progress) {
 			mu.Lock()
@@ -443,6 +458,9 @@ func (r *run) reimage(ctx context.Context, pub ed25519.PublicKey, insecure bool)
 				line(p)
 			}
 		},
+	}
+	if err := r.jobCredential(&job); err != nil {
+		return Result{}, err
 	}
 	r.say("reimaging %s with image %s from %s", r.disk, r.cfg.Image, r.cfg.Repo)
 	res, err := r.o.Reimage(ctx, job)
@@ -525,6 +543,8 @@ func hint(f *Failure) string {
 	}
 	var te *partition.TargetError
 	switch {
+	case f.Step == StepCredential:
+		return "shoal serve gave no credential for this boot (the error says why): check the server's log; boot the machine through its iPXE script again for a new credential; an appliance without a credential writes nothing, since it could not report its success"
 	case errors.Is(f.Err, imaging.ErrNotFound):
 		return fmt.Sprintf("the repository has no image %q: check the name (shoal.image= or image = in shoal.conf) against %simages/ and that shoal.repo points at the repository's root", f.Image, withSlash(f.URL))
 	case errors.As(f.Err, &te) && errors.Is(f.Err, partition.ErrTooSmall):

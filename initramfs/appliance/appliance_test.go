@@ -38,6 +38,7 @@ type machine struct {
 	pub                    string // image-signing public key file ("" = none built in)
 	src                    *testdisk.Disk
 	repoURL, serverURL     string
+	noBoot                 bool // no iPXE script fetch before the run (a new boot)
 	inv                    *inventory.Store
 	// efiVars, when set, makes the machine one booted by UEFI with these
 	// variables; otherwise it booted by BIOS (and the host's own
@@ -107,6 +108,13 @@ func newSource(t *testing.T) source {
 
 func newMachine(t *testing.T, src source) *machine {
 	t.Helper()
+	return newMachineWith(t, src, "testimg")
+}
+
+// newMachineWith is newMachine with the server's inventory naming image
+// for the machine (its credential then carries that image's ID).
+func newMachineWith(t *testing.T, src source, image string) *machine {
+	t.Helper()
 	dir := t.TempDir()
 	m := &machine{dir: dir, sys: filepath.Join(dir, "sys", "block"), dev: filepath.Join(dir, "dev"), cmdline: filepath.Join(dir, "cmdline")}
 	for _, d := range []string{m.sys, m.dev} {
@@ -118,7 +126,7 @@ func newMachine(t *testing.T, src source) *machine {
 	m.pub = src.keys + ".pub" // the key built in
 	repo := src.repo
 	var err error
-	if m.inv, err = inventory.Parse([]byte(testMAC+" reimage testimg -\n"), ""); err != nil {
+	if m.inv, err = inventory.Parse([]byte(testMAC+" reimage "+image+" -\n"), ""); err != nil {
 		t.Fatal(err)
 	}
 	srv, err := httpd.New(httpd.Config{RepoDir: repo, BootDir: dir, Inventory: m.inv})
@@ -172,6 +180,9 @@ func (m *machine) run(t *testing.T, cmdline string) outcome {
 	t.Helper()
 	if err := os.WriteFile(m.cmdline, []byte(cmdline+"\n"), 0o644); err != nil {
 		t.Fatal(err)
+	}
+	if !m.noBoot {
+		m.ipxeBoot(t)
 	}
 	var con bytes.Buffer
 	var o outcome
@@ -387,7 +398,7 @@ func TestRunSigned(t *testing.T) {
 		{"bad insecure value", "testimg", noKey, "shoal.insecure=yes", config.ErrInvalid, false, []string{`insecure "yes"`}},
 	} {
 		t.Run(tc.name, func(t *testing.T) {
-			m := newMachine(t, src)
+			m := newMachineWith(t, src, tc.image)
 			if tc.pub == noKey {
 				m.pub = filepath.Join(m.dir, "nokey.pem")
 			}

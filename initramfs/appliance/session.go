@@ -20,27 +20,35 @@ import (
 // checks as SingleNode's (partition.OpenTarget with the boot medium
 // excluded) before anything is written, and every chunk is verified.
 func Session(ctx context.Context, j Job) (Result, error) {
+	if j.SessionKey == nil {
+		// No credential, or one without a session key: no peers.
+		if j.Log != nil {
+			j.Log.Warn("no peer session key in this boot's credential: writing from the repository alone")
+		}
+		return SingleNode(ctx, j)
+	}
 	repo, err := imaging.NewHTTPRepo(j.Repo, nil)
 	if err != nil {
 		return Result{}, fmt.Errorf("repository %s: %w", j.Repo, err)
 	}
 	// A missing image or a bad signature is final: say so now rather
 	// than after the session's server retries.
-	_, pub, err := loadTrusted(ctx, repo, j)
+	pre, pub, err := loadTrusted(ctx, repo, j)
 	if err != nil && (finalLoadErr(err) || errors.Is(err, ErrNoKey)) {
 		return Result{}, fmt.Errorf("load image %s from %s: %w; the disk was not touched", j.Name, j.Repo, err)
 	}
-	if err != nil { // the session retries the server and checks with this key
+	if err == nil {
+		if err := checkImageID(j, pre.ID); err != nil {
+			return Result{}, err
+		}
+	} else { // the session retries the server and checks with this key
 		pub = j.Pub
 		if j.Insecure {
 			pub = nil
 		}
 	}
 	c := session.Config{Server: repo, Name: j.Name, Pub: pub, Relay: j.Relay, Logger: j.Log,
-		RateBitsPerSec: j.RateBitsPerSec, Linger: j.Linger}
-	if j.Key != "" {
-		c.Key = []byte(j.Key)
-	}
+		RateBitsPerSec: j.RateBitsPerSec, Linger: j.Linger, Key: j.SessionKey}
 	if j.Iface != "" {
 		if c.Iface, err = net.InterfaceByName(j.Iface); err != nil {
 			return Result{}, fmt.Errorf("interface %s: %w", j.Iface, err)
@@ -54,6 +62,9 @@ func Session(ctx context.Context, j Job) (Result, error) {
 		role string
 	)
 	c.Open = func(im *imaging.Image) (*imaging.Writer, error) {
+		if err := checkImageID(j, im.ID); err != nil {
+			return nil, err
+		}
 		tt, err := partition.OpenTarget(j.Disk, im.Requirements(), partition.TargetOptions{BootDevices: j.Boot})
 		if err != nil {
 			return nil, fmt.Errorf("image %s (needs %d bytes) on %s: %w", j.Name, im.Requirements().MinSizeBytes, j.Disk, err)

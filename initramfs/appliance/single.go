@@ -25,6 +25,9 @@ func SingleNode(ctx context.Context, j Job) (Result, error) {
 	if err != nil {
 		return Result{}, fmt.Errorf("load image %s from %s: %w; the disk was not touched", j.Name, j.Repo, err)
 	}
+	if err := checkImageID(j, img.ID); err != nil {
+		return Result{}, err
+	}
 	t, err := partition.OpenTarget(j.Disk, img.Requirements(), partition.TargetOptions{BootDevices: j.Boot})
 	if err != nil {
 		return Result{}, fmt.Errorf("image %s (needs %d bytes) on %s: %w; the disk was not touched", j.Name, img.Requirements().MinSizeBytes, j.Disk, err)

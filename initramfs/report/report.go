@@ -1,7 +1,9 @@
 // Package report sends the appliance's status to shoal serve: POST
 // /api/v1/machines/{mac}/status with a JSON inventory.Status, signed with
-// an HMAC-SHA256 of the MAC, the time and the body when a site key is set
-// (inventory.SignReport; see docs/netboot.md). The time is the server's:
+// an HMAC-SHA256 of the MAC, the time and the body keyed with this boot's
+// credential (RequestCredential; api.SignReport, api.ReportKey; see
+// docs/netboot.md). Without a credential reports go unsigned, which only a
+// server started with --insecure-open-api takes. The time is the server's:
 // a report the server refuses for its time (409) is sent once more with
 // the offset learnt from the server's answer, so a machine with a wrong
 // clock still reports. Progress reports are rate-limited; a report that
@@ -22,6 +24,7 @@ import (
 	"sync"
 	"time"
 
+	"github.com/shoal-project/shoal/netboot/api"
 	"github.com/shoal-project/shoal/netboot/inventory"
 )
 
@@ -30,15 +33,18 @@ type Status = inventory.Status
 
 // Reporter posts status reports. The zero Server makes every call a no-op.
 type Reporter struct {
-	Server   string // base URL of shoal serve, e.g. http://10.0.0.1:8080
-	MAC      string // canonical, lower case with colons
-	Key      []byte // site key; nil sends unsigned reports
-	Interval time.Duration
-	Client   *http.Client
-	Log      *slog.Logger
-	Now      func() time.Time // the machine's clock; nil: time.Now
+	Server string // base URL of shoal serve, e.g. http://10.0.0.1:8080
+	MAC    string // canonical, lower case with colons
+	// Credential is this boot's credential; nil sends unsigned reports.
+	Credential *api.Credential
+	Interval   time.Duration
+	Client     *http.Client
+	Log        *slog.Logger
+	Now        func() time.Time // the machine's clock; nil: time.Now
 
 	mu       sync.Mutex
+	key      []byte // api.ReportKey of the credential's token
+	keyDone  bool
 	last     time.Time
 	offsetMs int64 // the server's clock minus ours, learnt from a 409
 	sentMs   int64 // time of the last report sent
@@ -79,7 +85,7 @@ func (r *Reporter) Send(ctx context.Context, s Status) error {
 		return err
 	}
 	code, serverMs, err := r.post(ctx, body)
-	if code == http.StatusConflict && serverMs != 0 && len(r.Key) > 0 {
+	if code == http.StatusConflict && serverMs != 0 && len(r.reportKey()) > 0 {
 		// Our clock is not the server's (or a report crossed this one):
 		// take the server's time and send once more.
 		r.mu.Lock()
@@ -88,6 +94,25 @@ func (r *Reporter) Send(ctx context.Context, s Status) error {
 		_, _, err = r.post(ctx, body)
 	}
 	return err
+}
+
+// reportKey is the HMAC key from the credential (nil without one). The
+// first call also takes the server's clock from the credential.
+func (r *Reporter) reportKey() []byte {
+	r.mu.Lock()
+	defer r.mu.Unlock()
+	if !r.keyDone {
+		r.keyDone = true
+		if r.Credential != nil {
+			if tok, err := r.Credential.TokenBytes(); err == nil {
+				r.key = api.ReportKey(tok)
+				if r.Credential.ServerTimeMs != 0 {
+					r.offsetMs = r.Credential.ServerTimeMs - r.now().UnixMilli()
+				}
+			}
+		}
+	}
+	return r.key
 }
 
 func (r *Reporter) now() time.Time {
@@ -108,13 +133,13 @@ func (r *Reporter) post(ctx context.Context, body []byte) (code int, serverMs in
 		return 0, 0, fmt.Errorf("status report: %w", err)
 	}
 	req.Header.Set("Content-Type", "application/json")
-	if len(r.Key) > 0 {
+	if key := r.reportKey(); len(key) > 0 {
 		r.mu.Lock()
 		sent := max(r.now().UnixMilli()+r.offsetMs, r.sentMs+1) // never twice the same
 		r.sentMs = sent
 		r.mu.Unlock()
 		req.Header.Set(inventory.TimeHeader, strconv.FormatInt(sent, 10))
-		req.Header.Set(inventory.SignatureHeader, inventory.SignReport(r.Key, r.MAC, sent, body))
+		req.Header.Set(inventory.SignatureHeader, api.SignReport(key, r.MAC, sent, body))
 	}
 	c := r.Client
 	if c == nil {

@@ -8,14 +8,15 @@ import (
 	"testing"
 	"time"
 
+	"github.com/shoal-project/shoal/netboot/api"
 	"github.com/shoal-project/shoal/netboot/httpd"
 	"github.com/shoal-project/shoal/netboot/inventory"
 )
 
 const mac = "52:54:00:12:34:56"
 
-// newServe returns shoal serve's HTTP side with the site key "site-key"
-// and an inventory that lists mac.
+// newServe returns shoal serve's HTTP side with an inventory that lists
+// mac.
 func newServe(t *testing.T) (*inventory.Store, *httpd.Server) {
 	t.Helper()
 	dir := t.TempDir()
@@ -23,12 +24,31 @@ func newServe(t *testing.T) (*inventory.Store, *httpd.Server) {
 	if err != nil {
 		t.Fatal(err)
 	}
-	srv, err := httpd.New(httpd.Config{RepoDir: dir, BootDir: dir, Inventory: inv, Key: []byte("site-key")})
+	srv, err := httpd.New(httpd.Config{RepoDir: dir, BootDir: dir, Inventory: inv})
 	if err != nil {
 		t.Fatal(err)
 	}
 	t.Cleanup(func() { srv.Close() })
 	return inv, srv
+}
+
+// boot fetches mac's iPXE script from hs (a new boot) and takes its
+// credential.
+func boot(t *testing.T, base string) *api.Credential {
+	t.Helper()
+	resp, err := http.Get(base + "/ipxe/" + mac)
+	if err != nil {
+		t.Fatal(err)
+	}
+	resp.Body.Close()
+	c, err := RequestCredential(context.Background(), base, mac, nil)
+	if err != nil {
+		t.Fatalf("RequestCredential: %v", err)
+	}
+	if _, err := RequestCredential(context.Background(), base, mac, nil); err == nil || !strings.Contains(err.Error(), "409") {
+		t.Errorf("second RequestCredential of one boot = %v, want a 409 error", err)
+	}
+	return &c
 }
 
 // TestReportToServe posts to the real shoal serve HTTP handler (on
@@ -40,11 +60,18 @@ func TestReportToServe(t *testing.T) {
 	defer hs.Close()
 
 	ctx := context.Background()
-	bad := &Reporter{Server: hs.URL, MAC: mac, Key: []byte("wrong")}
-	if err := bad.Send(ctx, Status{State: "writing", Progress: 0.5}); err == nil || !strings.Contains(err.Error(), "403") {
-		t.Errorf("Send with the wrong key = %v, want a 403 error", err)
+	unsigned := &Reporter{Server: hs.URL, MAC: mac}
+	if err := unsigned.Send(ctx, Status{State: "writing", Progress: 0.5}); err == nil || !strings.Contains(err.Error(), "401") {
+		t.Errorf("Send without a credential = %v, want a 401 error", err)
 	}
-	r := &Reporter{Server: hs.URL, MAC: mac, Key: []byte("site-key")}
+	cred := boot(t, hs.URL)
+	wrong := *cred
+	wrong.Token = strings.Repeat("00", 32)
+	bad := &Reporter{Server: hs.URL, MAC: mac, Credential: &wrong}
+	if err := bad.Send(ctx, Status{State: "writing", Progress: 0.5}); err == nil || !strings.Contains(err.Error(), "401") {
+		t.Errorf("Send with the wrong token = %v, want a 401 error", err)
+	}
+	r := &Reporter{Server: hs.URL, MAC: mac, Credential: cred}
 	if err := r.Send(ctx, Status{State: "writing", Role: "server", Progress: 0.5, BytesTotal: 100, BytesDone: 50}); err != nil {
 		t.Fatalf("Send(writing) = %v", err)
 	}
@@ -96,7 +123,10 @@ func TestClockSkew(t *testing.T) {
 	}))
 	defer hs.Close()
 	ctx := context.Background()
-	r := &Reporter{Server: hs.URL, MAC: mac, Key: []byte("site-key"), Now: func() time.Time { return time.Now().Add(-time.Hour) }}
+	cred := boot(t, hs.URL)
+	sent, stale = 0, 0
+	cred.ServerTimeMs = 0 // as if the credential had not said the server's time
+	r := &Reporter{Server: hs.URL, MAC: mac, Credential: cred, Now: func() time.Time { return time.Now().Add(-time.Hour) }}
 	if err := r.Send(ctx, Status{State: "writing", Progress: 0.5}); err != nil {
 		t.Fatalf("Send with a clock an hour behind = %v, want it sent again with the server's time", err)
 	}
@@ -113,5 +143,20 @@ func TestClockSkew(t *testing.T) {
 	}
 	if m, _ := inv.Lookup(mac); m.Status.Progress != 0.8 {
 		t.Errorf("progress at the server = %v, want the last report's 0.8", m.Status.Progress)
+	}
+}
+
+// TestCredentialClock: the credential's server time sets the reporter's
+// clock, so a machine an hour behind is not refused even once.
+func TestCredentialClock(t *testing.T) {
+	_, srv := newServe(t)
+	hs := httptest.NewServer(srv.Handler())
+	defer hs.Close()
+	var skew time.Duration
+	r := &Reporter{Server: hs.URL, MAC: mac, Now: func() time.Time { return time.Now().Add(skew) }}
+	skew = -time.Hour
+	r.Credential = boot(t, hs.URL)
+	if code, _, err := r.post(context.Background(), []byte(`{"state":"writing","progress":0.5}`)); code != 200 {
+		t.Errorf("first report with a clock an hour behind = %d %v, want 200", code, err)
 	}
 }

@@ -38,7 +38,7 @@ func chromium(t *testing.T) string {
 // machine whose last report (writing) is five minutes old shows as silent.
 func TestDashboardInChromium(t *testing.T) {
 	bin := chromium(t)
-	f := newFixture(t, nil, "ignore")
+	f := newFixture(t, true, "ignore")
 	mac, silentMAC := "52:54:00:12:34:56", "52:54:00:12:34:57"
 	if _, err := f.inv.Report(silentMAC, inventory.Status{State: "writing", Progress: 0.3}, fixtureNow.Add(-5*time.Minute)); err != nil {
 		t.Fatal(err)

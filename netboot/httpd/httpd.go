@@ -9,22 +9,25 @@
 //	GET  /boot/...                           kernel, initramfs, iPXE binaries
 //	GET  /ipxe/{mac}                         the machine's iPXE script
 //	GET  /api/v1/machines                    every machine as JSON
-//	POST /api/v1/machines/{mac}/status       a status report (JSON inventory.Status)
+//	POST /api/v1/machines/{mac}/credential   the machine's per-boot credential (JSON api.Credential)
+//	POST /api/v1/machines/{mac}/status       a status report (JSON inventory.Status), signed
 //	GET  /metrics                            Prometheus metrics
 //	GET  /                                   the dashboard
 //
-// With a key, a status report must carry the headers "X-Shoal-Time: MS"
-// (Unix milliseconds, the server's clock) and "X-Shoal-Signature:
-// sha256=HEX", HEX being HMAC-SHA256(key, MAC "\n" MS "\n" BODY) with MAC in
-// lower case with colons (inventory.SignReport). A time more than
-// MaxReportSkew from the server's, or not after the last accepted for the
-// MAC (a replay), gives 409 with the server's time in X-Shoal-Time.
+// A status report must come from the address the boot's credential was
+// issued to and carry the headers "X-Shoal-Time: MS" (Unix milliseconds,
+// the server's clock) and "X-Shoal-Signature: sha256=HEX", HEX being
+// HMAC-SHA256(SHA-256(token), MAC "\n" MS "\n" BODY) with MAC in lower case
+// with colons (api.SignReport, api.ReportKey); else 401 (no or a bad
+// signature) or 403 (another address). A time more than MaxReportSkew from
+// the server's, or not after the last accepted for the MAC (a replay),
+// gives 409 with the server's time in X-Shoal-Time. Only InsecureOpenAPI
+// accepts unsigned reports, of machines without a credential.
 package httpd
 
 import (
 	"bytes"
 	"context"
-	"crypto/hmac"
 	_ "embed"
 	"encoding/json"
 	"errors"
@@ -55,8 +58,20 @@ type Config struct {
 	// empty: taken from each request's Host.
 	BaseURL   string
 	Inventory *inventory.Store
-	// Key, if set, is the site key status reports are signed with.
-	Key []byte
+	// InsecureOpenAPI accepts unsigned status reports from machines that
+	// have no credential (appliances older than the credential); anyone
+	// who reaches the server can then report for them.
+	InsecureOpenAPI bool
+	// SessionSecret is the site's session secret (sitekeys): a credential
+	// carries the key of its image's peer session derived from it; nil:
+	// credentials carry no session key.
+	SessionSecret []byte
+	// Leases says which address is leased to a MAC, for machines that ask
+	// for a credential without having fetched an iPXE script; nil: none.
+	Leases Leases
+	// CredentialTTL is how long a credential is accepted (default
+	// DefaultCredentialTTL).
+	CredentialTTL time.Duration
 	// MaxReportSkew is how far a signed report's time may be from the
 	// server's clock (default DefaultMaxReportSkew).
 	MaxReportSkew time.Duration
@@ -92,6 +107,8 @@ type Server struct {
 
 	lastMu     sync.Mutex
 	lastReport map[string]int64 // MAC: time of the last signed report accepted
+
+	creds credentials
 }
 
 // SignatureHeader is the header that carries a status report's HMAC.
@@ -128,11 +145,15 @@ func New(cfg Config) (*Server, error) {
 	if cfg.MaxReportSkew <= 0 {
 		cfg.MaxReportSkew = DefaultMaxReportSkew
 	}
+	if cfg.CredentialTTL <= 0 {
+		cfg.CredentialTTL = DefaultCredentialTTL
+	}
 	if cfg.SilentAfter <= 0 {
 		cfg.SilentAfter = DefaultSilentAfter
 	}
 	cfg.Limits = cfg.Limits.withDefaults()
-	s := &Server{cfg: cfg, log: cfg.Log, mux: http.NewServeMux(), lastReport: map[string]int64{}}
+	s := &Server{cfg: cfg, log: cfg.Log, mux: http.NewServeMux(), lastReport: map[string]int64{},
+		creds: credentials{boots: map[string]*boot{}}}
 	if s.log == nil {
 		s.log = slog.New(slog.DiscardHandler)
 	}
@@ -154,7 +175,7 @@ func New(cfg Config) (*Server, error) {
 	}, []string{"route"})
 	s.reports = prometheus.NewCounterVec(prometheus.CounterOpts{
 		Name: "shoal_serve_status_reports_total",
-		Help: "Status reports received, by result (accepted, bad_signature, stale, unknown_machine, bad_request).",
+		Help: "Status reports received, by result (accepted, no_credential, bad_signature, wrong_address, expired, stale, unknown_machine, bad_request).",
 	}, []string{"result"})
 	for _, c := range []prometheus.Collector{s.requests, s.sent, s.reports, machineCollector{cfg.Inventory}} {
 		if err := cfg.Registry.Register(c); err != nil {
@@ -166,6 +187,7 @@ func New(cfg Config) (*Server, error) {
 	s.route("GET /boot/", "boot", http.StripPrefix("/boot/", http.FileServerFS(rootFS{s.boot.FS()})))
 	s.route("GET /ipxe/{mac}", "ipxe", http.HandlerFunc(s.script))
 	s.route("GET /api/v1/machines", "machines", http.HandlerFunc(s.machines))
+	s.route("POST /api/v1/machines/{mac}/credential", "credential", http.HandlerFunc(s.credential))
 	s.route("POST /api/v1/machines/{mac}/status", "status", http.HandlerFunc(s.status))
 	s.route("GET /metrics", "metrics", promhttp.HandlerFor(cfg.Registry, promhttp.HandlerOpts{}))
 	s.route("GET /{$}", "dashboard", http.HandlerFunc(s.dashboard))
@@ -282,6 +304,8 @@ func (s *Server) script(w http.ResponseWriter, r *http.Request) {
 		return
 	}
 	s.cfg.Inventory.MarkBoot(mac, s.cfg.Now())
+	// A new boot: the old credential is void, the fetcher may ask for one.
+	s.creds.newBoot(mac, remoteAddr(r))
 	if m.Action == inventory.Local {
 		io.WriteString(w, ipxe.LocalScript(mac+" is done; booting the local disk"))
 		return
@@ -335,19 +359,11 @@ func (s *Server) status(w http.ResponseWriter, r *http.Request) {
 	}
 	now := s.cfg.Now()
 	w.Header().Set(inventory.TimeHeader, strconv.FormatInt(now.UnixMilli(), 10))
-	if len(s.cfg.Key) > 0 {
-		sentMs, err := strconv.ParseInt(r.Header.Get(inventory.TimeHeader), 10, 64)
-		want := inventory.SignReport(s.cfg.Key, mac, sentMs, body)
-		if err != nil || !hmac.Equal([]byte(want), []byte(r.Header.Get(SignatureHeader))) {
-			s.reports.WithLabelValues("bad_signature").Inc()
-			http.Error(w, "bad or missing "+SignatureHeader+" or "+inventory.TimeHeader, http.StatusForbidden)
-			return
-		}
-		if why := s.checkReportTime(mac, sentMs, now); why != "" {
-			s.reports.WithLabelValues("stale").Inc()
-			http.Error(w, why, http.StatusConflict)
-			return
-		}
+	if no := s.checkReport(mac, r, body, now); no != nil {
+		s.reports.WithLabelValues(no.result).Inc()
+		s.log.Warn("status report refused", "mac", mac, "from", r.RemoteAddr, "result", no.result, "why", no.msg)
+		http.Error(w, no.msg, no.code)
+		return
 	}
 	var st inventory.Status
 	dec := json.NewDecoder(bytes.NewReader(body))

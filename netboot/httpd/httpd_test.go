@@ -31,17 +31,29 @@ type fixture struct {
 	invPath string
 	inv     *inventory.Store
 	dir     string
+	s       *Server
 }
 
-func newFixture(t *testing.T, key []byte, unknown string) *fixture {
+// fixtureSecret is the fixture server's session secret.
+var fixtureSecret = []byte("0123456789abcdef0123456789abcdef")
+
+// fixtureManifest is the manifest of image debian-12 in the fixture's
+// repository.
+const fixtureManifest = `{"name":"debian-12"}`
+
+// newFixture starts a server on loopback; insecure sets InsecureOpenAPI.
+func newFixture(t *testing.T, insecure bool, unknown string) *fixture {
 	t.Helper()
 	dir := t.TempDir()
-	for _, d := range []string{"repo/img", "boot"} {
+	for _, d := range []string{"repo/img", "repo/images/debian-12", "boot"} {
 		if err := os.MkdirAll(filepath.Join(dir, d), 0o755); err != nil {
 			t.Fatal(err)
 		}
 	}
 	if err := os.WriteFile(filepath.Join(dir, "repo/img/chunk"), []byte("0123456789abcdef"), 0o644); err != nil {
+		t.Fatal(err)
+	}
+	if err := os.WriteFile(filepath.Join(dir, "repo/images/debian-12/manifest.json"), []byte(fixtureManifest), 0o644); err != nil {
 		t.Fatal(err)
 	}
 	if err := os.WriteFile(filepath.Join(dir, "boot/vmlinuz"), []byte("kernel"), 0o644); err != nil {
@@ -62,13 +74,14 @@ func newFixture(t *testing.T, key []byte, unknown string) *fixture {
 		t.Fatal(err)
 	}
 	s, err := New(Config{
-		RepoDir:   filepath.Join(dir, "repo"),
-		BootDir:   filepath.Join(dir, "boot"),
-		BaseURL:   "http://10.0.0.1:8080",
-		Inventory: inv,
-		Key:       key,
-		Cmdline:   []string{"console=ttyS0"},
-		Now:       func() time.Time { return fixtureNow },
+		RepoDir:         filepath.Join(dir, "repo"),
+		BootDir:         filepath.Join(dir, "boot"),
+		BaseURL:         "http://10.0.0.1:8080",
+		Inventory:       inv,
+		InsecureOpenAPI: insecure,
+		SessionSecret:   fixtureSecret,
+		Cmdline:         []string{"console=ttyS0"},
+		Now:             func() time.Time { return fixtureNow },
 	})
 	if err != nil {
 		t.Fatal(err)
@@ -78,7 +91,7 @@ func newFixture(t *testing.T, key []byte, unknown string) *fixture {
 		srv.Close()
 		s.Close()
 	})
-	return &fixture{srv: srv, handler: s.Handler(), invPath: invPath, inv: inv, dir: dir}
+	return &fixture{srv: srv, handler: s.Handler(), invPath: invPath, inv: inv, dir: dir, s: s}
 }
 
 func get(t *testing.T, url string, hdr map[string]string) (int, string) {
@@ -100,7 +113,7 @@ func get(t *testing.T, url string, hdr map[string]string) (int, string) {
 }
 
 func TestStaticFiles(t *testing.T) {
-	f := newFixture(t, nil, "ignore")
+	f := newFixture(t, true, "ignore")
 	for _, tc := range []struct {
 		name, path string
 		hdr        map[string]string
@@ -131,7 +144,7 @@ func TestStaticFiles(t *testing.T) {
 }
 
 func TestScripts(t *testing.T) {
-	f := newFixture(t, nil, "ignore")
+	f := newFixture(t, true, "ignore")
 	for _, tc := range []struct {
 		name, mac string
 		want      []string
@@ -199,9 +212,9 @@ func post(t *testing.T, url string, body []byte, a signed) int {
 }
 
 func TestStatusReports(t *testing.T) {
-	key := []byte("site key")
-	f := newFixture(t, key, "ignore")
+	f := newFixture(t, false, "ignore")
 	mac := "52:54:00:12:34:56"
+	key := reportKey(t, askCredential(t, f, mac, nil, 200))
 	url := f.srv.URL + "/api/v1/machines/" + mac + "/status"
 	progress := []byte(`{"state":"writing","role":"leader","progress":0.42,"rateBitsPerSec":90000000,"bytesFromServer":1048576}`)
 	done := []byte(`{"state":"done","progress":1,"verified":true}`)
@@ -216,12 +229,12 @@ func TestStatusReports(t *testing.T) {
 		auth     signed
 		wantCode int
 	}{
-		{"no signature", url, progress, signed{}, 403},
-		{"no time", url, progress, signed{sig: inventory.SignReport(key, mac, 0, progress)}, 403},
-		{"wrong key", url, progress, sign([]byte("other"), mac, now, progress), 403},
-		{"signed for another MAC", url, progress, sign(key, "52:54:00:12:34:57", now, progress), 403},
-		{"signed for another time", url, progress, signed{now + 1, inventory.SignReport(key, mac, now, progress)}, 403},
-		{"unknown machine", f.srv.URL + "/api/v1/machines/02:00:00:00:00:01/status", progress, sign(key, "02:00:00:00:00:01", now, progress), 404},
+		{"no signature", url, progress, signed{}, 401},
+		{"no time", url, progress, signed{sig: inventory.SignReport(key, mac, 0, progress)}, 401},
+		{"wrong key", url, progress, sign([]byte("other"), mac, now, progress), 401},
+		{"signed for another MAC", url, progress, sign(key, "52:54:00:12:34:57", now, progress), 401},
+		{"signed for another time", url, progress, signed{now + 1, inventory.SignReport(key, mac, now, progress)}, 401},
+		{"unknown machine", f.srv.URL + "/api/v1/machines/02:00:00:00:00:01/status", progress, sign(key, "02:00:00:00:00:01", now, progress), 401},
 		{"bad json", url, []byte("{"), sign(key, mac, now+1, []byte("{")), 400},
 		{"progress out of range", url, []byte(`{"state":"x","progress":2}`), sign(key, mac, now+2, []byte(`{"state":"x","progress":2}`)), 400},
 		{"ten minutes old", url, progress, sign(key, mac, now-10*60*1000, progress), 409},
@@ -284,7 +297,7 @@ func TestStatusReports(t *testing.T) {
 }
 
 func TestUnknownAllowedByPolicy(t *testing.T) {
-	f := newFixture(t, nil, "fallback-image")
+	f := newFixture(t, true, "fallback-image")
 	mac := "02:00:00:00:00:01"
 	_, body := get(t, f.srv.URL+"/ipxe/"+mac, nil)
 	if !strings.Contains(body, "shoal.image=fallback-image") {
@@ -296,7 +309,7 @@ func TestUnknownAllowedByPolicy(t *testing.T) {
 }
 
 func TestMetricsAndDashboard(t *testing.T) {
-	f := newFixture(t, nil, "ignore")
+	f := newFixture(t, true, "ignore")
 	post(t, f.srv.URL+"/api/v1/machines/52:54:00:12:34:56/status", []byte(`{"state":"writing","progress":0.5}`), signed{})
 	get(t, f.srv.URL+"/repo/img/chunk", nil)
 	code, body := get(t, f.srv.URL+"/metrics", nil)

@@ -14,7 +14,7 @@ import (
 // but add no machine and no metrics series (inventory.MaxPending bounds
 // what is kept of them).
 func TestUnknownScriptFetchesBounded(t *testing.T) {
-	fx := newFixture(t, nil, "img")
+	fx := newFixture(t, false, "img")
 	for i := range 2000 {
 		rec := httptest.NewRecorder()
 		fx.handler.ServeHTTP(rec, httptest.NewRequest("GET", fmt.Sprintf("/ipxe/02:00:00:00:%02x:%02x", i>>8, i&0xff), nil))

@@ -14,6 +14,7 @@ import (
 	"fmt"
 	"log/slog"
 	"net"
+	"net/netip"
 	"os"
 	"strconv"
 	"strings"
@@ -31,28 +32,37 @@ import (
 	"github.com/shoal-project/shoal/netboot/tftpd"
 )
 
-// Config is everything shoal serve can be told. Each field is a flag of
-// the same name (see RegisterFlags) and a key of the config file.
+// Config is everything shoal serve can be told. Each field but
+// SessionSecret is a flag of the same name (see RegisterFlags) and a key
+// of the config file.
 type Config struct {
-	Iface     string        // provisioning interface (needed for DHCP)
-	DHCP      string        // full, proxy or off
-	Range     string        // FIRST-LAST, full mode
-	HTTP      string        // HTTP listen address
-	TFTP      string        // TFTP listen address; "off" disables TFTP
-	Repo      string        // repository directory, served at /repo/
-	Boot      string        // boot files directory, served at /boot/ and over TFTP
-	Inventory string        // machines file
-	Unknown   string        // ignore, or the image unknown machines get
-	Key       string        // site key for status report HMACs; "" accepts unsigned reports
-	ServerIP  string        // address machines reach this server at; default: the interface's
-	Leases    string        // leases file, full mode
-	Router    string        // router option, full mode
-	DNS       string        // comma-separated DNS servers, full mode
-	LeaseTime time.Duration // lease duration, full mode
-	Cmdline   string        // extra kernel arguments for the appliance
-	Kernel    string        // kernel file name in Boot
-	Initrd    string        // initramfs file name in Boot
-	RA        bool          // answer IPv6 router solicitations (saves iPXE's wait for them)
+	Iface     string // provisioning interface (needed for DHCP)
+	DHCP      string // full, proxy or off
+	Range     string // FIRST-LAST, full mode
+	HTTP      string // HTTP listen address
+	TFTP      string // TFTP listen address; "off" disables TFTP
+	Repo      string // repository directory, served at /repo/
+	Boot      string // boot files directory, served at /boot/ and over TFTP
+	Inventory string // machines file
+	Unknown   string // ignore, or the image unknown machines get
+	Key       string // refused: the site key is gone (see ErrKeyFlag)
+	// InsecureOpenAPI accepts unsigned status reports of machines without
+	// a credential (old appliances); logged loudly at start.
+	InsecureOpenAPI bool
+	// SessionSecret is the site's session secret (sitekeys, from the
+	// state directory; not a flag): credentials carry the session key of
+	// their image derived from it. nil: no session key, and appliances
+	// write from the server alone, without peers.
+	SessionSecret []byte
+	ServerIP      string        // address machines reach this server at; default: the interface's
+	Leases        string        // leases file, full mode
+	Router        string        // router option, full mode
+	DNS           string        // comma-separated DNS servers, full mode
+	LeaseTime     time.Duration // lease duration, full mode
+	Cmdline       string        // extra kernel arguments for the appliance
+	Kernel        string        // kernel file name in Boot
+	Initrd        string        // initramfs file name in Boot
+	RA            bool          // answer IPv6 router solicitations (saves iPXE's wait for them)
 }
 
 // Default returns the defaults.
@@ -83,7 +93,8 @@ func (c *Config) RegisterFlags(fs *flag.FlagSet) {
 	fs.StringVar(&c.Boot, "boot", c.Boot, "directory with vmlinuz, the initramfs, undionly.kpxe and ipxe.efi")
 	fs.StringVar(&c.Inventory, "inventory", c.Inventory, "machines file (format: docs/netboot.md)")
 	fs.StringVar(&c.Unknown, "unknown", c.Unknown, `what unknown machines get: "ignore" or an image name to reimage them with`)
-	fs.StringVar(&c.Key, "key", c.Key, "site key: status reports must carry its HMAC")
+	fs.StringVar(&c.Key, "key", c.Key, "removed: refused (reports are signed with a per-boot credential, docs/security.md)")
+	fs.BoolVar(&c.InsecureOpenAPI, "insecure-open-api", c.InsecureOpenAPI, "INSECURE: accept unsigned status reports from machines without a credential (appliances older than the credential); anyone reaching the server can then mark them done")
 	fs.StringVar(&c.ServerIP, "server-ip", c.ServerIP, "address machines reach this server at (default: the interface's first IPv4 address)")
 	fs.StringVar(&c.Leases, "leases", c.Leases, "leases file for --dhcp full (default: beside the inventory, or in memory)")
 	fs.StringVar(&c.Router, "router", c.Router, "router to hand out in --dhcp full")
@@ -202,9 +213,17 @@ func (l *Listeners) Close() error {
 	return errors.Join(errs...)
 }
 
+// ErrKeyFlag is the refusal of --key (and of shoal.key= in --cmdline).
+var ErrKeyFlag = errors.New("--key is gone: a site key on the kernel command line was served to anyone asking for an iPXE script; " +
+	"the appliance now gets a per-boot credential (POST /api/v1/machines/{mac}/credential) and signs its reports with it; " +
+	"remove --key and shoal.key= (old appliances: --insecure-open-api); see docs/security.md")
+
 // Listen checks cfg and opens its sockets in the calling thread's network
 // namespace.
 func Listen(cfg Config) (_ *Listeners, err error) {
+	if cfg.Key != "" || hasKeyArg(cfg.Cmdline) {
+		return nil, ErrKeyFlag
+	}
 	l := &Listeners{}
 	defer func() {
 		if err != nil {
@@ -314,6 +333,9 @@ func New(cfg Config, ls *Listeners, log *slog.Logger) (_ *Server, err error) {
 	if cfg.Unknown == "" {
 		cfg.Unknown = inventory.Ignore
 	}
+	if cfg.Key != "" || hasKeyArg(cfg.Cmdline) {
+		return nil, ErrKeyFlag
+	}
 	if s.inv, err = inventory.Open(cfg.Inventory, cfg.Unknown); err != nil {
 		return nil, err
 	}
@@ -326,16 +348,18 @@ func New(cfg Config, ls *Listeners, log *slog.Logger) (_ *Server, err error) {
 		cmdline = strings.Fields(cfg.Cmdline)
 	}
 	if s.http, err = httpd.New(httpd.Config{
-		RepoDir:   cfg.Repo,
-		BootDir:   cfg.Boot,
-		BaseURL:   s.baseU,
-		Inventory: s.inv,
-		Key:       []byte(cfg.Key),
-		Kernel:    cfg.Kernel,
-		Initrd:    cfg.Initrd,
-		Cmdline:   cmdline,
-		Registry:  s.reg,
-		Log:       log,
+		RepoDir:         cfg.Repo,
+		BootDir:         cfg.Boot,
+		BaseURL:         s.baseU,
+		Inventory:       s.inv,
+		InsecureOpenAPI: cfg.InsecureOpenAPI,
+		SessionSecret:   cfg.SessionSecret,
+		Leases:          dhcpLeases{s},
+		Kernel:          cfg.Kernel,
+		Initrd:          cfg.Initrd,
+		Cmdline:         cmdline,
+		Registry:        s.reg,
+		Log:             log,
 	}); err != nil {
 		return nil, err
 	}
@@ -461,10 +485,24 @@ func (s *Server) Serve(ctx context.Context) error {
 			s.log.Warn(name+" listens on every address, not only the boot interface's: reachable from every network this host is on", "addr", a.String())
 		}
 	}
+	if s.cfg.InsecureOpenAPI {
+		s.log.Warn("INSECURE: --insecure-open-api: unsigned status reports are accepted for machines without a credential; anyone who reaches the HTTP port can mark such a machine done and make it boot its local disk")
+	}
 	s.log.Info("serving", "http", s.ls.HTTP.Addr().String(), "server", s.baseU,
 		"dhcp", s.cfg.DHCP, "tftp", s.tftp != nil, "repo", s.cfg.Repo, "boot", s.cfg.Boot)
 	wg.Wait()
 	return firstErr
+}
+
+// dhcpLeases answers httpd's question "which address is leased to this
+// MAC" from the server's own DHCP (full mode), made after httpd.
+type dhcpLeases struct{ s *Server }
+
+func (l dhcpLeases) LeasedTo(mac net.HardwareAddr) (netip.Addr, bool) {
+	if l.s.dhcp == nil {
+		return netip.Addr{}, false
+	}
+	return l.s.dhcp.LeasedTo(mac)
 }
 
 func tftpAddr(c net.PacketConn) net.Addr {
@@ -507,4 +545,14 @@ func (b *booter) BootFile(mac net.HardwareAddr, k dhcpd.Kind) (string, bool) {
 		return b.baseURL + "/boot/ipxe.efi", b.baseURL != "" && !local
 	}
 	return "", false
+}
+
+// hasKeyArg reports whether a kernel command line carries shoal.key=.
+func hasKeyArg(cmdline string) bool {
+	for _, f := range strings.Fields(cmdline) {
+		if strings.HasPrefix(f, "shoal.key=") {
+			return true
+		}
+	}
+	return false
 }
