@@ -154,6 +154,16 @@ type HTTPRepo struct {
 	Backoff time.Duration
 }
 
+// NewTransport is the HTTP transport of a repository client: the
+// default's, with 16 idle connections per host (parallel chunk fetches)
+// and 30 s to the response header.
+func NewTransport() *http.Transport {
+	tr := http.DefaultTransport.(*http.Transport).Clone()
+	tr.MaxIdleConnsPerHost = 16
+	tr.ResponseHeaderTimeout = 30 * time.Second
+	return tr
+}
+
 // NewHTTPRepo returns a repository at base. A nil client gets one with
 // sensible timeouts.
 func NewHTTPRepo(base string, client *http.Client) (*HTTPRepo, error) {
@@ -168,10 +178,7 @@ func NewHTTPRepo(base string, client *http.Client) (*HTTPRepo, error) {
 		u.Path += "/"
 	}
 	if client == nil {
-		tr := http.DefaultTransport.(*http.Transport).Clone()
-		tr.MaxIdleConnsPerHost = 16
-		tr.ResponseHeaderTimeout = 30 * time.Second
-		client = &http.Client{Transport: tr}
+		client = &http.Client{Transport: NewTransport()}
 	}
 	return &HTTPRepo{base: u, client: client, Attempts: 6, Backoff: 250 * time.Millisecond}, nil
 }

@@ -92,9 +92,7 @@ func runFetch(ctx context.Context, args []string, stdout, stderr io.Writer) erro
 	clock := fresh.NewServerClock()
 	var repo imaging.Repo
 	if strings.HasPrefix(*repoArg, "http://") || strings.HasPrefix(*repoArg, "https://") {
-		tr := http.DefaultTransport.(*http.Transport).Clone()
-		tr.MaxIdleConnsPerHost, tr.ResponseHeaderTimeout = 16, 30*time.Second
-		repo, err = imaging.NewHTTPRepo(*repoArg, &http.Client{Transport: clock.Transport(tr)})
+		repo, err = imaging.NewHTTPRepo(*repoArg, &http.Client{Transport: clock.Transport(imaging.NewTransport())})
 	} else {
 		repo, err = imaging.OpenRepo(*repoArg)
 	}

@@ -5,9 +5,11 @@ import (
 	"errors"
 	"fmt"
 	"net"
+	"net/http"
 	"sync"
 
 	"github.com/shoal-project/shoal/imaging"
+	"github.com/shoal-project/shoal/imaging/mcast/fresh"
 	"github.com/shoal-project/shoal/imaging/session"
 	"github.com/shoal-project/shoal/netboot/api"
 	"github.com/shoal-project/shoal/partition"
@@ -27,7 +29,11 @@ func Session(ctx context.Context, j Job) (Result, error) {
 		}
 		return SingleNode(ctx, j)
 	}
-	repo, err := imaging.NewHTTPRepo(j.Repo, nil)
+	// The session's freshness stamps use the server's clock, as every
+	// node learns it from the repository's answers (the machines' own
+	// clocks may be minutes apart).
+	clock := fresh.NewServerClock()
+	repo, err := imaging.NewHTTPRepo(j.Repo, &http.Client{Transport: clock.Transport(imaging.NewTransport())})
 	if err != nil {
 		return Result{}, fmt.Errorf("repository %s: %w", j.Repo, err)
 	}
@@ -48,7 +54,7 @@ func Session(ctx context.Context, j Job) (Result, error) {
 		}
 	}
 	c := session.Config{Server: repo, Name: j.Name, Pub: pub, Relay: j.Relay, Logger: j.Log,
-		RateBitsPerSec: j.RateBitsPerSec, Linger: j.Linger, Key: j.SessionKey}
+		RateBitsPerSec: j.RateBitsPerSec, Linger: j.Linger, Key: j.SessionKey, Clock: clock.Now}
 	if j.Iface != "" {
 		if c.Iface, err = net.InterfaceByName(j.Iface); err != nil {
 			return Result{}, fmt.Errorf("interface %s: %w", j.Iface, err)
