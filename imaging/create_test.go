@@ -12,6 +12,7 @@ import (
 	"os"
 	"path/filepath"
 	"strings"
+	"sync"
 	"testing"
 )
 
@@ -93,7 +94,10 @@ func TestCreateWriteOrder(t *testing.T) {
 	}
 	orig := writeFile
 	t.Cleanup(func() { writeFile = orig })
+	var mu sync.Mutex // chunks are written in parallel
 	writeFile = func(path string, data []byte, o atomicfile.Options) error {
+		mu.Lock()
+		defer mu.Unlock()
 		kind := "chunk"
 		switch path {
 		case manifest:
