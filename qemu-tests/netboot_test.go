@@ -304,7 +304,7 @@ func testNetboot(t testing.TB, c netbootCase) time.Duration {
 	}
 	// The firmware's path is visible in the server's log: UEFI PXE fetched
 	// ipxe.efi over TFTP; every path fetched the per-machine script.
-	out, err := srvNode.Command(ctx, "curl", "-sS", "http://127.0.0.1:8080/api/v1/machines").Output()
+	out, err := srvNode.Command(ctx, "curl", "-sS", "http://"+srvNode.IP.String()+":8080/api/v1/machines").Output()
 	if err != nil {
 		t.Fatalf("curl machines: %v", err)
 	}
@@ -318,7 +318,7 @@ func testNetboot(t testing.TB, c netbootCase) time.Duration {
 	if len(ms) != 1 || ms[0].MAC != mac || ms[0].LastBoot.IsZero() {
 		t.Errorf("machines = %+v, want %s with a boot recorded", ms, mac)
 	}
-	metrics, err := srvNode.Command(ctx, "curl", "-sS", "http://127.0.0.1:8080/metrics").Output()
+	metrics, err := srvNode.Command(ctx, "curl", "-sS", "http://"+srvNode.IP.String()+":8080/metrics").Output()
 	if err != nil {
 		t.Fatalf("curl metrics: %v", err)
 	}
