@@ -200,11 +200,24 @@ func (n *node) follow(ctx context.Context, l leaderInfo) (nx next, failed bool, 
 			if errors.Is(r.err, mcast.ErrNoData) {
 				return next{state: stFallback, why: r.err.Error()}, false, nil
 			}
+			if errors.Is(r.err, mcast.ErrSenderGone) && n.missing() < 0 && n.staleEnds < maxStaleEnds {
+				// Joined as the leader's previous data session ended,
+				// before any manifest came (a late node right after
+				// another's session): not a failure; the leader starts
+				// a new session for this node's next request.
+				n.staleEnds++
+				return next{state: stFollow, leader: cur}, false, nil
+			}
 			return next{state: stFollow, leader: cur}, true, nil
 		case <-tick.C:
 		}
 	}
 }
+
+// maxStaleEnds bounds the data sessions a node may see end before their
+// manifest without counting them failed (Config.MaxAttempts counts the
+// rest).
+const maxStaleEnds = 3
 
 // openSink is the receiver's Open: the manifest that came with the data
 // must be the one of our image (when we have it from the server), and the

@@ -48,13 +48,14 @@ func (e targetError) Unwrap() error { return e.err }
 
 // node is one Run.
 type node struct {
-	cfg    Config
-	log    *slog.Logger
-	conn   net.PacketConn // control messages
-	dst    *net.UDPAddr   // where control messages go
-	start  time.Time
-	stamps *fresh.Stamper // this node's nonce and sequence numbers
-	guard  *fresh.Guard   // freshness of the messages heard
+	staleEnds int // data sessions that ended before their manifest came (follower.go)
+	cfg       Config
+	log       *slog.Logger
+	conn      net.PacketConn // control messages
+	dst       *net.UDPAddr   // where control messages go
+	start     time.Time
+	stamps    *fresh.Stamper // this node's nonce and sequence numbers
+	guard     *fresh.Guard   // freshness of the messages heard
 
 	fromServer, fromPeers, toPeers atomic.Int64
 	refused                        atomic.Int64
