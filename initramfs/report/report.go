@@ -138,8 +138,8 @@ func (r *Reporter) post(ctx context.Context, body []byte) (code int, serverMs in
 		sent := max(r.now().UnixMilli()+r.offsetMs, r.sentMs+1) // never twice the same
 		r.sentMs = sent
 		r.mu.Unlock()
-		req.Header.Set(inventory.TimeHeader, strconv.FormatInt(sent, 10))
-		req.Header.Set(inventory.SignatureHeader, api.SignReport(key, r.MAC, sent, body))
+		req.Header.Set(api.TimeHeader, strconv.FormatInt(sent, 10))
+		req.Header.Set(api.SignatureHeader, api.SignReport(key, r.MAC, sent, body))
 	}
 	c := r.Client
 	if c == nil {
@@ -150,7 +150,7 @@ func (r *Reporter) post(ctx context.Context, body []byte) (code int, serverMs in
 		return 0, 0, fmt.Errorf("status report to %s: %w", u, err)
 	}
 	defer resp.Body.Close()
-	serverMs, _ = strconv.ParseInt(resp.Header.Get(inventory.TimeHeader), 10, 64)
+	serverMs, _ = strconv.ParseInt(resp.Header.Get(api.TimeHeader), 10, 64)
 	msg, _ := io.ReadAll(io.LimitReader(resp.Body, 512))
 	if resp.StatusCode/100 != 2 {
 		return resp.StatusCode, serverMs, fmt.Errorf("status report to %s: %s: %s", u, resp.Status, strings.TrimSpace(string(msg)))

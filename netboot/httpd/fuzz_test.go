@@ -33,7 +33,7 @@ func FuzzStatusReport(f *testing.F) {
 		fx := newFixture(t, false, "ignore")
 		key := handlerCredential(t, fx, "52:54:00:12:34:56")
 		req := httptest.NewRequest("POST", "/api/v1/machines/"+url.PathEscape(mac)+"/status", bytes.NewReader(body))
-		req.Header.Set(inventory.TimeHeader, sentHeader)
+		req.Header.Set(api.TimeHeader, sentHeader)
 		if signWithKey {
 			sent, _ := strconv.ParseInt(sentHeader, 10, 64)
 			canon, err := inventory.CanonicalMAC(mac)

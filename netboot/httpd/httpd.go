@@ -46,6 +46,7 @@ import (
 	"github.com/prometheus/client_golang/prometheus"
 	"github.com/prometheus/client_golang/prometheus/promhttp"
 
+	"github.com/shoal-project/shoal/netboot/api"
 	"github.com/shoal-project/shoal/netboot/inventory"
 	"github.com/shoal-project/shoal/netboot/ipxe"
 )
@@ -112,7 +113,7 @@ type Server struct {
 }
 
 // SignatureHeader is the header that carries a status report's HMAC.
-const SignatureHeader = inventory.SignatureHeader
+const SignatureHeader = api.SignatureHeader
 
 // DefaultMaxReportSkew is Config.MaxReportSkew's default: a captured
 // signed report can be replayed for at most this long, and only before a
@@ -358,7 +359,7 @@ func (s *Server) status(w http.ResponseWriter, r *http.Request) {
 		return
 	}
 	now := s.cfg.Now()
-	w.Header().Set(inventory.TimeHeader, strconv.FormatInt(now.UnixMilli(), 10))
+	w.Header().Set(api.TimeHeader, strconv.FormatInt(now.UnixMilli(), 10))
 	if no := s.checkReport(mac, r, body, now); no != nil {
 		s.reports.WithLabelValues(no.result).Inc()
 		s.log.Warn("status report refused", "mac", mac, "from", r.RemoteAddr, "result", no.result, "why", no.msg)
@@ -408,7 +409,7 @@ func (s *Server) checkReportTime(mac string, sentMs int64, now time.Time) string
 	skew := time.Duration(now.UnixMilli()-sentMs) * time.Millisecond
 	if skew > s.cfg.MaxReportSkew || -skew > s.cfg.MaxReportSkew {
 		return fmt.Sprintf("report time %d is %v from the server's %d (more than %v): send it again with the server's time (%s)",
-			sentMs, skew.Abs().Round(time.Millisecond), now.UnixMilli(), s.cfg.MaxReportSkew, inventory.TimeHeader)
+			sentMs, skew.Abs().Round(time.Millisecond), now.UnixMilli(), s.cfg.MaxReportSkew, api.TimeHeader)
 	}
 	s.lastMu.Lock()
 	defer s.lastMu.Unlock()

@@ -15,6 +15,7 @@ import (
 
 	"github.com/google/go-cmp/cmp"
 
+	"github.com/shoal-project/shoal/netboot/api"
 	"github.com/shoal-project/shoal/netboot/inventory"
 )
 
@@ -188,7 +189,7 @@ type signed struct {
 
 // sign signs body for mac at time ms with key.
 func sign(key []byte, mac string, ms int64, body []byte) signed {
-	return signed{ms, inventory.SignReport(key, mac, ms, body)}
+	return signed{ms, api.SignReport(key, mac, ms, body)}
 }
 
 func post(t *testing.T, url string, body []byte, a signed) int {
@@ -201,7 +202,7 @@ func post(t *testing.T, url string, body []byte, a signed) int {
 		req.Header.Set(SignatureHeader, a.sig)
 	}
 	if a.ms != 0 {
-		req.Header.Set(inventory.TimeHeader, strconv.FormatInt(a.ms, 10))
+		req.Header.Set(api.TimeHeader, strconv.FormatInt(a.ms, 10))
 	}
 	resp, err := http.DefaultClient.Do(req)
 	if err != nil {
@@ -230,10 +231,10 @@ func TestStatusReports(t *testing.T) {
 		wantCode int
 	}{
 		{"no signature", url, progress, signed{}, 401},
-		{"no time", url, progress, signed{sig: inventory.SignReport(key, mac, 0, progress)}, 401},
+		{"no time", url, progress, signed{sig: api.SignReport(key, mac, 0, progress)}, 401},
 		{"wrong key", url, progress, sign([]byte("other"), mac, now, progress), 401},
 		{"signed for another MAC", url, progress, sign(key, "52:54:00:12:34:57", now, progress), 401},
-		{"signed for another time", url, progress, signed{now + 1, inventory.SignReport(key, mac, now, progress)}, 401},
+		{"signed for another time", url, progress, signed{now + 1, api.SignReport(key, mac, now, progress)}, 401},
 		{"unknown machine", f.srv.URL + "/api/v1/machines/02:00:00:00:00:01/status", progress, sign(key, "02:00:00:00:00:01", now, progress), 401},
 		{"bad json", url, []byte("{"), sign(key, mac, now+1, []byte("{")), 400},
 		{"progress out of range", url, []byte(`{"state":"x","progress":2}`), sign(key, mac, now+2, []byte(`{"state":"x","progress":2}`)), 400},
