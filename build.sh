@@ -59,7 +59,9 @@ lint() {
 	log "go vet"
 	go vet ./...
 	log "staticcheck"
-	go run honnef.co/go/tools/cmd/staticcheck ./...
+	go tool staticcheck ./...
+	log "go mod tidy -diff"
+	go mod tidy -diff
 }
 
 unit() {

@@ -60,7 +60,7 @@ fi
 # u-root's commands and shoal-init in one busybox-style binary.
 # -a=false undoes gobusybox's forced rebuild (go build -a), so that the Go
 # build cache works: about 20 s warm instead of 80 s.
-GOOS=linux GOARCH=amd64 CGO_ENABLED=0 go run github.com/u-root/mkuimage/cmd/mkuimage \
+GOOS=linux GOARCH=amd64 CGO_ENABLED=0 go tool mkuimage \
 	-o "$tmp/initramfs.cpio" -initcmd init -uinitcmd shoal-init -defaultsh gosh -go-extra-args=-a=false \
 	"${files[@]}" \
 	github.com/u-root/u-root/cmds/core/init \

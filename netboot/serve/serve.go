@@ -17,12 +17,12 @@ import (
 	"os"
 	"strconv"
 	"strings"
-	"sync"
 	"time"
 
 	"github.com/insomniacslk/dhcp/dhcpv4"
 	"github.com/prometheus/client_golang/prometheus"
 	"golang.org/x/net/icmp"
+	"golang.org/x/sync/errgroup"
 
 	"github.com/shoal-project/shoal/netboot/dhcpd"
 	"github.com/shoal-project/shoal/netboot/httpd"
@@ -442,26 +442,14 @@ func (s *Server) Inventory() *inventory.Store { return s.inv }
 // stops the others, closes the listeners and returns the first error.
 func (s *Server) Serve(ctx context.Context) error {
 	defer s.close()
-	ctx, cancel := context.WithCancel(ctx)
-	defer cancel()
-	var (
-		wg       sync.WaitGroup
-		mu       sync.Mutex
-		firstErr error
-	)
+	g, ctx := errgroup.WithContext(ctx)
 	start := func(name string, fn func(context.Context) error) {
-		wg.Add(1)
-		go func() {
-			defer wg.Done()
+		g.Go(func() error {
 			if err := fn(ctx); err != nil {
-				mu.Lock()
-				if firstErr == nil {
-					firstErr = fmt.Errorf("%s: %w", name, err)
-				}
-				mu.Unlock()
-				cancel()
+				return fmt.Errorf("%s: %w", name, err)
 			}
-		}()
+			return nil
+		})
 	}
 	start("http", func(ctx context.Context) error { return s.http.Serve(ctx, s.ls.HTTP) })
 	if s.tftp != nil {
@@ -489,8 +477,7 @@ func (s *Server) Serve(ctx context.Context) error {
 	}
 	s.log.Info("serving", "http", s.ls.HTTP.Addr().String(), "server", s.baseU,
 		"dhcp", s.cfg.DHCP, "tftp", s.tftp != nil, "repo", s.cfg.Repo, "boot", s.cfg.Boot)
-	wg.Wait()
-	return firstErr
+	return g.Wait()
 }
 
 func tftpAddr(c net.PacketConn) net.Addr {
