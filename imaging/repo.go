@@ -18,8 +18,9 @@ import (
 // ErrNotFound is wrapped when a repository has no such image or chunk.
 var ErrNotFound = errors.New("not found")
 
-// Repo is where images come from: a directory, an HTTP server, or (in the
-// transport) a peer.
+// Repo is where images come from: a directory or an HTTP server. Peers
+// deliver chunks through imaging/mcast and imaging/session, not through a
+// Repo.
 type Repo interface {
 	// Manifest returns an image's manifest bytes and its signature (nil
 	// when the image is not signed).

@@ -1,6 +1,7 @@
 // Command shoal is the operator's tool: it builds, inspects, verifies and
-// applies disk images, and (in later subcommands) serves, sends and receives
-// them.
+// applies disk images, serves them to netbooting machines, sends and
+// receives them by multicast and through the peer session, and runs the
+// virtual lab and the benchmarks.
 package main
 
 import (

@@ -61,7 +61,7 @@ func kernelModules(t *testing.T) string {
 
 // TestResolveDebianKernel resolves the appliance's virtio modules from
 // Debian's kernel and checks the order against the one measured by hand
-// (../shared/notes): each module after everything it depends on.
+// (docs/design.md, "Facts this design rests on"): each module after everything it depends on.
 func TestResolveDebianKernel(t *testing.T) {
 	root := kernelModules(t)
 	ms, err := Resolve(root, []string{"virtio_pci", "virtio_net", "virtio-blk", "e1000"})
