@@ -1,6 +1,6 @@
 package session
 
-// Run's configuration, its defaults, its status, and the session key.
+// Run's configuration, its defaults, and the session key.
 
 import (
 	"crypto/ed25519"
@@ -28,17 +28,6 @@ func DeriveKey(siteSecret []byte, imageID [32]byte) []byte {
 	mac.Write(imageID[:])
 	return mac.Sum(nil)
 }
-
-// Roles reported in Status.Role.
-const (
-	RoleListening = "listening"
-	RoleLeader    = "leader"
-	RoleFollower  = "follower"
-	RoleElection  = "election"
-	RoleFallback  = "fallback"
-	RoleDone      = "done"
-	RoleFailed    = "failed"
-)
 
 // Relay modes.
 const (
@@ -144,30 +133,6 @@ type Config struct {
 	// netlab's Node.Do, so that sockets are made in the node's network
 	// namespace). Nil runs it directly.
 	Netns func(func() error) error
-}
-
-// Status is what a node is doing.
-type Status struct {
-	Role   string
-	Epoch  uint32 // the epoch of the session the node leads or follows
-	Node   uint32 // this node's ID
-	Leader uint32 // the node followed (0: none)
-	Chunks int
-	// ChunksDone counts the chunks verified on the target.
-	ChunksDone      int
-	BytesFromServer int64 // stored bytes fetched from the server
-	BytesFromPeers  int64 // stored bytes received by multicast and written
-	BytesToPeers    int64 // block bytes multicast while leading
-	Elapsed         time.Duration
-	// Led counts the epochs this node led; Takeovers the elections it
-	// won; Fallbacks the times it fell back to the server; BadPeers the
-	// leaders left for bad data or a bad manifest signature.
-	Led, Takeovers, Fallbacks, BadPeers int
-	// Refused counts control messages dropped: unauthenticated, stale
-	// (another run's), replayed, or beyond the bounds of its tables.
-	Refused int64
-	// LastError is the last thing that went wrong (empty: nothing).
-	LastError string
 }
 
 func (c *Config) defaults() error {
