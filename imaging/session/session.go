@@ -53,6 +53,8 @@ type node struct {
 	fromServer, fromPeers, toPeers atomic.Int64
 	refused                        atomic.Int64
 
+	openMu sync.Mutex // one Config.Open at a time, outside mu (openWriter)
+
 	mu        sync.Mutex
 	img       *imaging.Image
 	w         *imaging.Writer
@@ -75,13 +77,7 @@ func Run(ctx context.Context, cfg Config) (Status, error) {
 	if err := cfg.defaults(); err != nil {
 		return Status{}, err
 	}
-	n := &node{
-		cfg: cfg, log: cfg.Logger.With("node", cfg.NodeID), start: time.Now(),
-		stamps: fresh.NewStamper(cfg.Clock), guard: fresh.NewGuard(cfg.Clock, maxSenders),
-		peers:   newPeers(),
-		changed: make(chan struct{}), cache: make(map[int][]byte),
-	}
-	n.st = Status{Role: RoleListening, Node: cfg.NodeID}
+	n := newNode(cfg)
 	if cfg.Key == nil {
 		n.log.Warn("INSECURE: no session key: control messages are not authenticated; anyone on the LAN can stall or mislead this node (not write to its disk: every chunk is checked against the manifest)")
 	}
@@ -111,6 +107,18 @@ func Run(ctx context.Context, cfg Config) (Status, error) {
 		cfg.Progress(st)
 	}
 	return st, err
+}
+
+// newNode is the node of a Run of cfg (its defaults given), before its
+// control socket is open.
+func newNode(cfg Config) *node {
+	return &node{
+		cfg: cfg, log: cfg.Logger.With("node", cfg.NodeID), start: time.Now(),
+		stamps: fresh.NewStamper(cfg.Clock), guard: fresh.NewGuard(cfg.Clock, maxSenders),
+		peers:   newPeers(),
+		changed: make(chan struct{}), cache: make(map[int][]byte),
+		st: Status{Role: RoleListening, Node: cfg.NodeID},
+	}
 }
 
 // state is a state of the machine; next says where to go.

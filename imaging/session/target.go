@@ -45,19 +45,35 @@ func (n *node) loadManifest(ctx context.Context) error {
 	return nil
 }
 
-// openWriter opens the target for img once.
+// openWriter opens the target for img once. Open (the target's checks
+// and its wipe, which may take minutes) runs outside n.mu, so that the
+// control reader and the status go on meanwhile; openMu makes another
+// caller wait for the first's Open and take its writer.
 func (n *node) openWriter(img *imaging.Image) error {
-	n.mu.Lock()
-	defer n.mu.Unlock()
-	if n.img != nil && img.ID != n.img.ID {
-		return fmt.Errorf("%w: image %s, ours is %s", ErrOtherImage, img.ID.String()[:16], n.img.ID.String()[:16])
+	n.openMu.Lock()
+	defer n.openMu.Unlock()
+	// check is under n.mu: whether the target is open, or img not ours.
+	check := func() (bool, error) {
+		if n.img != nil && img.ID != n.img.ID {
+			return false, fmt.Errorf("%w: image %s, ours is %s", ErrOtherImage, img.ID.String()[:16], n.img.ID.String()[:16])
+		}
+		return n.w != nil, nil
 	}
-	if n.w != nil {
-		return nil
+	n.mu.Lock()
+	open, err := check()
+	n.mu.Unlock()
+	if open || err != nil {
+		return err
 	}
 	w, err := n.cfg.Open(img)
 	if err != nil {
 		return targetError{err}
+	}
+	n.mu.Lock()
+	defer n.mu.Unlock()
+	// The server's manifest may have come meanwhile.
+	if _, err := check(); err != nil {
+		return err
 	}
 	n.img, n.w = img, w
 	n.st.Chunks = len(img.Chunks)
