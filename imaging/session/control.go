@@ -131,19 +131,25 @@ func (n *node) send(m Msg) {
 	}
 }
 
-// readControl reads control messages until the socket is closed and
-// records what they say about our image. A message that fails its HMAC,
+// readControl reads control messages until ctx ends or the socket is
+// closed and records what they say about our image; a read that fails
+// otherwise is tried again (readFailed). A message that fails its HMAC,
 // is stale or replayed (fresh.Guard) leaves no state.
 func (n *node) readControl(ctx context.Context) {
 	buf := make([]byte, 2048)
-	bad := 0
+	bad, failed := 0, 0
 	for {
 		k, from, err := n.conn.ReadFrom(buf)
 		if err != nil {
-			if ctx.Err() == nil && !errors.Is(err, net.ErrClosed) {
-				n.log.Warn("control socket", "err", err)
+			failed++
+			if !n.readFailed(ctx, err, failed) {
+				return
 			}
-			return
+			continue
+		}
+		if failed > 0 {
+			n.log.Info("control socket reads again", "failedReads", failed)
+			failed = 0
 		}
 		m, err := ParseMsg(buf[:k], n.cfg.Key)
 		if err == nil && m.Stamp.Nonce == n.stamps.Nonce() {
@@ -168,6 +174,33 @@ func (n *node) readControl(ctx context.Context) {
 		for _, out := range n.heard(time.Now(), m, src) {
 			n.send(out)
 		}
+	}
+}
+
+// The control reader's wait after a failed read doubles from
+// readBackoffFirst to readBackoffMax.
+const (
+	readBackoffFirst = 10 * time.Millisecond
+	readBackoffMax   = time.Second
+)
+
+// readFailed waits after the failed read number failed of a burst (the
+// first warns) and reports whether to read again: not once ctx ended or
+// the socket is closed.
+func (n *node) readFailed(ctx context.Context, err error, failed int) bool {
+	if ctx.Err() != nil || errors.Is(err, net.ErrClosed) {
+		return false
+	}
+	if failed == 1 {
+		n.log.Warn("control socket read failed; reading again after a backoff", "err", err)
+	}
+	t := time.NewTimer(min(readBackoffFirst<<min(failed-1, 10), readBackoffMax))
+	defer t.Stop()
+	select {
+	case <-ctx.Done():
+		return false
+	case <-t.C:
+		return true
 	}
 }
 

@@ -1,6 +1,6 @@
 package session
 
-// loopback_test.go: one node's control reader on loopback sockets (no LAN fixture): it answers while the target opens.
+// loopback_test.go: one node's control reader on loopback sockets (no LAN fixture): it answers while the target opens, and after read errors.
 
 import (
 	"context"
@@ -10,6 +10,7 @@ import (
 	"net"
 	"net/netip"
 	"path/filepath"
+	"strings"
 	"sync"
 	"sync/atomic"
 	"testing"
@@ -172,5 +173,89 @@ func TestOpenOutsideLock(t *testing.T) {
 	}
 	if n.writer() == nil {
 		t.Error("no writer after Open returned")
+	}
+}
+
+// warnings counts the warnings logged whose message starts with prefix.
+type warnings struct {
+	prefix string
+	mu     sync.Mutex
+	n      int
+}
+
+func (w *warnings) Enabled(_ context.Context, l slog.Level) bool { return l >= slog.LevelWarn }
+func (w *warnings) WithAttrs([]slog.Attr) slog.Handler           { return w }
+func (w *warnings) WithGroup(string) slog.Handler                { return w }
+func (w *warnings) Handle(_ context.Context, r slog.Record) error {
+	if strings.HasPrefix(r.Message, w.prefix) {
+		w.mu.Lock()
+		w.n++
+		w.mu.Unlock()
+	}
+	return nil
+}
+
+func (w *warnings) count() int {
+	w.mu.Lock()
+	defer w.mu.Unlock()
+	return w.n
+}
+
+// A control socket whose reads fail (here: a read deadline in the past)
+// does not make the node deaf: it reads on once the reads work again,
+// warning once per burst of errors, and returns when its context ends or
+// the socket is closed, in a burst or not.
+func TestControlReadErrors(t *testing.T) {
+	for _, tc := range []struct {
+		name  string
+		burst bool // end during a burst of errors
+		end   func(n *node, cancel context.CancelFunc)
+	}{
+		{"context done in a burst", true, func(_ *node, cancel context.CancelFunc) { cancel() }},
+		{"socket closed in a burst", true, func(n *node, _ context.CancelFunc) { n.conn.Close() }},
+		{"socket closed while reading", false, func(n *node, _ context.CancelFunc) { n.conn.Close() }},
+	} {
+		t.Run(tc.name, func(t *testing.T) {
+			warned := &warnings{prefix: "control socket"}
+			n, p := loopbackNode(t, nil, slog.New(warned))
+			fail := func() {
+				t.Helper()
+				if err := n.conn.SetReadDeadline(time.Now().Add(-time.Second)); err != nil {
+					t.Fatal(err)
+				}
+			}
+			fail()
+			ctx, cancel := context.WithCancel(context.Background())
+			defer cancel()
+			done := startReading(t, ctx, n)
+			time.Sleep(300 * time.Millisecond) // a burst of failed reads
+			select {
+			case <-done:
+				t.Fatal("readControl returned at a read error: the node is deaf")
+			default:
+			}
+			if k := warned.count(); k != 1 {
+				t.Errorf("%d warnings in a burst of read errors, want 1", k)
+			}
+			if err := n.conn.SetReadDeadline(time.Time{}); err != nil {
+				t.Fatal(err)
+			}
+			if err := p.answered(p.announce(t), 3*time.Second); err != nil {
+				t.Fatalf("after read errors: %v", err)
+			}
+			if tc.burst {
+				fail()
+				time.Sleep(100 * time.Millisecond)
+				if k := warned.count(); k != 2 {
+					t.Errorf("%d warnings after two bursts of read errors, want 2", k)
+				}
+			}
+			tc.end(n, cancel)
+			select {
+			case <-done:
+			case <-time.After(2 * time.Second):
+				t.Fatal("readControl did not return")
+			}
+		})
 	}
 }
