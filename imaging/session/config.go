@@ -1,6 +1,6 @@
 package session
 
-// Run's configuration, its defaults, its status, and the session key.
+// Run's configuration, its defaults, and the session key.
 
 import (
 	"crypto/ed25519"
@@ -28,17 +28,6 @@ func DeriveKey(siteSecret []byte, imageID [32]byte) []byte {
 	mac.Write(imageID[:])
 	return mac.Sum(nil)
 }
-
-// Roles reported in Status.Role.
-const (
-	RoleListening = "listening"
-	RoleLeader    = "leader"
-	RoleFollower  = "follower"
-	RoleElection  = "election"
-	RoleFallback  = "fallback"
-	RoleDone      = "done"
-	RoleFailed    = "failed"
-)
 
 // Relay modes.
 const (
@@ -146,34 +135,44 @@ type Config struct {
 	Netns func(func() error) error
 }
 
-// Status is what a node is doing.
-type Status struct {
-	Role   string
-	Epoch  uint32 // the epoch of the session the node leads or follows
-	Node   uint32 // this node's ID
-	Leader uint32 // the node followed (0: none)
-	Chunks int
-	// ChunksDone counts the chunks verified on the target.
-	ChunksDone      int
-	BytesFromServer int64 // stored bytes fetched from the server
-	BytesFromPeers  int64 // stored bytes received by multicast and written
-	BytesToPeers    int64 // block bytes multicast while leading
-	Elapsed         time.Duration
-	// Led counts the epochs this node led; Takeovers the elections it
-	// won; Fallbacks the times it fell back to the server; BadPeers the
-	// leaders left for bad data or a bad manifest signature.
-	Led, Takeovers, Fallbacks, BadPeers int
-	// Refused counts control messages dropped: unauthenticated, stale
-	// (another run's), replayed, or beyond the bounds of its tables.
-	Refused int64
-	// LastError is the last thing that went wrong (empty: nothing).
-	LastError string
+// leaderTimeoutIntervals is the default LeaderTimeout in announce
+// intervals.
+const leaderTimeoutIntervals = 5
+
+// DefaultConfig returns the defaults Run gives a Config's zero fields: the
+// relay mode, ports, groups, rate, timers and sizes (not the required
+// fields, nor the per-run ones: a random NodeID, the local clock, no
+// logging). Its LeaderTimeout is 5 of its AnnounceIntervals; a zero
+// LeaderTimeout is 5 of the AnnounceInterval the run uses.
+func DefaultConfig() Config {
+	const interval = 200 * time.Millisecond
+	return Config{
+		Relay:            RelayStream,
+		ControlPort:      DefaultControlPort,
+		DataGroups:       DefaultDataGroups,
+		DataPort:         DefaultDataPort,
+		RateBitsPerSec:   100e6,
+		AnnounceInterval: interval,
+		ListenWindow:     time.Second,
+		LeaderTimeout:    leaderTimeoutIntervals * interval,
+		ElectionWindow:   time.Second,
+		DataTimeout:      5 * time.Second,
+		Linger:           2 * time.Second,
+		ServerTimeout:    60 * time.Second,
+		ServerRetry:      time.Second,
+		Workers:          4,
+		CacheChunks:      16,
+		MaxAttempts:      2,
+	}
 }
 
+// defaults gives c's zero fields their defaults (DefaultConfig) and checks
+// it.
 func (c *Config) defaults() error {
 	if c.Server == nil || c.Name == "" || c.Open == nil {
 		return errors.New("session: Server, Name and Open are required")
 	}
+	d := DefaultConfig()
 	if len(c.Key) == 0 {
 		c.Key = nil // no key
 	}
@@ -182,7 +181,7 @@ func (c *Config) defaults() error {
 	}
 	switch c.Relay {
 	case "":
-		c.Relay = RelayStream
+		c.Relay = d.Relay
 	case RelayStream, RelayAfter:
 	default:
 		return fmt.Errorf("session: relay %q: want %q or %q", c.Relay, RelayStream, RelayAfter)
@@ -191,41 +190,45 @@ func (c *Config) defaults() error {
 		c.Logger = slog.New(slog.DiscardHandler)
 	}
 	if c.ControlPort <= 0 {
-		c.ControlPort = DefaultControlPort
+		c.ControlPort = d.ControlPort
 	}
 	if !c.DataGroups.IsValid() {
-		c.DataGroups = DefaultDataGroups
+		c.DataGroups = d.DataGroups
 	}
 	if !c.DataGroups.Addr().Is4() || !c.DataGroups.Addr().IsMulticast() || c.DataGroups.Bits() > 30 {
 		return fmt.Errorf("session: data groups %v: want an IPv4 multicast range of /30 or larger", c.DataGroups)
 	}
 	if c.DataPort <= 0 {
-		c.DataPort = DefaultDataPort
+		c.DataPort = d.DataPort
 	}
 	if c.Control.IsValid() && (!c.Control.Addr().Is4() || !c.Control.Addr().IsMulticast()) {
 		return fmt.Errorf("session: control %v: want an IPv4 multicast group", c.Control)
 	}
-	def := func(d *time.Duration, v time.Duration) {
-		if *d <= 0 {
-			*d = v
+	def := func(v *time.Duration, dv time.Duration) {
+		if *v <= 0 {
+			*v = dv
 		}
 	}
-	def(&c.AnnounceInterval, 200*time.Millisecond)
-	def(&c.ListenWindow, time.Second)
-	def(&c.LeaderTimeout, 5*c.AnnounceInterval)
-	def(&c.ElectionWindow, time.Second)
-	def(&c.DataTimeout, 5*time.Second)
-	def(&c.Linger, 2*time.Second)
-	def(&c.ServerTimeout, 60*time.Second)
-	def(&c.ServerRetry, time.Second)
+	def(&c.AnnounceInterval, d.AnnounceInterval)
+	def(&c.ListenWindow, d.ListenWindow)
+	// Derived from the interval this run uses, not the default one.
+	def(&c.LeaderTimeout, leaderTimeoutIntervals*c.AnnounceInterval)
+	def(&c.ElectionWindow, d.ElectionWindow)
+	def(&c.DataTimeout, d.DataTimeout)
+	def(&c.Linger, d.Linger)
+	def(&c.ServerTimeout, d.ServerTimeout)
+	def(&c.ServerRetry, d.ServerRetry)
+	if c.RateBitsPerSec <= 0 {
+		c.RateBitsPerSec = d.RateBitsPerSec
+	}
 	if c.Workers <= 0 {
-		c.Workers = 4
+		c.Workers = d.Workers
 	}
 	if c.CacheChunks <= 0 {
-		c.CacheChunks = 16
+		c.CacheChunks = d.CacheChunks
 	}
 	if c.MaxAttempts <= 0 {
-		c.MaxAttempts = 2
+		c.MaxAttempts = d.MaxAttempts
 	}
 	for c.NodeID == 0 {
 		var b [4]byte

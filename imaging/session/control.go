@@ -131,19 +131,25 @@ func (n *node) send(m Msg) {
 	}
 }
 
-// readControl reads control messages until the socket is closed and
-// records what they say about our image. A message that fails its HMAC,
+// readControl reads control messages until ctx ends or the socket is
+// closed and records what they say about our image; a read that fails
+// otherwise is tried again (readFailed). A message that fails its HMAC,
 // is stale or replayed (fresh.Guard) leaves no state.
 func (n *node) readControl(ctx context.Context) {
 	buf := make([]byte, 2048)
-	bad := 0
+	bad, failed := 0, 0
 	for {
 		k, from, err := n.conn.ReadFrom(buf)
 		if err != nil {
-			if ctx.Err() == nil && !errors.Is(err, net.ErrClosed) {
-				n.log.Warn("control socket", "err", err)
+			failed++
+			if !n.readFailed(ctx, err, failed) {
+				return
 			}
-			return
+			continue
+		}
+		if failed > 0 {
+			n.log.Info("control socket reads again", "failedReads", failed)
+			failed = 0
 		}
 		m, err := ParseMsg(buf[:k], n.cfg.Key)
 		if err == nil && m.Stamp.Nonce == n.stamps.Nonce() {
@@ -168,6 +174,33 @@ func (n *node) readControl(ctx context.Context) {
 		for _, out := range n.heard(time.Now(), m, src) {
 			n.send(out)
 		}
+	}
+}
+
+// The control reader's wait after a failed read doubles from
+// readBackoffFirst to readBackoffMax.
+const (
+	readBackoffFirst = 10 * time.Millisecond
+	readBackoffMax   = time.Second
+)
+
+// readFailed waits after the failed read number failed of a burst (the
+// first warns) and reports whether to read again: not once ctx ended or
+// the socket is closed.
+func (n *node) readFailed(ctx context.Context, err error, failed int) bool {
+	if ctx.Err() != nil || errors.Is(err, net.ErrClosed) {
+		return false
+	}
+	if failed == 1 {
+		n.log.Warn("control socket read failed; reading again after a backoff", "err", err)
+	}
+	t := time.NewTimer(min(readBackoffFirst<<min(failed-1, 10), readBackoffMax))
+	defer t.Stop()
+	select {
+	case <-ctx.Done():
+		return false
+	case <-t.C:
+		return true
 	}
 }
 
@@ -271,156 +304,4 @@ func (n *node) heard(now time.Time, m Msg, src netip.Addr) []Msg {
 		*c = claim{node: m.Node, epoch: m.Epoch, held: m.Held, echo: m.EchoNonce, lastSeen: now}
 	}
 	return nil
-}
-
-// bestLeader returns the leader to follow: proven, of our image ID (once
-// we have the manifest: one heard before it came was matched by name),
-// heard within LeaderTimeout, not leaving, not bad, highest epoch, then
-// lowest node ID. Leaders of lower epochs than the highest live one are stale and
-// never chosen.
-func (n *node) bestLeader(now time.Time) (leaderInfo, bool) {
-	n.mu.Lock()
-	defer n.mu.Unlock()
-	var best leaderInfo
-	found := false
-	for _, l := range n.leaders {
-		if !l.proven || l.bad || now.Sub(l.lastSeen) > n.cfg.LeaderTimeout || l.flags&FlagLeaving != 0 ||
-			n.img != nil && l.id != n.img.ID {
-			continue
-		}
-		if !found || l.beats(best.epoch, best.node) {
-			best, found = *l, true
-		}
-	}
-	return best, found
-}
-
-// leader returns what is known of the leader of nonce.
-func (n *node) leader(nonce uint64) (leaderInfo, bool) {
-	n.mu.Lock()
-	defer n.mu.Unlock()
-	l, ok := n.leaders[nonce]
-	if !ok {
-		return leaderInfo{}, false
-	}
-	return *l, true
-}
-
-// markBad excludes the leader of nonce: its data session was bad.
-func (n *node) markBad(nonce uint64) {
-	n.mu.Lock()
-	defer n.mu.Unlock()
-	if l := n.leaders[nonce]; l != nil {
-		l.bad = true
-	}
-	n.st.BadPeers++
-}
-
-// askedSince reports whether a peer of this run asked for the image since
-// t, for epoch: a request that echoed one of our messages (a follower
-// echoes our announce).
-func (n *node) askedSince(t time.Time, epoch uint32) bool {
-	n.mu.Lock()
-	defer n.mu.Unlock()
-	for _, r := range n.requests {
-		if r.at.After(t) && r.echoedUs && r.epoch == epoch {
-			return true
-		}
-	}
-	return false
-}
-
-// anyRequestSince reports whether any request was heard since t, proven
-// or not (a complete node probes with announces whether its sender
-// lives).
-func (n *node) anyRequestSince(t time.Time) bool {
-	n.mu.Lock()
-	defer n.mu.Unlock()
-	for _, r := range n.requests {
-		if r.at.After(t) {
-			return true
-		}
-	}
-	return false
-}
-
-// listenerEcho picks the listener (a request of epoch 0) heard since t
-// that this node echoed longest ago, for its next request to echo: so
-// that the listeners of a simultaneous start prove themselves to each
-// other.
-func (n *node) listenerEcho(t, now time.Time) (uint64, uint32) {
-	n.mu.Lock()
-	defer n.mu.Unlock()
-	var pick *reqSeen
-	var nonce uint64
-	for k, r := range n.requests {
-		if r.epoch != 0 || !r.at.After(t) {
-			continue
-		}
-		if pick == nil || r.echoedAt.Before(pick.echoedAt) {
-			pick, nonce = r, k
-		}
-	}
-	if pick == nil {
-		return 0, 0
-	}
-	pick.echoedAt = now
-	return nonce, pick.seq
-}
-
-// lowerListener reports whether a node with a lower ID that has the
-// manifest was heard listening (requesting with epoch 0, echoing us)
-// since t.
-func (n *node) lowerListener(t time.Time) bool {
-	n.mu.Lock()
-	defer n.mu.Unlock()
-	for _, r := range n.requests {
-		if r.node < n.cfg.NodeID && r.epoch == 0 && r.id && r.echoedUs && r.at.After(t) {
-			return true
-		}
-	}
-	return false
-}
-
-func (n *node) maxAnnounced() uint32 {
-	n.mu.Lock()
-	defer n.mu.Unlock()
-	return n.maxEpoch
-}
-
-// maxClaim returns the highest epoch claimed since t by followers of the
-// leader gone (its nonce).
-func (n *node) maxClaim(t time.Time, gone uint64) uint32 {
-	n.mu.Lock()
-	defer n.mu.Unlock()
-	var e uint32
-	for _, c := range n.claims {
-		if c.lastSeen.After(t) && c.echo == gone {
-			e = max(e, c.epoch)
-		}
-	}
-	return e
-}
-
-// winner returns the election's winner among the claims for epoch heard
-// since t from followers of the leader gone and, when we can lead,
-// ourselves: most chunks held, then lowest node ID.
-func (n *node) winner(t time.Time, epoch uint32, gone uint64, self bool) (uint32, uint32) {
-	held := n.held()
-	n.mu.Lock()
-	defer n.mu.Unlock()
-	var best, bestHeld uint32
-	found := false
-	if self {
-		best, bestHeld, found = n.cfg.NodeID, held, true
-	}
-	for _, c := range n.claims {
-		if c.epoch != epoch || !c.lastSeen.After(t) || c.echo != gone {
-			continue
-		}
-		if !found || c.held > bestHeld || c.held == bestHeld && c.node < best {
-			best, bestHeld, found = c.node, c.held, true
-		}
-	}
-	return best, bestHeld
 }

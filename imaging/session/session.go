@@ -39,13 +39,6 @@ var ErrOtherImage = errors.New("peer offers another image")
 // ErrServer is wrapped when the server cannot give what a node needs.
 var ErrServer = errors.New("image server unavailable")
 
-// targetError is Config.Open's failure (the target checks): fatal, whoever
-// sends the image.
-type targetError struct{ err error }
-
-func (e targetError) Error() string { return e.err.Error() }
-func (e targetError) Unwrap() error { return e.err }
-
 // node is one Run.
 type node struct {
 	staleEnds int // data sessions that ended before their manifest came (follower.go)
@@ -59,6 +52,8 @@ type node struct {
 
 	fromServer, fromPeers, toPeers atomic.Int64
 	refused                        atomic.Int64
+
+	openMu sync.Mutex // one Config.Open at a time, outside mu (openWriter)
 
 	mu        sync.Mutex
 	img       *imaging.Image
@@ -82,13 +77,7 @@ func Run(ctx context.Context, cfg Config) (Status, error) {
 	if err := cfg.defaults(); err != nil {
 		return Status{}, err
 	}
-	n := &node{
-		cfg: cfg, log: cfg.Logger.With("node", cfg.NodeID), start: time.Now(),
-		stamps: fresh.NewStamper(cfg.Clock), guard: fresh.NewGuard(cfg.Clock, maxSenders),
-		peers:   newPeers(),
-		changed: make(chan struct{}), cache: make(map[int][]byte),
-	}
-	n.st = Status{Role: RoleListening, Node: cfg.NodeID}
+	n := newNode(cfg)
 	if cfg.Key == nil {
 		n.log.Warn("INSECURE: no session key: control messages are not authenticated; anyone on the LAN can stall or mislead this node (not write to its disk: every chunk is checked against the manifest)")
 	}
@@ -118,6 +107,18 @@ func Run(ctx context.Context, cfg Config) (Status, error) {
 		cfg.Progress(st)
 	}
 	return st, err
+}
+
+// newNode is the node of a Run of cfg (its defaults given), before its
+// control socket is open.
+func newNode(cfg Config) *node {
+	return &node{
+		cfg: cfg, log: cfg.Logger.With("node", cfg.NodeID), start: time.Now(),
+		stamps: fresh.NewStamper(cfg.Clock), guard: fresh.NewGuard(cfg.Clock, maxSenders),
+		peers:   newPeers(),
+		changed: make(chan struct{}), cache: make(map[int][]byte),
+		st: Status{Role: RoleListening, Node: cfg.NodeID},
+	}
 }
 
 // state is a state of the machine; next says where to go.
@@ -351,103 +352,6 @@ func (n *node) fallback(ctx context.Context, why string) (next, error) {
 	return next{state: stDone}, nil
 }
 
-// loadManifest fetches and checks the manifest from the server. A server
-// that does not answer wraps ErrServer; a manifest that does not pass its
-// checks (signature, name) is another error, fatal to the run.
-func (n *node) loadManifest(ctx context.Context) error {
-	raw, sig, err := n.cfg.Server.Manifest(ctx, n.cfg.Name)
-	if errors.Is(err, imaging.ErrNotFound) {
-		return fmt.Errorf("image %q: %w", n.cfg.Name, err) // the server answered: no such image
-	}
-	if err != nil {
-		return fmt.Errorf("%w: %w", ErrServer, err)
-	}
-	img, err := imaging.ImageNamed(raw, sig, n.cfg.Pub, n.cfg.Name, n.cfg.Server)
-	if err != nil {
-		return err
-	}
-	n.mu.Lock()
-	defer n.mu.Unlock()
-	if n.img != nil && n.img.ID != img.ID {
-		return fmt.Errorf("%w: the server's manifest of %q changed under us", ErrOtherImage, n.cfg.Name)
-	}
-	if n.img == nil {
-		n.img = img
-		n.st.Chunks = len(img.Chunks)
-	}
-	return nil
-}
-
-// openWriter opens the target for img once.
-func (n *node) openWriter(img *imaging.Image) error {
-	n.mu.Lock()
-	defer n.mu.Unlock()
-	if n.img != nil && img.ID != n.img.ID {
-		return fmt.Errorf("%w: image %s, ours is %s", ErrOtherImage, img.ID.String()[:16], n.img.ID.String()[:16])
-	}
-	if n.w != nil {
-		return nil
-	}
-	w, err := n.cfg.Open(img)
-	if err != nil {
-		return targetError{err}
-	}
-	n.img, n.w = img, w
-	n.st.Chunks = len(img.Chunks)
-	return nil
-}
-
-// finish writes the partition table once every chunk is there.
-func (n *node) finish() error {
-	n.mu.Lock()
-	defer n.mu.Unlock()
-	if n.finished {
-		return n.finishErr
-	}
-	if n.w == nil {
-		return errors.New("finish: no target")
-	}
-	n.finished = true
-	n.finishErr = n.w.Finish()
-	if n.finishErr == nil {
-		n.log.Info("image complete; partition table written", "elapsed", time.Since(n.start).Round(time.Millisecond))
-	}
-	return n.finishErr
-}
-
-func (n *node) image() *imaging.Image {
-	n.mu.Lock()
-	defer n.mu.Unlock()
-	return n.img
-}
-
-func (n *node) writer() *imaging.Writer {
-	n.mu.Lock()
-	defer n.mu.Unlock()
-	return n.w
-}
-
-func (n *node) complete() bool {
-	w := n.writer()
-	return w != nil && w.Remaining() == 0
-}
-
-func (n *node) held() uint32 {
-	w := n.writer()
-	if w == nil {
-		return 0
-	}
-	return uint32(len(w.Image().Chunks) - w.Remaining())
-}
-
-func (n *node) missing() int {
-	w := n.writer()
-	if w == nil {
-		return -1
-	}
-	return w.Remaining()
-}
-
 // groupFor picks the data session's transport control group of an epoch:
 // one address of DataGroups from the image ID and epoch, never the one of
 // the epoch before.
@@ -474,48 +378,4 @@ func (n *node) groupFor(id imaging.ID, epoch uint32) netip.AddrPort {
 // is g.
 func dataGroup(g netip.AddrPort) netip.AddrPort {
 	return netip.AddrPortFrom(g.Addr(), g.Port()+1)
-}
-
-func (n *node) setRole(role string, epoch, leader uint32) {
-	n.mu.Lock()
-	defer n.mu.Unlock()
-	n.st.Role, n.st.Epoch, n.st.Leader = role, epoch, leader
-}
-
-func (n *node) setErr(err error) {
-	n.mu.Lock()
-	defer n.mu.Unlock()
-	n.st.LastError = err.Error()
-}
-
-func (n *node) status() Status {
-	n.mu.Lock()
-	st := n.st
-	w := n.w
-	n.mu.Unlock()
-	if w != nil {
-		st.ChunksDone = len(w.Image().Chunks) - w.Remaining()
-	}
-	st.BytesFromServer = n.fromServer.Load()
-	st.BytesFromPeers = n.fromPeers.Load()
-	st.BytesToPeers = n.toPeers.Load()
-	st.Refused = n.refused.Load()
-	st.Elapsed = time.Since(n.start)
-	return st
-}
-
-func (n *node) progressLoop(ctx context.Context) {
-	if n.cfg.Progress == nil {
-		return
-	}
-	t := time.NewTicker(250 * time.Millisecond)
-	defer t.Stop()
-	for {
-		select {
-		case <-ctx.Done():
-			return
-		case <-t.C:
-			n.cfg.Progress(n.status())
-		}
-	}
 }

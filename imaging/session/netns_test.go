@@ -1,5 +1,7 @@
 package session
 
+// netns_test.go: the tests' LAN fixture: network namespaces (netlab), an image server, nodes running Run, a sniffer.
+
 import (
 	"bytes"
 	"context"
