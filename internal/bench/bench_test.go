@@ -11,16 +11,16 @@ import (
 	"testing"
 	"time"
 
-	"github.com/shoal-project/shoal/internal/netlab"
+	"github.com/shoal-project/shoal/internal/netlabtest"
 )
 
 // TestSmoke runs every tool once on a tiny image with two receivers: each
 // target must equal the image, and the table, JSON and plot must be written.
 func TestSmoke(t *testing.T) {
-	netlab.RequireRoot(t)
+	netlabtest.RequireRoot(t)
 	for _, tool := range Tools {
 		for _, p := range Need[tool] {
-			netlab.RequireTool(t, p)
+			netlabtest.RequireTool(t, p)
 		}
 	}
 	dir := t.TempDir()
