@@ -14,7 +14,8 @@ import (
 
 	"github.com/shoal-project/shoal/internal/debianimg"
 	"github.com/shoal-project/shoal/internal/lab"
-	"github.com/shoal-project/shoal/internal/netlab"
+	"github.com/shoal-project/shoal/internal/netlabtest"
+	"github.com/shoal-project/shoal/internal/testdisk"
 	"github.com/shoal-project/shoal/internal/vm"
 	"github.com/shoal-project/shoal/netboot/api"
 )
@@ -34,12 +35,12 @@ const debianShell = "Shell> "
 // SeaBIOS through the MBR, the BIOS boot partition's core.img and the
 // root by UUID; OVMF through the entry the appliance made.)
 func TestDebianImageBoots(t *testing.T) {
-	netlab.RequireRoot(t)
+	netlabtest.RequireRoot(t)
 	for _, tool := range append([]string{"qemu-system-x86_64", "cp"}, debianimg.Tools...) {
-		netlab.RequireTool(t, tool)
+		netlabtest.RequireTool(t, tool)
 	}
 	if _, err := os.Stat(vm.OVMFCode); err != nil {
-		if os.Getenv("CI") != "" {
+		if testdisk.InCI() {
 			t.Fatalf("OVMF (apt-get install ovmf): %v", err)
 		}
 		t.Skipf("OVMF: %v", err)
@@ -145,7 +146,7 @@ func debianTail(b []byte, n int) string {
 func TestLabDebian(t *testing.T) {
 	out, shoal := fleetSetup(t)
 	for _, tool := range debianimg.Tools {
-		netlab.RequireTool(t, tool)
+		netlabtest.RequireTool(t, tool)
 	}
 	ctx, cancel := context.WithTimeout(context.Background(), 20*time.Minute)
 	defer cancel()

@@ -16,7 +16,7 @@ import (
 	"time"
 
 	"github.com/shoal-project/shoal/internal/lab"
-	"github.com/shoal-project/shoal/internal/netlab"
+	"github.com/shoal-project/shoal/internal/netlabtest"
 	"github.com/shoal-project/shoal/internal/syncbuf"
 	"github.com/shoal-project/shoal/netboot/api"
 )
@@ -25,8 +25,8 @@ import (
 // appliance, built by ./build.sh when out/ lacks it.
 func fleetSetup(t *testing.T) (out, shoal string) {
 	t.Helper()
-	netlab.RequireRoot(t)
-	netlab.RequireTool(t, "qemu-system-x86_64")
+	netlabtest.RequireRoot(t)
+	netlabtest.RequireTool(t, "qemu-system-x86_64")
 	out, err := filepath.Abs("../out")
 	if err != nil {
 		t.Fatal(err)

@@ -19,6 +19,8 @@ import (
 	"github.com/u-root/u-root/pkg/cpio"
 
 	"github.com/shoal-project/shoal/internal/netlab"
+	"github.com/shoal-project/shoal/internal/netlabtest"
+	"github.com/shoal-project/shoal/internal/testdisk"
 )
 
 // netbootRequire returns path, or skips (fails in CI) when it is missing.
@@ -27,8 +29,8 @@ func netbootRequire(t testing.TB, path, why string) string {
 	if _, err := os.Stat(path); err == nil {
 		return path
 	}
-	if os.Getenv("CI") != "" {
-		t.Fatalf("%s missing (%s); CI is set, so not skipping", path, why)
+	if testdisk.InCI() {
+		t.Fatalf("%s missing (%s); in CI, so not skipping", path, why)
 	}
 	t.Skipf("%s missing (%s)", path, why)
 	return ""
@@ -154,8 +156,8 @@ func BenchmarkNetbootRA(b *testing.B) {
 // waits for the test init's marker on the serial console.
 func testNetboot(t testing.TB, c netbootCase) time.Duration {
 	firmware, mac := c.firmware, c.mac
-	netlab.RequireRoot(t)
-	qemu := netlab.RequireTool(t, "qemu-system-x86_64")
+	netlabtest.RequireRoot(t)
+	qemu := netlabtest.RequireTool(t, "qemu-system-x86_64")
 	kernel := netbootKernel(t)
 	// QEMU finds its virtio NIC's iPXE ROM itself (package ipxe-qemu).
 	netbootRequire(t, "/usr/lib/ipxe/qemu/efi-virtio.rom", "apt-get install ipxe-qemu")
@@ -185,7 +187,7 @@ func testNetboot(t testing.TB, c netbootCase) time.Duration {
 
 	ctx, cancel := context.WithTimeout(context.Background(), 3*time.Minute)
 	defer cancel()
-	lan := netlab.NewForTest(t, netlab.Config{Nodes: 2})
+	lan := netlabtest.New(t, netlab.Config{Nodes: 2})
 	if err := lan.AddTap(ctx, "tap0"); err != nil {
 		t.Fatal(err)
 	}
@@ -348,7 +350,7 @@ func testNetboot(t testing.TB, c netbootCase) time.Duration {
 // It returns the path of its leases file.
 func netbootDnsmasq(t testing.TB, ctx context.Context, n *netlab.Node, rng string) string {
 	t.Helper()
-	netlab.RequireTool(t, "dnsmasq")
+	netlabtest.RequireTool(t, "dnsmasq")
 	dir := t.TempDir()
 	cmd := n.Command(ctx, "dnsmasq", "--no-daemon", "--conf-file=/dev/null", "--port=0",
 		"--interface=eth0", "--bind-interfaces", "--no-ping", "--dhcp-range="+rng+",255.255.255.0,1h",

@@ -10,7 +10,7 @@ import (
 	"testing"
 	"time"
 
-	"github.com/shoal-project/shoal/internal/netlab"
+	"github.com/shoal-project/shoal/internal/netlabtest"
 	"github.com/shoal-project/shoal/internal/sampleos"
 	"github.com/shoal-project/shoal/internal/vm"
 )
@@ -21,9 +21,9 @@ import (
 // must carry the BIOS boot code, the ESP and the partition attributes that
 // both boot paths need, and come up printing the machine's name.
 func TestSampleOSReimagedBoots(t *testing.T) {
-	netlab.RequireRoot(t)
+	netlabtest.RequireRoot(t)
 	for _, tool := range append([]string{"qemu-system-x86_64"}, sampleos.Tools...) {
-		netlab.RequireTool(t, tool)
+		netlabtest.RequireTool(t, tool)
 	}
 	kernel := netbootKernel(t)
 	netbootRequire(t, sampleos.DefaultGPTMBR, "apt-get install syslinux-common")

@@ -15,7 +15,7 @@ import (
 	"github.com/shoal-project/shoal/internal/units"
 )
 
-const benchUsage = `shoal bench [--size 256MiB] [--rate 200Mbit] [--receivers 1,8] [--loss 0,1] [--tools shoal,udpcast,uftp,http] [--plot bench.png] [--json FILE]
+const benchUsage = `shoal bench [--size 256MiB] [--rate 200Mbit] [--receivers 1,8] [--loss 0,1] [--tools shoal,udpcast,uftp,http] [--json bench.json]
 shoal bench --session [--size 1GiB] [--rate 200Mbit] [--nodes 8] [--spread 10s] [--runs alone,session,unicast,leader-killed]
 
 Builds a LAN of network namespaces (a bridge, one veth per node, tc tbf at
@@ -25,14 +25,17 @@ receiver count and loss rate: shoal send/receive, udpcast
 (udp-sender/udp-receiver), uftp (uftp/uftpd) and unicast HTTP (curl from a Go
 file server). It prints a table (seconds until every receiver is done,
 fraction of link rate, server egress over the image's stored size, duplicate
-data per receiver) and writes a plot of time against receivers. Every target
-is checked byte for byte. Needs root; run it by hand, it takes minutes.
+data per receiver) and writes the raw figures as JSON (--json, default
+bench.json); the plot of time against receivers is drawn from them by
+"go run ./cmd/shoal-benchplot bench.json" (bench.png). Every target is
+checked byte for byte. Needs root; run it by hand, it takes minutes.
 
 With --session it measures the peer session instead: --nodes nodes started
 evenly over --spread run shoal fetch from a plain HTTP server, against one
 node alone, against every node downloading from the server (shoal image
 apply), and with the leader (the first node) killed once the server has
-sent half the image; it prints time and server egress for each.`
+sent half the image; it prints time and server egress for each (and writes
+them as JSON with --json; there is no plot of them).`
 
 func splitInts(s string, scale float64) ([]int, error) {
 	var out []int
@@ -56,8 +59,8 @@ func runBench(ctx context.Context, args []string, stdout, stderr io.Writer) erro
 	tools := fs.String("tools", strings.Join(bench.Tools, ","), "tools to run, comma-separated")
 	lateJoin := fs.Bool("late-join", true, "also measure a shoal receiver that joins half way")
 	dir := fs.String("dir", "", "work directory (default: a new temporary directory, removed at the end)")
-	plotPath := fs.String("plot", "bench.png", "write the plot here (empty: no plot)")
-	jsonPath := fs.String("json", "", "write the raw figures as JSON here")
+	plotPath := fs.String("plot", "", "gone: cmd/shoal-benchplot draws the plot from --json's file")
+	jsonPath := fs.String("json", "", "write the raw figures as JSON here (default bench.json; with --session none)")
 	shoalBin := fs.String("shoal", "", "shoal binary to run (default: this one)")
 	session := fs.Bool("session", false, "measure the peer session (shoal fetch) instead of send/receive")
 	nodes := fs.Int("nodes", 8, "--session: number of nodes")
@@ -71,14 +74,18 @@ func runBench(ctx context.Context, args []string, stdout, stderr io.Writer) erro
 		fs.Usage()
 		return usageErr("bench: no arguments expected")
 	}
+	if *plotPath != "" {
+		return usageErr("bench: --plot is gone (the shoal binary carries no plotting library): the figures go to --json FILE (default bench.json); draw them with: go run ./cmd/shoal-benchplot -o %s FILE", *plotPath)
+	}
 	if *session {
-		sizeSet := false
-		fs.Visit(func(f *flag.Flag) { sizeSet = sizeSet || f.Name == "size" })
-		if !sizeSet {
+		if !isSet(fs, "size") {
 			size = 1 << 30
 		}
 		return runSessionBench(ctx, bench.SessionConfig{SizeBytes: size, Nodes: *nodes, Spread: *spread,
 			Runs: strings.Split(*runs, ","), ShoalBin: *shoalBin, Dir: *dir, Log: stderr}, *rate, *jsonPath, stdout)
+	}
+	if !isSet(fs, "json") {
+		*jsonPath = "bench.json"
 	}
 	cfg := bench.Config{SizeBytes: size, LateJoin: *lateJoin, Log: stderr, ShoalBin: *shoalBin, Tools: strings.Split(*tools, ",")}
 	if cfg.RateBitsPerSec, err = units.ParseRate(*rate); err != nil {
@@ -111,13 +118,8 @@ func runBench(ctx context.Context, args []string, stdout, stderr io.Writer) erro
 		if *jsonPath != "" {
 			if jerr := rep.WriteJSON(*jsonPath); jerr != nil && err == nil {
 				err = jerr
-			}
-		}
-		if *plotPath != "" {
-			if perr := rep.Plot(*plotPath); perr != nil && err == nil {
-				err = perr
-			} else if perr == nil {
-				fmt.Fprintf(stdout, "plot: %s\n", *plotPath)
+			} else if jerr == nil {
+				fmt.Fprintf(stdout, "figures: %s (plot them: go run ./cmd/shoal-benchplot %s)\n", *jsonPath, *jsonPath)
 			}
 		}
 	}
@@ -125,6 +127,13 @@ func runBench(ctx context.Context, args []string, stdout, stderr io.Writer) erro
 		return fmt.Errorf("bench: %w", err)
 	}
 	return nil
+}
+
+// isSet reports whether the flag called name was given.
+func isSet(fs *flag.FlagSet, name string) bool {
+	set := false
+	fs.Visit(func(f *flag.Flag) { set = set || f.Name == name })
+	return set
 }
 
 func runSessionBench(ctx context.Context, cfg bench.SessionConfig, rate, jsonPath string, stdout io.Writer) error {

@@ -15,6 +15,7 @@ import (
 
 	"github.com/shoal-project/shoal/imaging/session"
 	"github.com/shoal-project/shoal/internal/netlab"
+	"github.com/shoal-project/shoal/internal/netlabtest"
 	"github.com/shoal-project/shoal/internal/testdisk"
 )
 
@@ -54,9 +55,9 @@ func TestFetchUsage(t *testing.T) {
 // with the wrong public key and a node with a too small target refuse,
 // writing nothing.
 func TestFetch(t *testing.T) {
-	netlab.RequireRoot(t)
+	netlabtest.RequireRoot(t)
 	dir, src, repo, bin := signedImageFixture(t)
-	lan := netlab.NewForTest(t, netlab.Config{Nodes: 4})
+	lan := netlabtest.New(t, netlab.Config{Nodes: 4})
 	ctx, cancel := context.WithTimeout(context.Background(), 2*time.Minute)
 	defer cancel()
 	small := filepath.Join(dir, "small.img")

@@ -13,6 +13,7 @@ import (
 	"github.com/google/go-cmp/cmp"
 
 	"github.com/shoal-project/shoal/internal/netlab"
+	"github.com/shoal-project/shoal/internal/netlabtest"
 	"github.com/shoal-project/shoal/internal/testdisk"
 )
 
@@ -49,9 +50,9 @@ func TestSendReceiveUsage(t *testing.T) {
 // the targets' partitions and tables. A third receiver holds the wrong
 // public key and must refuse the image.
 func TestSendReceive(t *testing.T) {
-	netlab.RequireRoot(t)
+	netlabtest.RequireRoot(t)
 	dir, src, repo, bin := signedImageFixture(t)
-	lan := netlab.NewForTest(t, netlab.Config{Nodes: 4})
+	lan := netlabtest.New(t, netlab.Config{Nodes: 4})
 	for _, n := range lan.Nodes[1:3] {
 		if err := n.SetLoss(20); err != nil {
 			t.Fatal(err)

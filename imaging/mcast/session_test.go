@@ -20,6 +20,7 @@ import (
 	"github.com/shoal-project/shoal/imaging/mcast/fresh"
 	"github.com/shoal-project/shoal/imaging/mcast/wire"
 	"github.com/shoal-project/shoal/internal/netlab"
+	"github.com/shoal-project/shoal/internal/netlabtest"
 	"github.com/shoal-project/shoal/partition"
 )
 
@@ -170,7 +171,7 @@ func runSession(t *testing.T, img *imaging.Image, repo imaging.Repo, spec sessio
 	if spec.garbage != nil {
 		nodes++
 	}
-	lan := netlab.NewForTest(t, netlab.Config{Nodes: nodes, RateBitsPerSec: spec.linkBitsPerSec})
+	lan := netlabtest.New(t, netlab.Config{Nodes: nodes, RateBitsPerSec: spec.linkBitsPerSec})
 	ctx, cancel := context.WithTimeout(context.Background(), 3*time.Minute)
 	defer cancel()
 	dir := t.TempDir()
@@ -288,7 +289,7 @@ func checkTarget(t *testing.T, src, target string) {
 }
 
 func TestSession(t *testing.T) {
-	netlab.RequireRoot(t)
+	netlabtest.RequireRoot(t)
 	src, repo, img := testImage(t, 8<<20, 1<<20)
 	type testCase struct {
 		name      string
@@ -336,7 +337,7 @@ func checkAll(t *testing.T, src string, res []rxResult) {
 // TestLateJoiner starts a receiver when the first pass is about half way:
 // it gets the manifest and the chunks it missed through requests.
 func TestLateJoiner(t *testing.T) {
-	netlab.RequireRoot(t)
+	netlabtest.RequireRoot(t)
 	src, repo, img := testImage(t, 8<<20, 1<<20)
 	// 8 MiB at 50 Mbit/s: about 1.3 s of first pass.
 	st, res := runSession(t, img, repo, sessionSpec{rateBitsPerSec: 50e6, rx: []rxSpec{{}, {joinAfter: 600 * time.Millisecond}}})
@@ -351,7 +352,7 @@ func TestLateJoiner(t *testing.T) {
 // two chunks: it drops what it cannot hold and catches up through requests,
 // while the other receiver finishes at the link's pace.
 func TestSlowDisk(t *testing.T) {
-	netlab.RequireRoot(t)
+	netlabtest.RequireRoot(t)
 	src, repo, img := testImage(t, 8<<20, 1<<20)
 	st, res := runSession(t, img, repo, sessionSpec{rateBitsPerSec: 200e6, rx: []rxSpec{{}, {writeDelay: 150 * time.Millisecond, bufferChunks: 2}}})
 	checkAll(t, src, res)
@@ -368,7 +369,7 @@ func TestSlowDisk(t *testing.T) {
 // TestKilledReceiver cancels one receiver mid-way: the others finish and the
 // sender forgets the dead one and ends.
 func TestKilledReceiver(t *testing.T) {
-	netlab.RequireRoot(t)
+	netlabtest.RequireRoot(t)
 	src, repo, img := testImage(t, 8<<20, 1<<20)
 	st, res := runSession(t, img, repo, sessionSpec{rateBitsPerSec: 50e6, rx: []rxSpec{{}, {killAfter: 500 * time.Millisecond}, {}}})
 	if !errors.Is(res[1].err, context.DeadlineExceeded) {
@@ -385,7 +386,7 @@ func TestKilledReceiver(t *testing.T) {
 // drop what does not parse, drop chunks that fail their hash, ask again and
 // still write exactly the image.
 func TestGarbage(t *testing.T) {
-	netlab.RequireRoot(t)
+	netlabtest.RequireRoot(t)
 	src, repo, img := testImage(t, 8<<20, 1<<20)
 	var forged, junk int
 	garbage := func(ctx context.Context, n *netlab.Node, img *imaging.Image) error {
@@ -489,7 +490,7 @@ func (c corruptSource) Chunk(ctx context.Context, i int, buf []byte) ([]byte, er
 // with ErrBadSender, and no partition table (here: no complete image) is
 // written.
 func TestBadSender(t *testing.T) {
-	netlab.RequireRoot(t)
+	netlabtest.RequireRoot(t)
 	_, repo, img := testImage(t, 8<<20, 1<<20)
 	_, res := runSession(t, img, repo, sessionSpec{
 		rateBitsPerSec: 200e6, rx: []rxSpec{{maxCorrupt: 3}},
@@ -508,7 +509,7 @@ func TestBadSender(t *testing.T) {
 // near the link's; everyone still gets the image. The image is large enough
 // (24 MiB: 2 s at the link's rate) for several reports to come back.
 func TestRateAdapts(t *testing.T) {
-	netlab.RequireRoot(t)
+	netlabtest.RequireRoot(t)
 	src, repo, img := testImage(t, 24<<20, 1<<20)
 	var rates []int64
 	var mu sync.Mutex
@@ -543,7 +544,7 @@ func senderTimeout(rs rxSpec) time.Duration {
 // data socket is on another group) fails with ErrNoData instead of waiting
 // for ever, and the sender, told it failed, ends.
 func TestNoData(t *testing.T) {
-	netlab.RequireRoot(t)
+	netlabtest.RequireRoot(t)
 	_, repo, img := testImage(t, 8<<20, 1<<20)
 	st, res := runSession(t, img, repo, sessionSpec{rateBitsPerSec: 50e6, rx: []rxSpec{{deafData: true}}})
 	if !errors.Is(res[0].err, ErrNoData) {

@@ -15,6 +15,7 @@ import (
 
 	"github.com/shoal-project/shoal/imaging"
 	"github.com/shoal-project/shoal/internal/netlab"
+	"github.com/shoal-project/shoal/internal/netlabtest"
 )
 
 // signedTestImage makes an image named "test" of random data, signed by
@@ -49,7 +50,7 @@ func signedTestImage(t *testing.T, sizeBytes, chunkBytes int64, priv ed25519.Pri
 // right sender and writes exactly its image; without the key the rogue's
 // announces are refused, with it they are another image's.
 func TestRogueSender(t *testing.T) {
-	netlab.RequireRoot(t)
+	netlabtest.RequireRoot(t)
 	pub, priv, err := ed25519.GenerateKey(nil)
 	if err != nil {
 		t.Fatal(err)
@@ -96,7 +97,7 @@ func TestRogueSender(t *testing.T) {
 // is a bad sender, left at once: ErrBadSender, and the target never
 // opened.
 func TestForgedSignature(t *testing.T) {
-	netlab.RequireRoot(t)
+	netlabtest.RequireRoot(t)
 	pub, priv, err := ed25519.GenerateKey(nil)
 	if err != nil {
 		t.Fatal(err)

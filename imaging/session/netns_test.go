@@ -21,6 +21,7 @@ import (
 	"github.com/shoal-project/shoal/imaging"
 	"github.com/shoal-project/shoal/internal/httpcount"
 	"github.com/shoal-project/shoal/internal/netlab"
+	"github.com/shoal-project/shoal/internal/netlabtest"
 	"github.com/shoal-project/shoal/partition"
 )
 
@@ -82,12 +83,12 @@ type lab struct {
 // name (sizeBytes of random data each, chunkBytes chunks) and the server.
 func newLab(t *testing.T, nodes int, sizeBytes, chunkBytes int64, names ...string) *lab {
 	t.Helper()
-	netlab.RequireRoot(t)
+	netlabtest.RequireRoot(t)
 	l := &lab{t: t, repoDir: filepath.Join(t.TempDir(), "repo"), images: make(map[string]*testImage)}
 	for _, name := range names {
 		l.images[name] = makeImage(t, l.repoDir, name, sizeBytes, chunkBytes)
 	}
-	l.lan = netlab.NewForTest(t, netlab.Config{Nodes: 1 + nodes})
+	l.lan = netlabtest.New(t, netlab.Config{Nodes: 1 + nodes})
 	l.srv = &server{fs: http.FileServer(http.Dir(l.repoDir))}
 	var ln net.Listener
 	sn := l.lan.Nodes[0]

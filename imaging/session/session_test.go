@@ -16,7 +16,7 @@ import (
 
 	"github.com/shoal-project/shoal/imaging"
 	"github.com/shoal-project/shoal/imaging/mcast"
-	"github.com/shoal-project/shoal/internal/netlab"
+	"github.com/shoal-project/shoal/internal/netlabtest"
 )
 
 // Sizes of the test images: 8 MiB in 64 chunks of 128 KiB.
@@ -369,7 +369,7 @@ func (l *lab) dropData(i int) {
 // announces but no data): it says why and fetches what it misses from the
 // server.
 func TestFallbackNoData(t *testing.T) {
-	netlab.RequireTool(t, "nft")
+	netlabtest.RequireTool(t, "nft")
 	l := newLab(t, 2, testSizeBytes, testChunkBytes, "img")
 	ctx, cancel := context.WithTimeout(context.Background(), time.Minute)
 	defer cancel()

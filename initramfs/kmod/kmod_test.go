@@ -7,6 +7,8 @@ import (
 	"testing"
 
 	"github.com/google/go-cmp/cmp"
+
+	"github.com/shoal-project/shoal/internal/testdisk"
 )
 
 func names(ms []Module) []string {
@@ -51,8 +53,8 @@ func kernelModules(t *testing.T) string {
 	}
 	dir := filepath.Join(cache, "modules")
 	if _, err := os.Stat(dir); err != nil {
-		if os.Getenv("CI") != "" {
-			t.Fatalf("%s missing (run build/deps.d/kernel.sh); CI is set, so not skipping", dir)
+		if testdisk.InCI() {
+			t.Fatalf("%s missing (run build/deps.d/kernel.sh); in CI, so not skipping", dir)
 		}
 		t.Skipf("%s missing (run build/deps.d/kernel.sh)", dir)
 	}

@@ -15,6 +15,7 @@ import (
 	"golang.org/x/sys/unix"
 
 	"github.com/shoal-project/shoal/internal/netlab"
+	"github.com/shoal-project/shoal/internal/netlabtest"
 )
 
 // TestMain runs Up in a helper process when NETUP_HELPER names the links:
@@ -50,11 +51,11 @@ func TestMain(m *testing.M) {
 // lease and configures it with netlink: the address and the default route
 // are on eth0 afterwards.
 func TestUpDHCP(t *testing.T) {
-	netlab.RequireRoot(t)
-	netlab.RequireTool(t, "dnsmasq")
+	netlabtest.RequireRoot(t)
+	netlabtest.RequireTool(t, "dnsmasq")
 	ctx, cancel := context.WithTimeout(context.Background(), time.Minute)
 	defer cancel()
-	lan := netlab.NewForTest(t, netlab.Config{Nodes: 2})
+	lan := netlabtest.New(t, netlab.Config{Nodes: 2})
 	srv, cli := lan.Nodes[0], lan.Nodes[1]
 	ip := srv.IP.To4()
 	router := fmt.Sprintf("%d.%d.%d.1", ip[0], ip[1], ip[2])
@@ -92,10 +93,10 @@ func TestUpDHCP(t *testing.T) {
 // TestUpNoCarrier: a link whose peer is down never gets carrier; Up says
 // so (ErrNoLink) after CarrierWait instead of hanging.
 func TestUpNoCarrier(t *testing.T) {
-	netlab.RequireRoot(t)
+	netlabtest.RequireRoot(t)
 	ctx, cancel := context.WithTimeout(context.Background(), time.Minute)
 	defer cancel()
-	lan := netlab.NewForTest(t, netlab.Config{Nodes: 1})
+	lan := netlabtest.New(t, netlab.Config{Nodes: 1})
 	n := lan.Nodes[0]
 	// A veth with its peer down in the same namespace: no carrier.
 	if out, err := n.Command(ctx, "ip", "link", "add", "nc0", "type", "veth", "peer", "name", "nc1").CombinedOutput(); err != nil {

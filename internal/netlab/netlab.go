@@ -1,4 +1,5 @@
-// Package netlab builds a LAN of network namespaces for tests and benchmarks.
+// Package netlab builds a LAN of network namespaces for tests and benchmarks
+// (its test helpers are in internal/netlabtest).
 //
 // A LAN is one "hub" namespace holding a Linux bridge, and one namespace per
 // node, each joined to the bridge by a veth pair whose node end is called
@@ -24,7 +25,6 @@ import (
 	"sync"
 	"sync/atomic"
 	"syscall"
-	"testing"
 	"time"
 
 	"golang.org/x/sys/unix"
@@ -140,51 +140,6 @@ func New(ctx context.Context, cfg Config) (_ *LAN, err error) {
 		}
 	}
 	return l, nil
-}
-
-// NewForTest makes a LAN for t and removes it when t ends. Without root it
-// skips the test, unless the environment variable CI is set, where it fails.
-func NewForTest(t testing.TB, cfg Config) *LAN {
-	t.Helper()
-	RequireRoot(t)
-	l, err := New(context.Background(), cfg)
-	if err != nil {
-		t.Fatalf("netlab.New(%+v): %v", cfg, err)
-	}
-	t.Cleanup(func() {
-		if err := l.Close(); err != nil {
-			t.Errorf("netlab: close: %v", err)
-		}
-	})
-	return l
-}
-
-// RequireRoot skips t when the process is not root and CI is unset, and
-// fails it when CI is set.
-func RequireRoot(t testing.TB) {
-	t.Helper()
-	if os.Geteuid() == 0 {
-		return
-	}
-	if os.Getenv("CI") != "" {
-		t.Fatal("netlab: network namespace tests need root (CI is set, so not skipping)")
-	}
-	t.Skip("netlab: not root; skipping network namespace test")
-}
-
-// RequireTool skips t when the program name is not on PATH and CI is unset,
-// and fails it when CI is set.
-func RequireTool(t testing.TB, name string) string {
-	t.Helper()
-	p, err := exec.LookPath(name)
-	if err == nil {
-		return p
-	}
-	if os.Getenv("CI") != "" {
-		t.Fatalf("netlab: %s not found (CI is set, so not skipping): %v", name, err)
-	}
-	t.Skipf("netlab: %s not found; skipping", name)
-	return ""
 }
 
 // AddNode adds a node to the LAN (a late joiner).

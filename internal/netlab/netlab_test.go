@@ -1,4 +1,4 @@
-package netlab
+package netlab_test
 
 import (
 	"context"
@@ -13,12 +13,15 @@ import (
 	"time"
 
 	"golang.org/x/net/ipv4"
+
+	"github.com/shoal-project/shoal/internal/netlab"
+	"github.com/shoal-project/shoal/internal/netlabtest"
 )
 
 func TestPingBetweenNodes(t *testing.T) {
-	l := NewForTest(t, Config{Nodes: 2})
+	l := netlabtest.New(t, netlab.Config{Nodes: 2})
 	ctx := context.Background()
-	for _, c := range []struct{ from, to *Node }{{l.Nodes[0], l.Nodes[1]}, {l.Nodes[1], l.Nodes[0]}} {
+	for _, c := range []struct{ from, to *netlab.Node }{{l.Nodes[0], l.Nodes[1]}, {l.Nodes[1], l.Nodes[0]}} {
 		out, err := c.from.Command(ctx, "ping", "-c", "1", "-W", "2", c.to.IP.String()).CombinedOutput()
 		if err != nil {
 			t.Errorf("ping %s from %s: %v\n%s", c.to.IP, c.from.Name, err, out)
@@ -30,7 +33,7 @@ func TestPingBetweenNodes(t *testing.T) {
 }
 
 func TestNamesFitInterfaceLimit(t *testing.T) {
-	l := NewForTest(t, Config{Nodes: 1})
+	l := netlabtest.New(t, netlab.Config{Nodes: 1})
 	for _, n := range l.Nodes {
 		if len(n.HostIface) > 15 {
 			t.Errorf("HostIface %q longer than 15", n.HostIface)
@@ -39,7 +42,7 @@ func TestNamesFitInterfaceLimit(t *testing.T) {
 }
 
 // udpSocket opens a UDP socket inside node n bound to port.
-func udpSocket(t *testing.T, n *Node, addr string) net.PacketConn {
+func udpSocket(t *testing.T, n *netlab.Node, addr string) net.PacketConn {
 	t.Helper()
 	var c net.PacketConn
 	err := n.Do(func() error {
@@ -57,7 +60,7 @@ func udpSocket(t *testing.T, n *Node, addr string) net.PacketConn {
 func TestMulticastReachesOtherNodes(t *testing.T) {
 	for _, snoop := range []bool{false, true} {
 		t.Run(fmt.Sprintf("snooping=%v", snoop), func(t *testing.T) {
-			l := NewForTest(t, Config{Nodes: 3, IGMPSnooping: snoop})
+			l := netlabtest.New(t, netlab.Config{Nodes: 3, IGMPSnooping: snoop})
 			group := net.IPv4(239, 77, 0, 1)
 			const port = 7700
 			var wg sync.WaitGroup
@@ -125,8 +128,8 @@ func TestMulticastReachesOtherNodes(t *testing.T) {
 }
 
 func TestSetLossDropsAboutHalf(t *testing.T) {
-	RequireTool(t, "nft")
-	l := NewForTest(t, Config{Nodes: 2})
+	netlabtest.RequireTool(t, "nft")
+	l := netlabtest.New(t, netlab.Config{Nodes: 2})
 	recv, send := l.Nodes[1], l.Nodes[0]
 	c := udpSocket(t, recv, ":7701")
 	s := udpSocket(t, send, ":0")
@@ -196,7 +199,7 @@ func TestSetLossDropsAboutHalf(t *testing.T) {
 
 func TestSetRateCapsTCP(t *testing.T) {
 	const rateBitsPerSec = 20_000_000
-	l := NewForTest(t, Config{Nodes: 2})
+	l := netlabtest.New(t, netlab.Config{Nodes: 2})
 	if err := l.Nodes[1].SetRate(rateBitsPerSec); err != nil {
 		t.Fatalf("SetRate: %v", err)
 	}
@@ -254,7 +257,7 @@ func TestSetRateCapsTCP(t *testing.T) {
 }
 
 func TestAddNodeAndTap(t *testing.T) {
-	l := NewForTest(t, Config{Nodes: 1})
+	l := netlabtest.New(t, netlab.Config{Nodes: 1})
 	n, err := l.AddNode(context.Background())
 	if err != nil {
 		t.Fatalf("AddNode: %v", err)
@@ -273,8 +276,8 @@ func TestAddNodeAndTap(t *testing.T) {
 }
 
 func TestCloseRemovesEverything(t *testing.T) {
-	RequireRoot(t)
-	l, err := New(context.Background(), Config{Nodes: 2})
+	netlabtest.RequireRoot(t)
+	l, err := netlab.New(context.Background(), netlab.Config{Nodes: 2})
 	if err != nil {
 		t.Fatal(err)
 	}

@@ -11,6 +11,7 @@ import (
 	"golang.org/x/net/ipv6"
 
 	"github.com/shoal-project/shoal/internal/netlab"
+	"github.com/shoal-project/shoal/internal/netlabtest"
 )
 
 func TestAdvertisementIsEmpty(t *testing.T) {
@@ -36,7 +37,7 @@ func TestAdvertisementIsEmpty(t *testing.T) {
 // TestAnswersSolicitation sends a router solicitation from one namespace
 // and expects the empty advertisement from the server's namespace.
 func TestAnswersSolicitation(t *testing.T) {
-	l := netlab.NewForTest(t, netlab.Config{Nodes: 2})
+	l := netlabtest.New(t, netlab.Config{Nodes: 2})
 	srv, cli := l.Nodes[0], l.Nodes[1]
 	waitLinkLocal(t, srv)
 	waitLinkLocal(t, cli)

@@ -16,6 +16,7 @@ import (
 	"github.com/insomniacslk/dhcp/iana"
 
 	"github.com/shoal-project/shoal/internal/netlab"
+	"github.com/shoal-project/shoal/internal/netlabtest"
 )
 
 // hostIP returns the LAN's address with last byte b.
@@ -102,7 +103,7 @@ func baseConfig(t *testing.T, l *netlab.LAN, mode string, inventoryText string) 
 // script saw on "bound", or nil if it got no lease.
 func udhcpc(t *testing.T, n *netlab.Node, extra ...string) map[string]string {
 	t.Helper()
-	netlab.RequireTool(t, "busybox")
+	netlabtest.RequireTool(t, "busybox")
 	dir := t.TempDir()
 	script := filepath.Join(dir, "script")
 	out := filepath.Join(dir, "bound")
@@ -135,7 +136,7 @@ func inRange(ip net.IP, first, last net.IP) bool {
 const pxeBIOSClass = "PXEClient:Arch:00000:UNDI:002001"
 
 func TestFullModeUdhcpc(t *testing.T) {
-	l := netlab.NewForTest(t, netlab.Config{Nodes: 2})
+	l := netlabtest.New(t, netlab.Config{Nodes: 2})
 	client := l.Nodes[1]
 	if err := client.FlushAddrs(); err != nil {
 		t.Fatal(err)
@@ -192,7 +193,7 @@ func nclientRequest(t *testing.T, n *netlab.Node, mods ...dhcpv4.Modifier) (*ncl
 }
 
 func TestFullModeNclient4AndLeasePersistence(t *testing.T) {
-	l := netlab.NewForTest(t, netlab.Config{Nodes: 2})
+	l := netlabtest.New(t, netlab.Config{Nodes: 2})
 	client := l.Nodes[1]
 	if err := client.FlushAddrs(); err != nil {
 		t.Fatal(err)
@@ -315,7 +316,7 @@ func discoverAll(t *testing.T, n *netlab.Node, wait time.Duration, mods ...dhcpv
 
 func startDnsmasq(t *testing.T, n *netlab.Node, first, last net.IP) {
 	t.Helper()
-	netlab.RequireTool(t, "dnsmasq")
+	netlabtest.RequireTool(t, "dnsmasq")
 	dir := t.TempDir()
 	ctx, cancel := context.WithCancel(context.Background())
 	cmd := n.Command(ctx, "dnsmasq", "--no-daemon", "--conf-file=/dev/null", "--port=0",
@@ -343,7 +344,7 @@ func startDnsmasq(t *testing.T, n *netlab.Node, first, last net.IP) {
 }
 
 func TestProxyModeBesideDnsmasq(t *testing.T) {
-	l := netlab.NewForTest(t, netlab.Config{Nodes: 3})
+	l := netlabtest.New(t, netlab.Config{Nodes: 3})
 	client, site := l.Nodes[1], l.Nodes[2]
 	if err := client.FlushAddrs(); err != nil {
 		t.Fatal(err)
@@ -445,7 +446,7 @@ func TestProxyModeBesideDnsmasq(t *testing.T) {
 }
 
 func TestProxyModeAloneGivesNoAddress(t *testing.T) {
-	l := netlab.NewForTest(t, netlab.Config{Nodes: 2})
+	l := netlabtest.New(t, netlab.Config{Nodes: 2})
 	client := l.Nodes[1]
 	if err := client.FlushAddrs(); err != nil {
 		t.Fatal(err)
@@ -472,7 +473,7 @@ func TestProxyModeAloneGivesNoAddress(t *testing.T) {
 }
 
 func TestTFTPHPAAndCurlRange(t *testing.T) {
-	l := netlab.NewForTest(t, netlab.Config{Nodes: 2})
+	l := netlabtest.New(t, netlab.Config{Nodes: 2})
 	cfg := baseConfig(t, l, "off", "")
 	startServerProcess(t, l.Nodes[0], cfg)
 	client := l.Nodes[1]
@@ -481,7 +482,7 @@ func TestTFTPHPAAndCurlRange(t *testing.T) {
 	defer cancel()
 
 	t.Run("tftp-hpa", func(t *testing.T) {
-		netlab.RequireTool(t, "tftp")
+		netlabtest.RequireTool(t, "tftp")
 		dir := t.TempDir()
 		got := filepath.Join(dir, "undionly.kpxe")
 		out, err := client.Command(ctx, "tftp", "-m", "binary", server, "-c", "get", "undionly.kpxe", got).CombinedOutput()
@@ -505,7 +506,7 @@ func TestTFTPHPAAndCurlRange(t *testing.T) {
 		}
 	})
 	t.Run("curl range", func(t *testing.T) {
-		netlab.RequireTool(t, "curl")
+		netlabtest.RequireTool(t, "curl")
 		out, err := client.Command(ctx, "curl", "-sS", "-r", "2-5", "-w", " %{http_code}", "http://"+server+":8080/repo/image.bin").CombinedOutput()
 		if err != nil {
 			t.Fatalf("curl: %v\n%s", err, out)
