@@ -5,7 +5,6 @@ package session
 import (
 	"bytes"
 	"context"
-	"crypto/rand"
 	"fmt"
 	"log/slog"
 	"net"
@@ -20,8 +19,10 @@ import (
 
 	"github.com/shoal-project/shoal/imaging"
 	"github.com/shoal-project/shoal/internal/httpcount"
+	"github.com/shoal-project/shoal/internal/imagetest"
 	"github.com/shoal-project/shoal/internal/netlab"
 	"github.com/shoal-project/shoal/internal/netlabtest"
+	"github.com/shoal-project/shoal/internal/testlog"
 	"github.com/shoal-project/shoal/partition"
 )
 
@@ -108,26 +109,8 @@ func newLab(t *testing.T, nodes int, sizeBytes, chunkBytes int64, names ...strin
 
 func makeImage(t *testing.T, repoDir, name string, sizeBytes, chunkBytes int64) *testImage {
 	t.Helper()
-	disk := make([]byte, sizeBytes)
-	if _, err := rand.Read(disk); err != nil {
-		t.Fatal(err)
-	}
-	// A run of zeros (not stored) and a compressible stretch.
-	clear(disk[sizeBytes/2 : sizeBytes/2+chunkBytes])
-	copy(disk[sizeBytes/4:sizeBytes/4+chunkBytes], bytes.Repeat([]byte("shoal "), int(chunkBytes/6)))
-	src := filepath.Join(t.TempDir(), name+".raw")
-	if err := os.WriteFile(src, disk, 0o644); err != nil {
-		t.Fatal(err)
-	}
-	ctx := context.Background()
-	if _, _, err := imaging.Create(ctx, src, repoDir, name, imaging.CreateOptions{ChunkSizeBytes: chunkBytes}); err != nil {
-		t.Fatalf("imaging.Create: %v", err)
-	}
-	img, err := imaging.LoadImage(ctx, imaging.DirRepo(repoDir), name, nil)
-	if err != nil {
-		t.Fatal(err)
-	}
-	return &testImage{name: name, disk: disk, img: img}
+	im := imagetest.New(t, imagetest.Options{Name: name, RepoDir: repoDir, SizeBytes: sizeBytes, ChunkBytes: chunkBytes, ZeroRun: true, Compressible: true})
+	return &testImage{name: name, disk: im.Disk, img: im.Image}
 }
 
 // repoFor returns an HTTP repository of the lab's server whose connections
@@ -355,15 +338,5 @@ func (s *sniffer) count(f func(Msg) bool) int {
 }
 
 func testLogger(t *testing.T, name string) *slog.Logger {
-	if !testing.Verbose() {
-		return slog.New(slog.DiscardHandler)
-	}
-	return slog.New(slog.NewTextHandler(tWriter{t}, &slog.HandlerOptions{Level: slog.LevelInfo})).With("who", name)
-}
-
-type tWriter struct{ t *testing.T }
-
-func (w tWriter) Write(b []byte) (int, error) {
-	w.t.Log(string(bytes.TrimSpace(b)))
-	return len(b), nil
+	return testlog.New(t, name, slog.LevelInfo)
 }
