@@ -45,6 +45,7 @@ type Writer struct {
 	have      []bool
 	remaining int
 	written   atomic.Int64
+	table     atomic.Bool // the partition table is written (Finish succeeded)
 }
 
 // NewWriter prepares t for img: it wipes the old partition tables at both
@@ -223,10 +224,15 @@ func (w *Writer) Finish() error {
 	if err := w.t.WriteTable(&w.img.Manifest.Table); err != nil {
 		return err
 	}
+	w.table.Store(true)
 	return nil
 }
 
-// ApplyOptions tunes Apply.
+// TableWritten reports whether Finish wrote the partition table: the image
+// is complete on the target.
+func (w *Writer) TableWritten() bool { return w.table.Load() }
+
+// ApplyOptions tunes Apply, Target.Apply, Fetch and Verify.
 type ApplyOptions struct {
 	// Workers is the number of chunks in flight (default 2 per CPU, at
 	// least 4): each fetches, decodes, verifies and writes its chunk.
