@@ -53,13 +53,13 @@ func NewTarget(path string, opts TargetOptions) *Target {
 	return &Target{path: path, opts: opts}
 }
 
-// Path returns the target's path.
-func (t *Target) Path() string { return t.path }
-
 // Open checks the target against img's requirements, opens it and returns
 // the writer on it (which wipes the old partition tables first). It has
 // the shape of session.Config.Open; a target opens once.
-func (t *Target) Open(img *Image) (*Writer, error) {
+func (t *Target) Open(img *Image) (*Writer, error) { return t.open(img, nil) }
+
+// open is Open with the writer's codec (nil: NewCodec(0)).
+func (t *Target) open(img *Image, codec *Codec) (*Writer, error) {
 	t.mu.Lock()
 	defer t.mu.Unlock()
 	if t.t != nil || t.closed {
@@ -75,7 +75,7 @@ func (t *Target) Open(img *Image) (*Writer, error) {
 		return nil, err
 	}
 	t.t = pt
-	w, err := NewWriter(img, pt, nil)
+	w, err := NewWriter(img, pt, codec)
 	if err != nil {
 		return nil, err
 	}
@@ -87,7 +87,7 @@ func (t *Target) Open(img *Image) (*Writer, error) {
 // (verified) in parallel, then the partition table. On any error no
 // partition table is written.
 func (t *Target) Apply(ctx context.Context, img *Image, repo Repo, opts ApplyOptions) error {
-	w, err := t.Open(img)
+	w, err := t.open(img, opts.Codec)
 	if err != nil {
 		return err
 	}
@@ -103,21 +103,6 @@ func (t *Target) Opened() bool {
 	t.mu.Lock()
 	defer t.mu.Unlock()
 	return t.t != nil
-}
-
-// Created reports whether this run created the target file.
-func (t *Target) Created() bool {
-	t.mu.Lock()
-	defer t.mu.Unlock()
-	return t.t != nil && t.t.Created
-}
-
-// TableWritten reports whether the partition table was written: the image
-// is complete on the target.
-func (t *Target) TableWritten() bool {
-	t.mu.Lock()
-	defer t.mu.Unlock()
-	return t.w != nil && t.w.TableWritten()
 }
 
 // Close closes the target; later calls return the first one's result. If
