@@ -37,17 +37,17 @@ func TestStatsFailureKeepsTarget(t *testing.T) {
 	for _, tc := range []struct {
 		name string
 		// run runs the command under test writing target and returns
-		// its error and stderr.
-		run func(t *testing.T, target string) (error, string)
+		// its stderr and error.
+		run func(t *testing.T, target string) (string, error)
 	}{
-		{"fetch", func(t *testing.T, target string) (error, string) {
+		{"fetch", func(t *testing.T, target string) (string, error) {
 			var out, errOut bytes.Buffer
 			err := command(lan.Nodes[0], &out, &errOut, "fetch", "--repo", repo, "--name", "debian-12", "--pub", filepath.Join(dir, "site.pub"),
 				"--insecure-no-key", "--iface", "eth0", "--announce-interval", "100ms", "--listen", "300ms", "--linger", "100ms",
 				"--stats", badStats, target).Run()
-			return err, errOut.String()
+			return errOut.String(), err
 		}},
-		{"receive", func(t *testing.T, target string) (error, string) {
+		{"receive", func(t *testing.T, target string) (string, error) {
 			var out, errOut, txOut, txErr bytes.Buffer
 			rx := command(lan.Nodes[1], &out, &errOut, "receive", "--name", "debian-12", "--iface", "eth0", "--pub", filepath.Join(dir, "site.pub"),
 				"--timeout", "30s", "--stats", badStats, target)
@@ -60,12 +60,12 @@ func TestStatsFailureKeepsTarget(t *testing.T) {
 			if tx != nil {
 				t.Errorf("shoal send: %v\nstderr: %s", tx, txErr.String())
 			}
-			return err, errOut.String()
+			return errOut.String(), err
 		}},
 	} {
 		t.Run(tc.name, func(t *testing.T) {
 			target := filepath.Join(dir, tc.name+".img")
-			err, stderr := tc.run(t, target)
+			stderr, err := tc.run(t, target)
 			t.Logf("shoal %s: %v\nstderr: %s", tc.name, err, stderr)
 			if err == nil || !strings.Contains(stderr, badStats) {
 				t.Errorf("shoal %s with an unwritable --stats: err %v; want an error naming %s on stderr", tc.name, err, badStats)
