@@ -146,12 +146,9 @@ func TestHTTPErrorOutlivesRetries(t *testing.T) {
 
 func applyTo(t *testing.T, img *Image, repo Repo, dst string, opts ApplyOptions) error {
 	t.Helper()
-	tg, err := openTestTarget(img, dst)
-	if err != nil {
-		return err
-	}
+	tg := NewTarget(dst, TargetOptions{Create: true})
 	defer tg.Close()
-	return Apply(context.Background(), img, repo, tg, opts)
+	return tg.Apply(context.Background(), img, repo, opts)
 }
 
 func TestWriterRefusesBadData(t *testing.T) {
@@ -197,7 +194,7 @@ func TestWriterRefusesBadData(t *testing.T) {
 		c := img.Chunks[i]
 		if i%2 == 0 {
 			plain := data[c.OffsetBytes : c.OffsetBytes+c.SizeBytes]
-			if err := w.WritePlain(i, plain); err != nil {
+			if err := writePlain(w, i, plain); err != nil {
 				t.Fatal(err)
 			}
 			continue

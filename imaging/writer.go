@@ -3,7 +3,6 @@ package imaging
 import (
 	"bytes"
 	"context"
-	"crypto/sha256"
 	"errors"
 	"fmt"
 	"runtime"
@@ -45,6 +44,7 @@ type Writer struct {
 	have      []bool
 	remaining int
 	written   atomic.Int64
+	table     atomic.Bool // the partition table is written (Finish succeeded)
 }
 
 // NewWriter prepares t for img: it wipes the old partition tables at both
@@ -142,21 +142,6 @@ func (w *Writer) WriteStored(i int, stored []byte) error {
 	return w.write(ref, plain)
 }
 
-// WritePlain verifies chunk i's uncompressed bytes and writes them.
-func (w *Writer) WritePlain(i int, plain []byte) error {
-	ref, err := w.ref(i)
-	if err != nil {
-		return err
-	}
-	if int64(len(plain)) != ref.SizeBytes || Hash(sha256.Sum256(plain)) != ref.Hash {
-		return fmt.Errorf("chunk %d (%s): %w", i, ref.Hash, ErrCorrupt)
-	}
-	if w.Has(i) {
-		return nil
-	}
-	return w.write(ref, plain)
-}
-
 func (w *Writer) write(ref ChunkRef, plain []byte) error {
 	if ref.OffsetBytes < CommitBytes {
 		// Commit region: kept (plain is the caller's or a pooled
@@ -223,10 +208,15 @@ func (w *Writer) Finish() error {
 	if err := w.t.WriteTable(&w.img.Manifest.Table); err != nil {
 		return err
 	}
+	w.table.Store(true)
 	return nil
 }
 
-// ApplyOptions tunes Apply.
+// TableWritten reports whether Finish wrote the partition table: the image
+// is complete on the target.
+func (w *Writer) TableWritten() bool { return w.table.Load() }
+
+// ApplyOptions tunes Target.Apply, Fetch and Verify.
 type ApplyOptions struct {
 	// Workers is the number of chunks in flight (default 2 per CPU, at
 	// least 4): each fetches, decodes, verifies and writes its chunk.
@@ -234,19 +224,6 @@ type ApplyOptions struct {
 	// Progress, when set, is called with the bytes of each chunk written.
 	Progress func(bytes int64)
 	Codec    *Codec
-}
-
-// Apply writes img from repo to t: wipe, chunks (verified) in parallel, then
-// the partition table. On any error no partition table is written.
-func Apply(ctx context.Context, img *Image, repo Repo, t *partition.Target, opts ApplyOptions) error {
-	w, err := NewWriter(img, t, opts.Codec)
-	if err != nil {
-		return err
-	}
-	if err := Fetch(ctx, w, repo, img.Chunks, opts); err != nil {
-		return err
-	}
-	return w.Finish()
 }
 
 // Fetch fetches refs from repo into w, several at a time.

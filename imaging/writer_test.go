@@ -49,7 +49,7 @@ func TestWriterCommitsFirstMiBLast(t *testing.T) {
 					last = i
 					continue
 				}
-				if err := w.WritePlain(i, data[c.OffsetBytes:c.OffsetBytes+c.SizeBytes]); err != nil {
+				if err := writePlain(w, i, data[c.OffsetBytes:c.OffsetBytes+c.SizeBytes]); err != nil {
 					t.Fatal(err)
 				}
 			}
@@ -62,7 +62,7 @@ func TestWriterCommitsFirstMiBLast(t *testing.T) {
 				t.Errorf("ReadPlain(0) of a held chunk = %v, want its bytes", err)
 			}
 			c := img.Chunks[last]
-			if err := w.WritePlain(last, data[c.OffsetBytes:c.OffsetBytes+c.SizeBytes]); err != nil {
+			if err := writePlain(w, last, data[c.OffsetBytes:c.OffsetBytes+c.SizeBytes]); err != nil {
 				t.Fatal(err)
 			}
 			got, _ = os.ReadFile(dst)

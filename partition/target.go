@@ -17,12 +17,11 @@ import (
 
 // Problems a target can have. Check them with errors.Is.
 var (
-	ErrTooSmall    = errors.New("target is too small")
-	ErrSectorSize  = errors.New("target's logical sector size differs from the image's")
-	ErrMounted     = errors.New("target is in use (mounted, swap or held by another device)")
-	ErrBootDevice  = errors.New("target is the device the system booted from")
-	ErrNotADisk    = errors.New("target is neither a block device nor a regular file")
-	ErrSameAsImage = errors.New("target is a file the image is read from")
+	ErrTooSmall   = errors.New("target is too small")
+	ErrSectorSize = errors.New("target's logical sector size differs from the image's")
+	ErrMounted    = errors.New("target is in use (mounted, swap or held by another device)")
+	ErrBootDevice = errors.New("target is the device the system booted from")
+	ErrNotADisk   = errors.New("target is neither a block device nor a regular file")
 )
 
 // TargetError says which check a target failed.
@@ -67,13 +66,6 @@ type Target struct {
 	IsDevice    bool
 	// Created is true when the target file did not exist and was made.
 	Created bool
-}
-
-// CheckTarget checks path against req without opening it for writing. It
-// returns nil for a missing regular file (it will be created).
-func CheckTarget(path string, req Requirements, opts TargetOptions) error {
-	_, err := inspect(path, req, opts)
-	return err
 }
 
 type targetInfo struct {

@@ -141,13 +141,17 @@ func TestRootDeviceRefused(t *testing.T) {
 		if err := os.WriteFile(mi, []byte(line), 0o644); err != nil {
 			t.Fatal(err)
 		}
-		err := partition.CheckTarget(dev, req, partition.TargetOptions{Mountinfo: mi})
-		if !errors.Is(err, partition.ErrBootDevice) {
-			t.Errorf("CheckTarget(%s) with %s as / = %v, want %v", dev, dev, err, partition.ErrBootDevice)
+		if tg, err := partition.OpenTarget(dev, req, partition.TargetOptions{Mountinfo: mi}); !errors.Is(err, partition.ErrBootDevice) {
+			if err == nil {
+				tg.Close()
+			}
+			t.Errorf("OpenTarget(%s) with %s as / = %v, want %v", dev, dev, err, partition.ErrBootDevice)
 		}
-		if err := partition.CheckTarget(dev, req, partition.TargetOptions{Mountinfo: filepath.Join(t.TempDir(), "none")}); err != nil {
-			t.Errorf("CheckTarget(%s) with no mount table = %v, want nil", dev, err)
+		tg, err := partition.OpenTarget(dev, req, partition.TargetOptions{Mountinfo: filepath.Join(t.TempDir(), "none")})
+		if err != nil {
+			t.Fatalf("OpenTarget(%s) with no mount table = %v, want it opened", dev, err)
 		}
+		tg.Close()
 	})
 }
 

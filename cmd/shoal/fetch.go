@@ -3,7 +3,6 @@ package main
 import (
 	"bytes"
 	"context"
-	"errors"
 	"fmt"
 	"io"
 	"log/slog"
@@ -19,7 +18,6 @@ import (
 	"github.com/shoal-project/shoal/imaging/session"
 	"github.com/shoal-project/shoal/internal/progress"
 	"github.com/shoal-project/shoal/internal/units"
-	"github.com/shoal-project/shoal/partition"
 )
 
 const fetchUsage = "shoal fetch --repo URL --name NAME [--state DIR | --pub PREFIX.pub | --insecure-unsigned] [--iface IF] [--relay stream|after] (--key-file FILE | --insecure-no-key) TARGET"
@@ -108,16 +106,9 @@ func runFetch(ctx context.Context, args []string, stdout, stderr io.Writer) erro
 	}
 	c.ControlPort, c.DataPort, c.NodeID = *port, *dataPort, uint32(*nodeID)
 	c.Logger = slog.Default()
-	// The target: the same checks and writer as `shoal image apply`.
-	var t *partition.Target
-	c.Open = func(img *imaging.Image) (*imaging.Writer, error) {
-		var err error
-		t, err = partition.OpenTarget(target, img.Requirements(), partition.TargetOptions{})
-		if err != nil {
-			return nil, err
-		}
-		return imaging.NewWriter(img, t, nil)
-	}
+	// The target: the same life cycle as `shoal image apply`'s.
+	tg := imaging.NewTarget(target, imaging.TargetOptions{Create: true})
+	c.Open = tg.Open
 	term := progress.IsTerminal(stderr)
 	c.Progress = func(s session.Status) {
 		if term {
@@ -129,22 +120,16 @@ func runFetch(ctx context.Context, args []string, stdout, stderr io.Writer) erro
 	if term {
 		fmt.Fprintln(stderr)
 	}
-	if t != nil {
-		if cerr := t.Close(); err == nil && cerr != nil {
-			err = fmt.Errorf("close %s: %w", target, cerr)
-		}
+	if cerr := tg.Close(); err == nil {
+		err = cerr
 	}
+	// The status is written whatever happened; failing to write it
+	// never undoes a complete disk.
 	if werr := writeStats(*statsPath, st); werr != nil && err == nil {
-		err = werr
+		err = fmt.Errorf("--stats: %w", werr)
 	}
 	if err != nil {
-		if t != nil && t.Created {
-			// A file this run made holds nothing worth keeping.
-			if rerr := os.Remove(target); rerr != nil && !errors.Is(rerr, os.ErrNotExist) {
-				slog.Warn("remove partial target", "target", target, "err", rerr)
-			}
-		}
-		return fmt.Errorf("fetch %s to %s: %w; no partition table was written", *name, target, err)
+		return fmt.Errorf("fetch %s to %s: %w; %s", *name, target, err, tg.Outcome())
 	}
 	fmt.Fprintf(stdout, "fetched image %s to %s in %s: %d chunks verified, %s from the server, %s from peers, %s multicast to peers (led %d, takeovers %d, fallbacks %d)\n",
 		*name, target, st.Elapsed.Round(time.Millisecond), st.Chunks, progress.Bytes(st.BytesFromServer), progress.Bytes(st.BytesFromPeers),

@@ -3,7 +3,6 @@ package main
 import (
 	"context"
 	"crypto/ed25519"
-	"errors"
 	"flag"
 	"fmt"
 	"io"
@@ -15,7 +14,6 @@ import (
 
 	"github.com/shoal-project/shoal/imaging"
 	"github.com/shoal-project/shoal/internal/progress"
-	"github.com/shoal-project/shoal/partition"
 )
 
 const imageUsage = `usage:
@@ -259,26 +257,17 @@ func runImageApply(ctx context.Context, args []string, stdout, stderr io.Writer)
 	if err != nil {
 		return fmt.Errorf("image apply: %w", err)
 	}
-	t, err := partition.OpenTarget(target, img.Requirements(), partition.TargetOptions{})
-	if err != nil {
-		return fmt.Errorf("image apply: %w", err)
-	}
 	slog.Debug("applying", "image", *name, "id", img.ID.String(), "target", target)
+	tg := imaging.NewTarget(target, imaging.TargetOptions{Create: true})
 	bar := progress.New(stderr, "apply", img.Manifest.DataBytes)
 	start := time.Now()
-	err = imaging.Apply(ctx, img, repo, t, imaging.ApplyOptions{Workers: *workers, Progress: bar.Add})
+	err = tg.Apply(ctx, img, repo, imaging.ApplyOptions{Workers: *workers, Progress: bar.Add})
 	bar.Finish()
-	if cerr := t.Close(); err == nil && cerr != nil {
-		err = fmt.Errorf("close %s: %w", target, cerr)
+	if cerr := tg.Close(); err == nil {
+		err = cerr
 	}
 	if err != nil {
-		if t.Created {
-			// A file this run made holds nothing worth keeping.
-			if rerr := os.Remove(target); rerr != nil && !errors.Is(rerr, os.ErrNotExist) {
-				slog.Warn("remove partial target", "target", target, "err", rerr)
-			}
-		}
-		return fmt.Errorf("image apply %s to %s: %w; no partition table was written", *name, target, err)
+		return fmt.Errorf("image apply %s to %s: %w; %s", *name, target, err, tg.Outcome())
 	}
 	el := time.Since(start)
 	fmt.Fprintf(stdout, "applied image %s (%s) to %s: %s of data in %s (%.0f MB/s)\n", *name, img.ID.String()[:16], target,

@@ -2,7 +2,6 @@ package main
 
 import (
 	"context"
-	"errors"
 	"fmt"
 	"io"
 	"log/slog"
@@ -15,23 +14,9 @@ import (
 	"github.com/shoal-project/shoal/imaging"
 	"github.com/shoal-project/shoal/imaging/mcast"
 	"github.com/shoal-project/shoal/internal/progress"
-	"github.com/shoal-project/shoal/partition"
 )
 
 const receiveUsage = "shoal receive --name NAME [--state DIR | --pub PREFIX.pub | --insecure-unsigned] [--iface IF] TARGET"
-
-// targetSink writes through imaging.Writer and closes the target at the end.
-type targetSink struct {
-	*imaging.Writer
-	t *partition.Target
-}
-
-func (s *targetSink) Finish() error {
-	if err := s.Writer.Finish(); err != nil {
-		return err
-	}
-	return s.t.Close()
-}
 
 func runReceive(ctx context.Context, args []string, stdout, stderr io.Writer) error {
 	fs := newFlagSet("receive", stderr, receiveUsage)
@@ -73,7 +58,8 @@ func runReceive(ctx context.Context, args []string, stdout, stderr io.Writer) er
 		return fmt.Errorf("receive: %w", err)
 	}
 	defer conn.Close()
-	var t *partition.Target
+	// The target: the same life cycle as `shoal image apply`'s.
+	tg := imaging.NewTarget(target, imaging.TargetOptions{Create: true})
 	term := progress.IsTerminal(stderr)
 	st, err := mcast.Receive(ctx, conn, mcast.ReceiverConfig{
 		Name: *name, Pub: pub, Iface: ifi, Control: ctrl,
@@ -82,16 +68,11 @@ func runReceive(ctx context.Context, args []string, stdout, stderr io.Writer) er
 			return mcast.ListenGroup(ctx, ifi, g, mcast.GroupOptions{})
 		},
 		Open: func(img *imaging.Image) (mcast.Sink, error) {
-			var err error
-			t, err = partition.OpenTarget(target, img.Requirements(), partition.TargetOptions{})
+			w, err := tg.Open(img)
 			if err != nil {
 				return nil, err
 			}
-			w, err := imaging.NewWriter(img, t, nil)
-			if err != nil {
-				return nil, err
-			}
-			return &targetSink{Writer: w, t: t}, nil
+			return w, nil
 		},
 		Logger: slog.Default(),
 		Progress: func(s mcast.ReceiverStats) {
@@ -104,19 +85,16 @@ func runReceive(ctx context.Context, args []string, stdout, stderr io.Writer) er
 	if term {
 		fmt.Fprintln(stderr)
 	}
+	if cerr := tg.Close(); err == nil {
+		err = cerr
+	}
+	// The figures are written whatever happened; failing to write them
+	// never undoes a complete disk.
 	if werr := writeStats(mf.stats, st); werr != nil && err == nil {
-		err = werr
+		err = fmt.Errorf("--stats: %w", werr)
 	}
 	if err != nil {
-		if t != nil {
-			t.Close()
-			if t.Created {
-				if rerr := os.Remove(target); rerr != nil && !errors.Is(rerr, os.ErrNotExist) {
-					slog.Warn("remove partial target", "target", target, "err", rerr)
-				}
-			}
-		}
-		return fmt.Errorf("receive to %s: %w; no partition table was written", target, err)
+		return fmt.Errorf("receive to %s: %w; %s", target, err, tg.Outcome())
 	}
 	fmt.Fprintf(stdout, "received image %s to %s in %s: %d chunks verified, %s received (%s duplicate)\n",
 		st.Image.String()[:16], target, st.Elapsed.Round(time.Millisecond), st.Chunks, progress.Bytes(st.ReceivedBytes), progress.Bytes(st.DuplicateBytes))

@@ -60,9 +60,9 @@ func Session(ctx context.Context, j Job) (Result, error) {
 			return Result{}, fmt.Errorf("interface %s: %w", j.Iface, err)
 		}
 	}
+	tg := imaging.NewTarget(j.Disk, imaging.TargetOptions{Checks: partition.TargetOptions{BootDevices: j.Boot}})
 	var (
 		mu   sync.Mutex
-		t    *partition.Target
 		w    *imaging.Writer
 		img  *imaging.Image
 		role string
@@ -71,17 +71,15 @@ func Session(ctx context.Context, j Job) (Result, error) {
 		if err := checkImageID(j, im.ID); err != nil {
 			return nil, err
 		}
-		tt, err := partition.OpenTarget(j.Disk, im.Requirements(), partition.TargetOptions{BootDevices: j.Boot})
+		ww, err := tg.Open(im)
 		if err != nil {
-			return nil, fmt.Errorf("image %s (needs %d bytes) on %s: %w", j.Name, im.Requirements().MinSizeBytes, j.Disk, err)
-		}
-		ww, err := imaging.NewWriter(im, tt, nil)
-		if err != nil {
-			tt.Close()
+			if !tg.Opened() {
+				return nil, fmt.Errorf("image %s (needs %d bytes) on %s: %w", j.Name, im.Requirements().MinSizeBytes, j.Disk, err)
+			}
 			return nil, err
 		}
 		mu.Lock()
-		t, w, img = tt, ww, im
+		w, img = ww, im
 		mu.Unlock()
 		if j.Log != nil {
 			j.Log.Info("writing", "image", j.Name, "id", im.ID.String(), "disk", j.Disk, "dataBytes", im.Manifest.DataBytes)
@@ -125,16 +123,14 @@ func Session(ctx context.Context, j Job) (Result, error) {
 	st, err := session.Run(ctx, c)
 	mu.Lock()
 	defer mu.Unlock()
-	if t != nil {
-		if cerr := t.Close(); err == nil && cerr != nil {
-			err = fmt.Errorf("close %s: %w", j.Disk, cerr)
-		}
+	if cerr := tg.Close(); err == nil {
+		err = cerr
 	}
 	if err != nil {
-		if t == nil {
-			return Result{}, fmt.Errorf("image %s from %s: %w; the disk was not touched", j.Name, j.Repo, err)
+		if !tg.Opened() {
+			return Result{}, fmt.Errorf("image %s from %s: %w; %s", j.Name, j.Repo, err, tg.Outcome())
 		}
-		return Result{}, fmt.Errorf("write image %s to %s: %w; no partition table was written, the old one was wiped", j.Name, j.Disk, err)
+		return Result{}, fmt.Errorf("write image %s to %s: %w; %s", j.Name, j.Disk, err, tg.Outcome())
 	}
 	if j.Log != nil {
 		j.Log.Info("session done", "role", st.Role, "chunks", st.Chunks, "fromServer", st.BytesFromServer, "fromPeers", st.BytesFromPeers,

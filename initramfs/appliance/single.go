@@ -12,7 +12,7 @@ import (
 
 // SingleNode is the Reimager without peers: the manifest and every chunk
 // from the repository over HTTP (imaging.HTTPRepo), verified and written
-// by imaging.Apply to a target checked by partition.OpenTarget (never the
+// through an imaging.Target, checked by partition.OpenTarget (never the
 // boot medium, a mounted disk or one too small), the partition table
 // last. Nothing is written when the image cannot be loaded or the disk
 // fails a check.
@@ -28,9 +28,11 @@ func SingleNode(ctx context.Context, j Job) (Result, error) {
 	if err := checkImageID(j, img.ID); err != nil {
 		return Result{}, err
 	}
-	t, err := partition.OpenTarget(j.Disk, img.Requirements(), partition.TargetOptions{BootDevices: j.Boot})
+	tg := imaging.NewTarget(j.Disk, imaging.TargetOptions{Checks: partition.TargetOptions{BootDevices: j.Boot}})
+	w, err := tg.Open(img)
 	if err != nil {
-		return Result{}, fmt.Errorf("image %s (needs %d bytes) on %s: %w; the disk was not touched", j.Name, img.Requirements().MinSizeBytes, j.Disk, err)
+		tg.Close()
+		return Result{}, fmt.Errorf("image %s (needs %d bytes) on %s: %w; %s", j.Name, img.Requirements().MinSizeBytes, j.Disk, err, tg.Outcome())
 	}
 	total := img.Manifest.DataBytes
 	var done atomic.Int64
@@ -43,12 +45,15 @@ func SingleNode(ctx context.Context, j Job) (Result, error) {
 	if j.Log != nil {
 		j.Log.Info("applying", "image", j.Name, "id", img.ID.String(), "disk", j.Disk, "dataBytes", total)
 	}
-	err = imaging.Apply(ctx, img, repo, t, imaging.ApplyOptions{Progress: progress})
-	if cerr := t.Close(); err == nil && cerr != nil {
-		err = fmt.Errorf("close %s: %w", j.Disk, cerr)
+	err = imaging.Fetch(ctx, w, repo, img.Chunks, imaging.ApplyOptions{Progress: progress})
+	if err == nil {
+		err = w.Finish()
+	}
+	if cerr := tg.Close(); err == nil {
+		err = cerr
 	}
 	if err != nil {
-		return Result{}, fmt.Errorf("write image %s to %s: %w; no partition table was written, the old one was wiped", j.Name, j.Disk, err)
+		return Result{}, fmt.Errorf("write image %s to %s: %w; %s", j.Name, j.Disk, err, tg.Outcome())
 	}
 	return Result{ImageID: img.ID.String()[:16], BytesTotal: total, Verified: pub != nil,
 		Role: api.RoleServer, FromServer: img.Manifest.StoredBytes}, nil
