@@ -5,8 +5,12 @@
 //
 // Routes (docs/netboot.md):
 //
-//	POST /api/v1/machines/{mac}/status       a status report
 //	GET  /api/v1/machines                    every machine
+//	GET  /api/v1/machines/{mac}              one machine
+//	POST /api/v1/machines/{mac}/credential   this boot's credential
+//	POST /api/v1/machines/{mac}/status       a status report
+//
+// Client (client.go) makes these requests.
 package api
 
 // State is a machine's state as it reports it.
