@@ -13,6 +13,7 @@ import (
 	"testing"
 
 	"github.com/shoal-project/shoal/initramfs/report"
+	"github.com/shoal-project/shoal/netboot/api"
 	"github.com/shoal-project/shoal/netboot/serve"
 )
 
@@ -71,7 +72,7 @@ func TestServeCommand(t *testing.T) {
 		t.Fatal(err)
 	}
 	resp.Body.Close()
-	cred, err := report.RequestCredential(ctx, base, "52:54:00:aa:bb:cc", nil)
+	cred, err := (&api.Client{BaseURL: base}).Credential(ctx, "52:54:00:aa:bb:cc")
 	if err != nil {
 		t.Fatal(err)
 	}
