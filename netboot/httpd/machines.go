@@ -30,22 +30,33 @@ func (s *Server) machines(w http.ResponseWriter, r *http.Request) {
 // that policy's entry), 404 for a MAC the server does not boot.
 func (s *Server) machine(w http.ResponseWriter, r *http.Request) {
 	w.Header().Set("Cache-Control", "no-store")
-	mac, err := inventory.CanonicalMAC(r.PathValue("mac"))
-	if err != nil {
-		http.Error(w, err.Error(), http.StatusBadRequest)
-		return
-	}
-	m, err := s.cfg.Inventory.Lookup(mac)
-	if errors.Is(err, inventory.ErrUnknown) {
-		http.Error(w, err.Error(), http.StatusNotFound)
-		return
-	}
-	if err != nil {
-		http.Error(w, err.Error(), http.StatusInternalServerError)
+	m, ok := s.lookup(w, r)
+	if !ok {
 		return
 	}
 	m.Silent = m.SilentAt(s.cfg.Now(), s.cfg.SilentAfter)
 	s.writeJSON(w, m)
+}
+
+// lookup finds the machine of the request's {mac}; when there is none it
+// answers (400 for a bad MAC, 404 for one the server does not boot) and
+// returns false.
+func (s *Server) lookup(w http.ResponseWriter, r *http.Request) (inventory.Machine, bool) {
+	mac, err := inventory.CanonicalMAC(r.PathValue("mac"))
+	if err != nil {
+		http.Error(w, err.Error(), http.StatusBadRequest)
+		return inventory.Machine{}, false
+	}
+	m, err := s.cfg.Inventory.Lookup(mac)
+	if errors.Is(err, inventory.ErrUnknown) {
+		http.Error(w, err.Error(), http.StatusNotFound)
+		return inventory.Machine{}, false
+	}
+	if err != nil {
+		http.Error(w, err.Error(), http.StatusInternalServerError)
+		return inventory.Machine{}, false
+	}
+	return m, true
 }
 
 // writeJSON answers with v as indented JSON, never cached.
