@@ -19,7 +19,6 @@ import (
 	"github.com/u-root/u-root/pkg/cpio"
 
 	"github.com/shoal-project/shoal/internal/netlab"
-	"github.com/shoal-project/shoal/netboot/api"
 )
 
 // netbootRequire returns path, or skips (fails in CI) when it is missing.
@@ -309,7 +308,10 @@ func testNetboot(t testing.TB, c netbootCase) time.Duration {
 	if err != nil {
 		t.Fatalf("curl machines: %v", err)
 	}
-	var ms []api.Machine
+	var ms []struct {
+		MAC      string    `json:"mac"`
+		LastBoot time.Time `json:"lastBoot"`
+	}
 	if err := json.Unmarshal(out, &ms); err != nil {
 		t.Fatalf("machines JSON: %v\n%s", err, out)
 	}
