@@ -17,7 +17,6 @@ import (
 	"os"
 	"os/signal"
 	"syscall"
-	"time"
 
 	"github.com/shoal-project/shoal/initramfs/appliance"
 )
@@ -35,12 +34,12 @@ func main() {
 func run(ctx context.Context, args []string, stdout, stderr io.Writer) error {
 	fs := flag.NewFlagSet("shoal-init", flag.ContinueOnError)
 	fs.SetOutput(stderr)
-	var o appliance.Options
-	fs.StringVar(&o.Cmdline, "cmdline", "/proc/cmdline", "file holding the kernel command line")
-	fs.StringVar(&o.ModulesDir, "modules", "/lib/shoal/modules", "directory of kernel modules to load")
-	fs.StringVar(&o.PubKey, "pubkey", "/etc/shoal/pubkey.pem", "image-signing public key (absent: the appliance refuses to reimage unless the kernel command line says shoal.insecure=unsigned)")
-	fs.DurationVar(&o.ConfWait, "conf-wait", 20*time.Second, "how long to wait for a USB stick with shoal.conf")
-	fs.DurationVar(&o.DiskWait, "disk-wait", 15*time.Second, "how long to wait for the target disk")
+	o := appliance.DefaultOptions()
+	fs.StringVar(&o.Cmdline, "cmdline", o.Cmdline, "file holding the kernel command line")
+	fs.StringVar(&o.ModulesDir, "modules", o.ModulesDir, "directory of kernel modules to load")
+	fs.StringVar(&o.PubKey, "pubkey", o.PubKey, "image-signing public key (absent: the appliance refuses to reimage unless the kernel command line says shoal.insecure=unsigned)")
+	fs.DurationVar(&o.ConfWait, "conf-wait", o.ConfWait, "how long to wait for a USB stick with shoal.conf")
+	fs.DurationVar(&o.DiskWait, "disk-wait", o.DiskWait, "how long to wait for the target disk")
 	single := fs.Bool("single-node", false, "fetch from the server only, without the peer session")
 	verbose := fs.Bool("v", false, "debug logging")
 	if err := fs.Parse(args); err != nil {

@@ -3,7 +3,6 @@ package main
 import (
 	"bufio"
 	"context"
-	"encoding/json"
 	"errors"
 	"io"
 	"net/http"
@@ -13,6 +12,7 @@ import (
 	"testing"
 
 	"github.com/shoal-project/shoal/initramfs/report"
+	"github.com/shoal-project/shoal/netboot/api"
 	"github.com/shoal-project/shoal/netboot/serve"
 )
 
@@ -71,7 +71,7 @@ func TestServeCommand(t *testing.T) {
 		t.Fatal(err)
 	}
 	resp.Body.Close()
-	cred, err := report.RequestCredential(ctx, base, "52:54:00:aa:bb:cc", nil)
+	cred, err := (&api.Client{BaseURL: base}).Credential(ctx, "52:54:00:aa:bb:cc")
 	if err != nil {
 		t.Fatal(err)
 	}
@@ -79,19 +79,11 @@ func TestServeCommand(t *testing.T) {
 	if err := rep.Send(ctx, report.Status{State: "writing", Progress: 0.25}); err != nil {
 		t.Fatalf("signed report: %v", err)
 	}
-	resp, err = http.Get(base + "/api/v1/machines")
+	ms, err := (&api.Client{BaseURL: base}).Machines(ctx)
 	if err != nil {
 		t.Fatal(err)
 	}
-	defer resp.Body.Close()
-	var ms []struct {
-		MAC    string
-		Status struct{ State string }
-	}
-	if err := json.NewDecoder(resp.Body).Decode(&ms); err != nil {
-		t.Fatal(err)
-	}
-	if len(ms) != 1 || ms[0].Status.State != "writing" {
+	if len(ms) != 1 || ms[0].Status.State != api.StateWriting {
 		t.Errorf("machines = %+v, want one writing", ms)
 	}
 	// The script uses --server-ip for its URLs.

@@ -16,7 +16,6 @@ import (
 	"fmt"
 	"io"
 	"log/slog"
-	"net/http"
 	"os"
 	"path/filepath"
 	"strings"
@@ -28,45 +27,12 @@ import (
 	"github.com/shoal-project/shoal/imaging/sign"
 	"github.com/shoal-project/shoal/initramfs/config"
 	"github.com/shoal-project/shoal/initramfs/disksel"
-	"github.com/shoal-project/shoal/initramfs/efiboot"
 	"github.com/shoal-project/shoal/initramfs/kmod"
 	"github.com/shoal-project/shoal/initramfs/netup"
 	"github.com/shoal-project/shoal/initramfs/report"
 	"github.com/shoal-project/shoal/internal/progress"
-	"github.com/shoal-project/shoal/internal/units"
 	"github.com/shoal-project/shoal/netboot/api"
 )
-
-// Options are the appliance's paths and hooks; the zero value means the
-// real machine.
-type Options struct {
-	Cmdline    string // path of the kernel command line (default /proc/cmdline)
-	ModulesDir string // kernel modules to load (default /lib/shoal/modules)
-	PubKey     string // image-signing public key (default /etc/shoal/pubkey.pem)
-	SysBlock   string // default /sys/block
-	DevDir     string // default /dev
-	// ConfWait is how long to wait for a USB stick with shoal.conf when the
-	// command line does not name the repository and image (default 20 s).
-	ConfWait time.Duration
-	// DiskWait is how long to wait for the target disk to appear (default 15 s).
-	DiskWait time.Duration
-	// EFIFirmware is where the kernel shows that it booted by UEFI
-	// (default /sys/firmware/efi; missing: a BIOS boot, no boot entry).
-	EFIFirmware string
-	// EFIVars are the firmware's variables, for the boot entry; nil is
-	// efivarfs at EFIFirmware/efivars, mounted when needed.
-	EFIVars efiboot.Vars
-	// Reimage writes the image; nil is Session (the peer session).
-	Reimage Reimager
-	// After performs the after-action; nil is the real one (reboot, kexec,
-	// poweroff; shell returns).
-	After func(ctx context.Context, action string, disk string, log *slog.Logger) error
-	// Net brings the network up; nil is netup.Up.
-	Net func(ctx context.Context) ([]netup.Lease, error)
-	// Console is where the operator reads (default os.Stdout).
-	Console io.Writer
-	Log     *slog.Logger
-}
 
 // Job is one reimaging: what the seam gets.
 type Job struct {
@@ -143,30 +109,7 @@ type run struct {
 // Run runs the appliance. It returns nil after a successful reimaging whose
 // after-action returned (shell), or the *Failure that was shown.
 func Run(ctx context.Context, o Options) error {
-	if o.Cmdline == "" {
-		o.Cmdline = "/proc/cmdline"
-	}
-	if o.ModulesDir == "" {
-		o.ModulesDir = "/lib/shoal/modules"
-	}
-	if o.PubKey == "" {
-		o.PubKey = "/etc/shoal/pubkey.pem"
-	}
-	if o.SysBlock == "" {
-		o.SysBlock = "/sys/block"
-	}
-	if o.DevDir == "" {
-		o.DevDir = "/dev"
-	}
-	if o.ConfWait == 0 {
-		o.ConfWait = 20 * time.Second
-	}
-	if o.DiskWait == 0 {
-		o.DiskWait = 15 * time.Second
-	}
-	if o.EFIFirmware == "" {
-		o.EFIFirmware = efiboot.DefaultFirmwareDir
-	}
+	o = o.withDefaults()
 	if o.Reimage == nil {
 		o.Reimage = Session
 	}
@@ -272,7 +215,10 @@ func (r *run) run(ctx context.Context) error {
 	var srv config.Config
 	if c.Server != "" {
 		srv, err = askServer(ctx, c.Server, c.MAC)
-		if err != nil {
+		switch {
+		case errors.Is(err, api.ErrUnknownMachine):
+			r.log.Info("the server has no entry for this machine", "server", c.Server, "mac", c.MAC)
+		case err != nil:
 			r.log.Warn("no answer from the server", "server", c.Server, "err", err)
 		}
 	}
@@ -344,28 +290,16 @@ func loadPub(path string) (ed25519.PublicKey, error) {
 	return sign.LoadPublic(path)
 }
 
-// askServer fetches the server's machine list and returns its answer for mac.
+// askServer asks shoal serve for its entry for mac and returns the
+// configuration it gives.
 func askServer(ctx context.Context, server, mac string) (config.Config, error) {
 	ctx, cancel := context.WithTimeout(ctx, 10*time.Second)
 	defer cancel()
-	u := strings.TrimSuffix(server, "/") + "/api/v1/machines"
-	req, err := http.NewRequestWithContext(ctx, http.MethodGet, u, nil)
+	m, err := (&api.Client{BaseURL: server}).Machine(ctx, mac)
 	if err != nil {
 		return config.Config{}, err
 	}
-	resp, err := http.DefaultClient.Do(req)
-	if err != nil {
-		return config.Config{}, err
-	}
-	defer resp.Body.Close()
-	if resp.StatusCode != http.StatusOK {
-		return config.Config{}, fmt.Errorf("GET %s: %s", u, resp.Status)
-	}
-	b, err := io.ReadAll(io.LimitReader(resp.Body, 16<<20))
-	if err != nil {
-		return config.Config{}, err
-	}
-	return config.ParseMachines(b, mac)
+	return config.FromMachine(m), nil
 }
 
 // chooseDisk selects the target, waiting up to DiskWait for it to appear.
@@ -419,15 +353,10 @@ func (r *run) reimage(ctx context.Context, pub ed25519.PublicKey, insecure bool)
 		}
 		r.rep.Progress(ctx, st)
 	}
-	var rate int64
-	if r.cfg.Rate != "" {
-		rate, _ = units.ParseRate(r.cfg.Rate) // checked by config.Finish
-	}
-	linger, _ := time.ParseDuration(r.cfg.Linger) // checked by config.Finish
 	job := Job{
 		Repo: r.cfg.Repo, Name: r.cfg.Image, Disk: r.disk, Pub: pub, Insecure: insecure, Boot: r.boot,
 		Server: r.cfg.Server, Iface: iface, Relay: r.cfg.Relay, Log: r.log,
-		RateBitsPerSec: rate, Linger: linger,
+		RateBitsPerSec: r.cfg.RateBitsPerSec, Linger: r.cfg.Linger,
 		Progress: func(p Progress) {
 			mu.Lock()
 			defer mu.Unlock()

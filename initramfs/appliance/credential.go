@@ -6,7 +6,7 @@ import (
 	"time"
 
 	"github.com/shoal-project/shoal/imaging"
-	"github.com/shoal-project/shoal/initramfs/report"
+	"github.com/shoal-project/shoal/netboot/api"
 )
 
 // StepCredential is the step that fails when shoal serve gives no
@@ -25,7 +25,9 @@ func (r *run) credential(ctx context.Context) error {
 		r.say("no shoal.server: no credential, so no status reports and no peer session (the image comes from the repository alone)")
 		return nil
 	}
-	c, err := report.RequestCredential(ctx, r.cfg.Server, r.cfg.MAC, nil)
+	ctx, cancel := context.WithTimeout(ctx, 10*time.Second)
+	defer cancel()
+	c, err := (&api.Client{BaseURL: r.cfg.Server}).Credential(ctx, r.cfg.MAC)
 	if err != nil {
 		r.say("NO CREDENTIAL for this boot from %s: %v", r.cfg.Server, err)
 		return &Failure{Step: StepCredential, Image: r.cfg.Image,

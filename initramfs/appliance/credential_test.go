@@ -9,7 +9,6 @@ import (
 	"strings"
 	"testing"
 
-	"github.com/shoal-project/shoal/initramfs/report"
 	"github.com/shoal-project/shoal/netboot/api"
 )
 
@@ -44,7 +43,7 @@ func TestCredentialTaken(t *testing.T) {
 			m.noBoot = true
 			if tc.take {
 				m.ipxeBoot(t)
-				if _, err := report.RequestCredential(context.Background(), m.serverURL, testMAC, nil); err != nil {
+				if _, err := (&api.Client{BaseURL: m.serverURL}).Credential(context.Background(), testMAC); err != nil {
 					t.Fatal(err)
 				}
 			}

@@ -1,14 +1,13 @@
 // Package config reads the appliance's configuration from its three
 // sources, in order of precedence: the kernel command line (shoal.KEY=VALUE),
-// the netboot server's answer for the machine's MAC (GET
-// /api/v1/machines), and shoal.conf on the USB stick (KEY = VALUE lines).
+// the netboot server's entry for the machine's MAC (GET
+// /api/v1/machines/{mac}), and shoal.conf on the USB stick (KEY = VALUE lines).
 // A value set by an earlier source wins; Finish applies defaults and checks
 // the result.
 package config
 
 import (
 	"bufio"
-	"encoding/json"
 	"errors"
 	"fmt"
 	"io"
@@ -19,6 +18,7 @@ import (
 
 	"github.com/shoal-project/shoal/imaging"
 	"github.com/shoal-project/shoal/internal/units"
+	"github.com/shoal-project/shoal/netboot/api"
 )
 
 // Keys are the configuration keys, without the "shoal." prefix of the
@@ -67,13 +67,17 @@ type Config struct {
 	Server string // URL of shoal serve, for status reports ("" = none)
 	After  string // reboot, kexec, poweroff or shell
 	Relay  string // peer-session relay, passed through
-	// Rate is the highest multicast rate when leading (e.g. 100Mbit;
-	// "" = the session's default); Linger how long a machine that holds
-	// the whole image stays to lead for machines that boot later (e.g.
-	// 30s; "" = DefaultLinger).
-	Rate, Linger string
-	Key          string // site key: status reports carry its HMAC
-	MAC          string // the machine's MAC, as the netboot server knows it
+	// rate and linger are the keys' text (e.g. 100Mbit, 30s); Finish
+	// parses them into RateBitsPerSec and Linger.
+	rate, linger string
+	// RateBitsPerSec is the highest multicast rate when leading (0: the
+	// session's default); Linger how long a machine that holds the whole
+	// image stays to lead for machines that boot later (DefaultLinger when
+	// not set). Finish sets both.
+	RateBitsPerSec int64
+	Linger         time.Duration
+	Key            string // site key: status reports carry its HMAC
+	MAC            string // the machine's MAC, as the netboot server knows it
 	// Insecure is "unsigned" (InsecureUnsigned) to accept images whose
 	// signature is not checked; only the kernel command line may set it.
 	Insecure string
@@ -96,9 +100,9 @@ func (c *Config) field(k string) *string {
 	case "relay":
 		return &c.Relay
 	case "rate":
-		return &c.Rate
+		return &c.rate
 	case "linger":
-		return &c.Linger
+		return &c.linger
 	case "key":
 		return &c.Key
 	case "mac":
@@ -223,38 +227,17 @@ func ParseConf(r io.Reader) (Config, error) {
 	return c, nil
 }
 
-// ParseMachines reads the netboot server's GET /api/v1/machines answer and
-// returns the image and disk it has for mac. A MAC the server does not list
-// gives an empty Config.
-func ParseMachines(b []byte, mac string) (Config, error) {
-	var ms []struct {
-		MAC    string `json:"mac"`
-		Action string `json:"action"`
-		Image  string `json:"image"`
-		Disk   string `json:"disk"`
-	}
-	if err := json.Unmarshal(b, &ms); err != nil {
-		return Config{}, fmt.Errorf("%w: server's machine list: %v", ErrSyntax, err)
-	}
-	want, err := net.ParseMAC(mac)
-	if err != nil {
-		return Config{}, fmt.Errorf("%w: mac %q: %v", ErrInvalid, mac, err)
-	}
+// FromMachine is the configuration the netboot server's entry for the
+// machine (GET /api/v1/machines/{mac}) gives: its image and disk.
+func FromMachine(m api.Machine) Config {
 	var c Config
-	for _, m := range ms {
-		hw, err := net.ParseMAC(m.MAC)
-		if err != nil || hw.String() != want.String() {
-			continue
-		}
-		if m.Image != "" {
-			c.set("image", m.Image, SourceServer)
-		}
-		if m.Disk != "" && m.Disk != "-" {
-			c.set("disk", m.Disk, SourceServer)
-		}
-		break
+	if m.Image != "" {
+		c.set("image", m.Image, SourceServer)
 	}
-	return c, nil
+	if m.Disk != "" {
+		c.set("disk", m.Disk, SourceServer)
+	}
+	return c
 }
 
 // Merge returns c with every key that c leaves empty taken from lower.
@@ -301,17 +284,22 @@ func (c *Config) Finish() error {
 	if err := imaging.ValidName(c.Image); err != nil {
 		return fmt.Errorf("%w: image %q (from %s): %v", ErrInvalid, c.Image, c.Source["image"], err)
 	}
-	if c.Rate != "" {
-		if _, err := units.ParseRate(c.Rate); err != nil {
+	c.RateBitsPerSec = 0
+	if c.rate != "" {
+		n, err := units.ParseRate(c.rate)
+		if err != nil {
 			return fmt.Errorf("%w: rate (from %s): %v", ErrInvalid, c.Source["rate"], err)
 		}
+		c.RateBitsPerSec = n
 	}
-	if c.Linger == "" {
+	if c.linger == "" {
 		c.set("linger", DefaultLinger.String(), SourceDefault)
 	}
-	if d, err := time.ParseDuration(c.Linger); err != nil || d < 0 {
-		return fmt.Errorf("%w: linger %q (from %s): want a duration such as 30s", ErrInvalid, c.Linger, c.Source["linger"])
+	d, err := time.ParseDuration(c.linger)
+	if err != nil || d < 0 {
+		return fmt.Errorf("%w: linger %q (from %s): want a duration such as 30s", ErrInvalid, c.linger, c.Source["linger"])
 	}
+	c.Linger = d
 	if c.Insecure != "" && (c.Insecure != InsecureUnsigned || c.Source["insecure"] != SourceCmdline) {
 		return fmt.Errorf("%w: insecure %q (from %s): the only value is %s, on the kernel command line", ErrInvalid, c.Insecure, c.Source["insecure"], InsecureUnsigned)
 	}

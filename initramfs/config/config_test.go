@@ -1,11 +1,15 @@
 package config
 
 import (
+	"encoding/json"
 	"errors"
 	"strings"
 	"testing"
+	"time"
 
 	"github.com/google/go-cmp/cmp"
+
+	"github.com/shoal-project/shoal/netboot/api"
 )
 
 func TestParseCmdline(t *testing.T) {
@@ -73,21 +77,27 @@ func TestParseConf(t *testing.T) {
 	}
 }
 
-func TestParseMachines(t *testing.T) {
-	body := `[{"mac":"52:54:00:00:00:01","action":"reimage","image":"a","disk":"/dev/sda"},
-	          {"mac":"52:54:00:00:00:02","action":"reimage","image":"b","disk":""}]`
-	c, err := ParseMachines([]byte(body), "52-54-00-00-00-02")
-	if err != nil {
-		t.Fatal(err)
-	}
-	if diff := cmp.Diff(map[string]string{"image": "b"}, values(c)); diff != "" {
-		t.Errorf("ParseMachines (-want +got):\n%s", diff)
-	}
-	if c.Source["image"] != SourceServer {
-		t.Errorf("Source[image] = %q, want %q", c.Source["image"], SourceServer)
-	}
-	if _, err := ParseMachines([]byte("{"), "52:54:00:00:00:02"); !errors.Is(err, ErrSyntax) {
-		t.Errorf("ParseMachines(bad JSON) error = %v, want ErrSyntax", err)
+func TestFromMachine(t *testing.T) {
+	for _, tc := range []struct {
+		name string
+		m    api.Machine
+		want map[string]string
+	}{
+		{"image and disk", api.Machine{MAC: "52:54:00:00:00:01", Action: api.Reimage, Image: "a", Disk: "/dev/sda"}, map[string]string{"image": "a", "disk": "/dev/sda"}},
+		{"default disk", api.Machine{MAC: "52:54:00:00:00:02", Action: api.Reimage, Image: "b"}, map[string]string{"image": "b"}},
+		{"nothing", api.Machine{}, map[string]string{}},
+	} {
+		t.Run(tc.name, func(t *testing.T) {
+			c := FromMachine(tc.m)
+			if diff := cmp.Diff(tc.want, values(c)); diff != "" {
+				t.Errorf("FromMachine (-want +got):\n%s", diff)
+			}
+			for k := range tc.want {
+				if c.Source[k] != SourceServer {
+					t.Errorf("Source[%s] = %q, want %q", k, c.Source[k], SourceServer)
+				}
+			}
+		})
 	}
 }
 
@@ -95,7 +105,7 @@ func TestParseMachines(t *testing.T) {
 // shoal.conf; Finish fills the defaults.
 func TestPrecedence(t *testing.T) {
 	cmd, _ := ParseCmdline("shoal.image=fromcmd shoal.server=http://s/")
-	srv, _ := ParseMachines([]byte(`[{"mac":"52:54:00:00:00:01","image":"fromserver","disk":"/dev/vdb"}]`), "52:54:00:00:00:01")
+	srv := FromMachine(api.Machine{MAC: "52:54:00:00:00:01", Image: "fromserver", Disk: "/dev/vdb"})
 	conf, _ := ParseConf(strings.NewReader("image = fromconf\ndisk = /dev/sda\nrepo = http://r/repo/\n"))
 	c := cmd.Merge(srv).Merge(conf)
 	if err := c.Finish(); err != nil {
@@ -138,13 +148,17 @@ func TestFinish(t *testing.T) {
 func FuzzParse(f *testing.F) {
 	f.Add("shoal.repo=http://a/ shoal.image=x shoal.disk=\"model=A B\"")
 	f.Add("repo = http://a/\nimage = x # c\n")
-	f.Add(`[{"mac":"52:54:00:00:00:01","image":"x","disk":"/dev/sda"}]`)
+	f.Add(`{"mac":"52:54:00:00:00:01","image":"x","disk":"/dev/sda"}`)
 	f.Add("\"\"\"shoal.after=")
 	f.Fuzz(func(t *testing.T, s string) {
 		for _, parse := range []func(string) (Config, error){
 			ParseCmdline,
 			func(s string) (Config, error) { return ParseConf(strings.NewReader(s)) },
-			func(s string) (Config, error) { return ParseMachines([]byte(s), "52:54:00:00:00:01") },
+			func(s string) (Config, error) {
+				var m api.Machine
+				err := json.Unmarshal([]byte(s), &m)
+				return FromMachine(m), err
+			},
 		} {
 			c, err := parse(s)
 			if err != nil {
@@ -160,18 +174,23 @@ func FuzzParse(f *testing.F) {
 	})
 }
 
-// TestRateAndLinger checks the multicast rate and linger keys.
+// TestRateAndLinger checks the multicast rate and linger keys: parsed
+// once, by Finish, into typed fields, or a clear error.
 func TestRateAndLinger(t *testing.T) {
 	for _, tc := range []struct {
-		cmdline string
-		ok      bool
+		cmdline    string
+		wantRate   int64
+		wantLinger time.Duration
+		err        string // "": no error
 	}{
-		{"shoal.rate=20Mbit shoal.linger=5s", true},
-		{"shoal.linger=0s", true},
-		{"shoal.rate=fast", false},
-		{"shoal.rate=10Kbit", false},
-		{"shoal.linger=soon", false},
-		{"shoal.linger=-1s", false},
+		{"shoal.rate=20Mbit shoal.linger=5s", 20e6, 5 * time.Second, ""},
+		{"", 0, DefaultLinger, ""},
+		{"shoal.linger=0s", 0, 0, ""},
+		{"shoal.rate=1Gbit", 1e9, DefaultLinger, ""},
+		{"shoal.rate=fast", 0, 0, `rate (from kernel command line): rate "fast"`},
+		{"shoal.rate=10Kbit", 0, 0, `rate "10Kbit"`},
+		{"shoal.linger=soon", 0, 0, `linger "soon" (from kernel command line): want a duration`},
+		{"shoal.linger=-1s", 0, 0, `linger "-1s"`},
 	} {
 		t.Run(tc.cmdline, func(t *testing.T) {
 			c, err := ParseCmdline("shoal.repo=http://r/ shoal.image=img " + tc.cmdline)
@@ -179,11 +198,17 @@ func TestRateAndLinger(t *testing.T) {
 				t.Fatal(err)
 			}
 			err = c.Finish()
-			if (err == nil) != tc.ok {
-				t.Fatalf("Finish() = %v, want ok %v", err, tc.ok)
+			if tc.err != "" {
+				if !errors.Is(err, ErrInvalid) || !strings.Contains(err.Error(), tc.err) {
+					t.Fatalf("Finish() = %v, want ErrInvalid saying %q", err, tc.err)
+				}
+				return
 			}
-			if !tc.ok && !errors.Is(err, ErrInvalid) {
-				t.Errorf("Finish() = %v, want ErrInvalid", err)
+			if err != nil {
+				t.Fatalf("Finish() = %v", err)
+			}
+			if c.RateBitsPerSec != tc.wantRate || c.Linger != tc.wantLinger {
+				t.Errorf("Finish: rate %d, linger %v; want %d, %v", c.RateBitsPerSec, c.Linger, tc.wantRate, tc.wantLinger)
 			}
 		})
 	}

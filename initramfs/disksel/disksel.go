@@ -16,6 +16,7 @@ import (
 	"strings"
 
 	"github.com/shoal-project/shoal/internal/progress"
+	"github.com/shoal-project/shoal/internal/units"
 )
 
 var (
@@ -196,9 +197,12 @@ func parseSelector(sel string) (func(Disk) bool, error) {
 		}
 		switch k {
 		case "size", "minsize", "maxsize":
-			n, err := ParseSize(v)
+			n, err := units.ParseBytes(v)
 			if err != nil {
 				return nil, fmt.Errorf("%w: %q: %v", ErrSelector, term, err)
+			}
+			if n == 0 {
+				return nil, fmt.Errorf("%w: %q: want a size above 0", ErrSelector, term)
 			}
 			switch k {
 			case "size":
@@ -233,28 +237,4 @@ func parseSelector(sel string) (func(Disk) bool, error) {
 		}
 		return true
 	}, nil
-}
-
-// ParseSize parses a size: a number with an optional unit, K/M/G/T (or
-// KiB...) binary, KB/MB/GB/TB decimal.
-func ParseSize(s string) (int64, error) {
-	s = strings.TrimSpace(s)
-	i := 0
-	for i < len(s) && (s[i] >= '0' && s[i] <= '9' || s[i] == '.') {
-		i++
-	}
-	f, err := strconv.ParseFloat(s[:i], 64)
-	if err != nil || f <= 0 {
-		return 0, fmt.Errorf("size %q: want a positive number with an optional unit (G, GiB, GB, T...)", s)
-	}
-	mult := map[string]float64{"": 1, "b": 1,
-		"k": 1 << 10, "kib": 1 << 10, "kb": 1e3,
-		"m": 1 << 20, "mib": 1 << 20, "mb": 1e6,
-		"g": 1 << 30, "gib": 1 << 30, "gb": 1e9,
-		"t": 1 << 40, "tib": 1 << 40, "tb": 1e12,
-	}[strings.ToLower(strings.TrimSpace(s[i:]))]
-	if mult == 0 || f*mult > 1<<62 {
-		return 0, fmt.Errorf("size %q: unknown unit or too large", s)
-	}
-	return int64(f * mult), nil
 }

@@ -76,6 +76,10 @@ func TestSelect(t *testing.T) {
 		{"auto", []string{"/dev/sda"}, "", ErrAmbiguous},
 		{"colour=blue", nil, "", ErrSelector},
 		{"size=big", nil, "", ErrSelector},
+		{"size=0", nil, "", ErrSelector},
+		{"minsize=0G", nil, "", ErrSelector},
+		{"size=500gb", nil, "/dev/nvme0n1", nil},
+		{"size=8 GiB,serial=*1", nil, "/dev/vda", nil},
 		{"model=[", nil, "", ErrSelector},
 		{"vda", nil, "", ErrSelector},
 	} {
@@ -124,20 +128,6 @@ func TestAuto(t *testing.T) {
 				t.Errorf("Select(auto) = %v, %v; want %q, %v", d, err, tc.want, tc.err)
 			}
 		})
-	}
-}
-
-func TestParseSize(t *testing.T) {
-	for _, tc := range []struct {
-		in   string
-		want int64
-	}{
-		{"8G", 8 << 30}, {"8GiB", 8 << 30}, {"500GB", 500e9}, {"1.5T", 3 << 39}, {"4096", 4096}, {"0", 0}, {"x", 0}, {"1Q", 0},
-	} {
-		got, err := ParseSize(tc.in)
-		if got != tc.want || (err == nil) != (tc.want != 0) {
-			t.Errorf("ParseSize(%q) = %d, %v; want %d", tc.in, got, err, tc.want)
-		}
 	}
 }
 

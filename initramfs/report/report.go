@@ -1,7 +1,7 @@
 // Package report sends the appliance's status to shoal serve: POST
-// /api/v1/machines/{mac}/status with a JSON inventory.Status, signed with
+// /api/v1/machines/{mac}/status with a JSON api.Status, signed with
 // an HMAC-SHA256 of the MAC, the time and the body keyed with this boot's
-// credential (RequestCredential; api.SignReport, api.ReportKey; see
+// credential (api.Client.Credential; api.SignReport, api.ReportKey; see
 // docs/netboot.md). Without a credential reports go unsigned, which only a
 // server started with --insecure-open-api takes. The time is the server's:
 // a report the server refuses for its time (409) is sent once more with
@@ -11,25 +11,19 @@
 package report
 
 import (
-	"bytes"
 	"context"
 	"encoding/json"
-	"fmt"
-	"io"
+	"errors"
 	"log/slog"
 	"net/http"
-	"net/url"
-	"strconv"
-	"strings"
 	"sync"
 	"time"
 
 	"github.com/shoal-project/shoal/netboot/api"
-	"github.com/shoal-project/shoal/netboot/inventory"
 )
 
 // Status is what a report carries.
-type Status = inventory.Status
+type Status = api.Status
 
 // Reporter posts status reports. The zero Server makes every call a no-op.
 type Reporter struct {
@@ -125,35 +119,24 @@ func (r *Reporter) now() time.Time {
 // post sends one report; it returns the HTTP status and the server's time
 // (0 when the answer has none).
 func (r *Reporter) post(ctx context.Context, body []byte) (code int, serverMs int64, err error) {
-	u := strings.TrimSuffix(r.Server, "/") + "/api/v1/machines/" + url.PathEscape(r.MAC) + "/status"
 	ctx, cancel := context.WithTimeout(ctx, 5*time.Second)
 	defer cancel()
-	req, err := http.NewRequestWithContext(ctx, http.MethodPost, u, bytes.NewReader(body))
-	if err != nil {
-		return 0, 0, fmt.Errorf("status report: %w", err)
-	}
-	req.Header.Set("Content-Type", "application/json")
-	if key := r.reportKey(); len(key) > 0 {
+	var sent int64
+	key := r.reportKey()
+	if len(key) > 0 {
 		r.mu.Lock()
-		sent := max(r.now().UnixMilli()+r.offsetMs, r.sentMs+1) // never twice the same
+		sent = max(r.now().UnixMilli()+r.offsetMs, r.sentMs+1) // never twice the same
 		r.sentMs = sent
 		r.mu.Unlock()
-		req.Header.Set(api.TimeHeader, strconv.FormatInt(sent, 10))
-		req.Header.Set(api.SignatureHeader, api.SignReport(key, r.MAC, sent, body))
 	}
-	c := r.Client
-	if c == nil {
-		c = http.DefaultClient
+	c := api.Client{BaseURL: r.Server, HTTP: r.Client}
+	serverMs, err = c.PostStatus(ctx, r.MAC, body, key, sent)
+	var he *api.HTTPError
+	if errors.As(err, &he) {
+		return he.Code, serverMs, err
 	}
-	resp, err := c.Do(req)
 	if err != nil {
-		return 0, 0, fmt.Errorf("status report to %s: %w", u, err)
+		return 0, 0, err
 	}
-	defer resp.Body.Close()
-	serverMs, _ = strconv.ParseInt(resp.Header.Get(api.TimeHeader), 10, 64)
-	msg, _ := io.ReadAll(io.LimitReader(resp.Body, 512))
-	if resp.StatusCode/100 != 2 {
-		return resp.StatusCode, serverMs, fmt.Errorf("status report to %s: %s: %s", u, resp.Status, strings.TrimSpace(string(msg)))
-	}
-	return resp.StatusCode, serverMs, nil
+	return http.StatusOK, serverMs, nil
 }

@@ -41,12 +41,12 @@ func boot(t *testing.T, base string) *api.Credential {
 		t.Fatal(err)
 	}
 	resp.Body.Close()
-	c, err := RequestCredential(context.Background(), base, mac, nil)
+	c, err := (&api.Client{BaseURL: base}).Credential(context.Background(), mac)
 	if err != nil {
-		t.Fatalf("RequestCredential: %v", err)
+		t.Fatalf("Credential: %v", err)
 	}
-	if _, err := RequestCredential(context.Background(), base, mac, nil); err == nil || !strings.Contains(err.Error(), "409") {
-		t.Errorf("second RequestCredential of one boot = %v, want a 409 error", err)
+	if _, err := (&api.Client{BaseURL: base}).Credential(context.Background(), mac); err == nil || !strings.Contains(err.Error(), "409") {
+		t.Errorf("second Credential of one boot = %v, want a 409 error", err)
 	}
 	return &c
 }

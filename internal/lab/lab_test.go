@@ -11,7 +11,6 @@ import (
 
 	"github.com/google/go-cmp/cmp"
 	"github.com/shoal-project/shoal/netboot/api"
-	"github.com/shoal-project/shoal/netboot/inventory"
 )
 
 func TestParseRepoEgress(t *testing.T) {
@@ -57,18 +56,18 @@ func TestNodeUpdate(t *testing.T) {
 	if n.over() || n.ok() {
 		t.Fatalf("machine with no report: over %v ok %v, want neither", n.over(), n.ok())
 	}
-	n.update(&inventory.Machine{Action: inventory.Local, LastReport: time.Now(), Status: inventory.Status{State: "done", Role: "follower", Verified: true, BytesFromPeers: 5}})
+	n.update(&api.Machine{Action: api.Local, LastReport: time.Now(), Status: api.Status{State: "done", Role: "follower", Verified: true, BytesFromPeers: 5}})
 	if n.Action != "local" {
 		t.Errorf("action %q after the server's machine says local, want local", n.Action)
 	}
-	n.update(&inventory.Machine{Action: inventory.Local, LastReport: time.Now(), Status: inventory.Status{State: "done"}})
+	n.update(&api.Machine{Action: api.Local, LastReport: time.Now(), Status: api.Status{State: "done"}})
 	if diff := cmp.Diff([]api.State{api.StateDone}, n.States); diff != "" {
 		t.Errorf("states, a state reported twice (-want +got):\n%s", diff)
 	}
 	if n.over() || n.ok() || n.Seconds <= 0 || n.Role != "follower" || n.BytesFromPeers != 5 {
 		t.Errorf("done but not booted: over %v ok %v seconds %v role %q peers %d", n.over(), n.ok(), n.Seconds, n.Role, n.BytesFromPeers)
 	}
-	n.update(&inventory.Machine{LastReport: time.Now(), Status: inventory.Status{State: "done"}})
+	n.update(&api.Machine{LastReport: time.Now(), Status: api.Status{State: "done"}})
 	if n.BytesFromPeers != 5 {
 		t.Errorf("a report without counts took the bytes from peers from 5 to %d, want them kept", n.BytesFromPeers)
 	}
@@ -86,7 +85,7 @@ func TestNodeUpdate(t *testing.T) {
 		t.Errorf("done, booted, disk matches: over %v ok %v, want both", n.over(), n.ok())
 	}
 	f := &node{}
-	f.update(&inventory.Machine{LastReport: time.Now(), Status: inventory.Status{State: "failed", Error: "disk too small"}})
+	f.update(&api.Machine{LastReport: time.Now(), Status: api.Status{State: "failed", Error: "disk too small"}})
 	if !f.over() || f.ok() || f.Error != "disk too small" {
 		t.Errorf("failed machine: over %v ok %v error %q", f.over(), f.ok(), f.Error)
 	}

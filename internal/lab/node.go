@@ -12,7 +12,6 @@ import (
 
 	"github.com/shoal-project/shoal/internal/vm"
 	"github.com/shoal-project/shoal/netboot/api"
-	"github.com/shoal-project/shoal/netboot/inventory"
 )
 
 // node is one machine of the lab.
@@ -50,7 +49,7 @@ const exitGrace = 5 * time.Second
 
 // update takes the server's view of the machine and what its console
 // shows.
-func (n *node) update(m *inventory.Machine) {
+func (n *node) update(m *api.Machine) {
 	if m != nil {
 		n.Action = m.Action
 		n.silent = m.Silent

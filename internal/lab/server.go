@@ -5,7 +5,6 @@ package lab
 import (
 	"bufio"
 	"context"
-	"encoding/json"
 	"fmt"
 	"io"
 	"net"
@@ -20,7 +19,7 @@ import (
 	"time"
 
 	"github.com/shoal-project/shoal/internal/netlab"
-	"github.com/shoal-project/shoal/netboot/inventory"
+	"github.com/shoal-project/shoal/netboot/api"
 )
 
 // server is the lab's running shoal serve.
@@ -84,24 +83,13 @@ func (s *server) stop() {
 	<-s.done
 }
 
-func (s *server) machines(ctx context.Context) (map[string]*inventory.Machine, error) {
-	req, err := http.NewRequestWithContext(ctx, "GET", s.base+"/api/v1/machines", nil)
+// machines asks the server for every machine, by MAC.
+func (s *server) machines(ctx context.Context) (map[string]*api.Machine, error) {
+	ms, err := (&api.Client{BaseURL: s.base, HTTP: s.api}).Machines(ctx)
 	if err != nil {
 		return nil, err
 	}
-	resp, err := s.api.Do(req)
-	if err != nil {
-		return nil, err
-	}
-	defer resp.Body.Close()
-	if resp.StatusCode != 200 {
-		return nil, fmt.Errorf("GET /api/v1/machines: %s", resp.Status)
-	}
-	var ms []inventory.Machine
-	if err := json.NewDecoder(resp.Body).Decode(&ms); err != nil {
-		return nil, fmt.Errorf("GET /api/v1/machines: %w", err)
-	}
-	out := make(map[string]*inventory.Machine, len(ms))
+	out := make(map[string]*api.Machine, len(ms))
 	for i := range ms {
 		out[ms[i].MAC] = &ms[i]
 	}

@@ -10,6 +10,7 @@ import (
 	"time"
 
 	"github.com/shoal-project/shoal/internal/vm"
+	"github.com/shoal-project/shoal/netboot/api"
 )
 
 func (l *lab) elapsed() time.Duration { return time.Since(l.start) }
@@ -39,7 +40,7 @@ func (n *node) rowState() string {
 	case n.silent:
 		return "silent"
 	case n.State == "":
-		return "booting"
+		return string(api.StateBooting) // nothing reported yet
 	}
 	return string(n.State)
 }
@@ -55,7 +56,7 @@ func printTable(w io.Writer, nodes []*node, elapsed time.Duration) {
 			os = "booted"
 		}
 		rate, source := "-", "-"
-		if n.rateBitsPerSec > 0 && n.State == "writing" {
+		if n.rateBitsPerSec > 0 && n.State == api.StateWriting {
 			rate = fmt.Sprintf("%.1fMbit/s", float64(n.rateBitsPerSec)/1e6)
 		}
 		switch {

@@ -86,7 +86,7 @@ func killTarget(nodes []*node, at float64) (*node, float64) {
 		switch {
 		case n.Role == api.RoleLeader && n.State != api.StateDone && leader == nil:
 			leader = n
-		case n.Role == "follower":
+		case n.Role == api.RoleFollower:
 			followed = max(followed, n.Progress)
 		default:
 			return nil, 0 // still booting or listening, or a leader done

@@ -1,5 +1,5 @@
 // Package units parses the quantities shoal's flags and the appliance's
-// configuration take: rates such as 500Mbit.
+// configuration take: rates such as 500Mbit, sizes such as 4MiB.
 package units
 
 import (

@@ -5,8 +5,12 @@
 //
 // Routes (docs/netboot.md):
 //
-//	POST /api/v1/machines/{mac}/status       a status report
 //	GET  /api/v1/machines                    every machine
+//	GET  /api/v1/machines/{mac}              one machine
+//	POST /api/v1/machines/{mac}/credential   this boot's credential
+//	POST /api/v1/machines/{mac}/status       a status report
+//
+// Client (client.go) makes these requests.
 package api
 
 // State is a machine's state as it reports it.
@@ -17,8 +21,8 @@ const (
 	StateBooting   State = "booting"   // the appliance is up, network configured
 	StateListening State = "listening" // listening for a peer already downloading the image
 	StateWriting   State = "writing"   // data is reaching the disk
-	StateWritten   State = "written"   // every chunk verified on disk, the table written
 	StateServing   State = "serving"   // complete, multicasting for peers (a leader's linger)
+	StateWritten   State = "written"   // every chunk verified on disk, the table written
 	StateDone      State = "done"      // finished: the after-action follows
 	StateFailed    State = "failed"    // stopped with an error, a shell on the console
 )

@@ -11,7 +11,6 @@ import (
 	"crypto/sha256"
 	"encoding/hex"
 	"encoding/json"
-	"errors"
 	"fmt"
 	"io"
 	"net"
@@ -24,7 +23,6 @@ import (
 	"github.com/shoal-project/shoal/imaging"
 	"github.com/shoal-project/shoal/internal/sitekeys"
 	"github.com/shoal-project/shoal/netboot/api"
-	"github.com/shoal-project/shoal/netboot/inventory"
 )
 
 // Leases says which address is leased to a MAC (netboot/dhcpd's
@@ -84,21 +82,12 @@ func remoteAddr(r *http.Request) netip.Addr {
 // credential answers POST /api/v1/machines/{mac}/credential.
 func (s *Server) credential(w http.ResponseWriter, r *http.Request) {
 	w.Header().Set("Cache-Control", "no-store")
-	mac, err := inventory.CanonicalMAC(r.PathValue("mac"))
-	if err != nil {
-		http.Error(w, err.Error(), http.StatusBadRequest)
-		return
-	}
 	io.Copy(io.Discard, http.MaxBytesReader(w, r.Body, 4<<10))
-	m, err := s.cfg.Inventory.Lookup(mac)
-	if errors.Is(err, inventory.ErrUnknown) {
-		http.Error(w, err.Error(), http.StatusNotFound)
+	m, ok := s.lookup(w, r)
+	if !ok {
 		return
 	}
-	if err != nil {
-		http.Error(w, err.Error(), http.StatusInternalServerError)
-		return
-	}
+	mac := m.MAC
 	from := remoteAddr(r)
 	now := s.cfg.Now()
 

@@ -235,7 +235,7 @@ func TestNoSecretUnauthenticated(t *testing.T) {
 		"session secret": string(fixtureSecret), "session secret hex": hex.EncodeToString(fixtureSecret),
 		"shoal.key=": "shoal.key=",
 	}
-	for _, path := range []string{"/ipxe/" + mac, "/ipxe/52:54:00:12:34:57", "/api/v1/machines", "/", "/metrics", "/boot/", "/boot/vmlinuz", "/repo/"} {
+	for _, path := range []string{"/ipxe/" + mac, "/ipxe/52:54:00:12:34:57", "/api/v1/machines", "/api/v1/machines/" + mac, "/", "/metrics", "/boot/", "/boot/vmlinuz", "/repo/"} {
 		_, body := get(t, f.srv.URL+path, nil)
 		for what, v := range secrets {
 			if v != "" && strings.Contains(body, v) {

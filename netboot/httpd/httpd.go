@@ -8,9 +8,10 @@
 //	GET  /repo/...                           the repository directory
 //	GET  /boot/...                           kernel, initramfs, iPXE binaries
 //	GET  /ipxe/{mac}                         the machine's iPXE script
-//	GET  /api/v1/machines                    every machine as JSON
+//	GET  /api/v1/machines                    every machine as JSON (api.Machine)
+//	GET  /api/v1/machines/{mac}              one machine as JSON (404: unknown)
 //	POST /api/v1/machines/{mac}/credential   the machine's per-boot credential (JSON api.Credential)
-//	POST /api/v1/machines/{mac}/status       a status report (JSON inventory.Status), signed
+//	POST /api/v1/machines/{mac}/status       a status report (JSON api.Status), signed
 //	GET  /metrics                            Prometheus metrics
 //	GET  /                                   the dashboard
 //
@@ -188,6 +189,7 @@ func New(cfg Config) (*Server, error) {
 	s.route("GET /boot/", "boot", http.StripPrefix("/boot/", http.FileServerFS(rootFS{s.boot.FS()})))
 	s.route("GET /ipxe/{mac}", "ipxe", http.HandlerFunc(s.script))
 	s.route("GET /api/v1/machines", "machines", http.HandlerFunc(s.machines))
+	s.route("GET /api/v1/machines/{mac}", "machine", http.HandlerFunc(s.machine))
 	s.route("POST /api/v1/machines/{mac}/credential", "credential", http.HandlerFunc(s.credential))
 	s.route("POST /api/v1/machines/{mac}/status", "status", http.HandlerFunc(s.status))
 	s.route("GET /metrics", "metrics", promhttp.HandlerFor(cfg.Registry, promhttp.HandlerOpts{}))
@@ -330,21 +332,6 @@ func (s *Server) script(w http.ResponseWriter, r *http.Request) {
 	}))
 }
 
-func (s *Server) machines(w http.ResponseWriter, r *http.Request) {
-	w.Header().Set("Content-Type", "application/json")
-	w.Header().Set("Cache-Control", "no-store")
-	enc := json.NewEncoder(w)
-	enc.SetIndent("", "  ")
-	ms := s.cfg.Inventory.Machines()
-	now := s.cfg.Now()
-	for i := range ms {
-		ms[i].Silent = ms[i].SilentAt(now, s.cfg.SilentAfter)
-	}
-	if err := enc.Encode(ms); err != nil {
-		s.log.Warn("http: encode machines", "err", err)
-	}
-}
-
 func (s *Server) status(w http.ResponseWriter, r *http.Request) {
 	mac, err := inventory.CanonicalMAC(r.PathValue("mac"))
 	if err != nil {
@@ -427,35 +414,4 @@ func (s *Server) dashboard(w http.ResponseWriter, r *http.Request) {
 	w.Header().Set("Content-Type", "text/html; charset=utf-8")
 	w.Header().Set("Cache-Control", "no-store")
 	w.Write(dashboardHTML)
-}
-
-// machineCollector exports the inventory's machines at each scrape.
-type machineCollector struct{ inv *inventory.Store }
-
-var (
-	machinesDesc = prometheus.NewDesc("shoal_serve_machines",
-		"Machines known to the server, by action and last reported state.", []string{"action", "state"}, nil)
-	progressDesc = prometheus.NewDesc("shoal_serve_machine_progress_ratio",
-		"Last reported progress of each machine (0..1).", []string{"mac"}, nil)
-)
-
-func (c machineCollector) Describe(ch chan<- *prometheus.Desc) {
-	ch <- machinesDesc
-	ch <- progressDesc
-}
-
-func (c machineCollector) Collect(ch chan<- prometheus.Metric) {
-	type key struct{ action, state string }
-	counts := map[key]int{}
-	for _, m := range c.inv.Machines() {
-		st := string(m.Status.State)
-		if st == "" {
-			st = "none"
-		}
-		counts[key{string(m.Action), st}]++
-		ch <- prometheus.MustNewConstMetric(progressDesc, prometheus.GaugeValue, m.Status.Progress, m.MAC)
-	}
-	for k, n := range counts {
-		ch <- prometheus.MustNewConstMetric(machinesDesc, prometheus.GaugeValue, float64(n), k.action, k.state)
-	}
 }

@@ -435,9 +435,6 @@ func (s *Server) close() {
 	}
 }
 
-// Inventory returns the server's inventory.
-func (s *Server) Inventory() *inventory.Store { return s.inv }
-
 // Serve runs every part until ctx is done or one of them fails; it then
 // stops the others, closes the listeners and returns the first error.
 func (s *Server) Serve(ctx context.Context) error {
