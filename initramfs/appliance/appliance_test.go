@@ -9,7 +9,6 @@ import (
 	"fmt"
 	"log/slog"
 	"net"
-	"net/http/httptest"
 	"os"
 	"path/filepath"
 	"strings"
@@ -23,8 +22,8 @@ import (
 	"github.com/shoal-project/shoal/initramfs/disksel"
 	"github.com/shoal-project/shoal/initramfs/efiboot"
 	"github.com/shoal-project/shoal/initramfs/netup"
+	"github.com/shoal-project/shoal/internal/servetest"
 	"github.com/shoal-project/shoal/internal/testdisk"
-	"github.com/shoal-project/shoal/netboot/httpd"
 	"github.com/shoal-project/shoal/netboot/inventory"
 )
 
@@ -125,17 +124,9 @@ func newMachineWith(t *testing.T, src source, image string) *machine {
 	m.src = src.disk
 	m.pub = src.keys + ".pub" // the key built in
 	repo := src.repo
-	var err error
-	if m.inv, err = inventory.Parse([]byte(testMAC+" reimage "+image+" -\n"), ""); err != nil {
-		t.Fatal(err)
-	}
-	srv, err := httpd.New(httpd.Config{RepoDir: repo, BootDir: dir, Inventory: m.inv})
-	if err != nil {
-		t.Fatal(err)
-	}
-	hs := httptest.NewServer(srv.Handler())
-	t.Cleanup(func() { hs.Close(); srv.Close() })
-	m.serverURL, m.repoURL = hs.URL, hs.URL+"/repo/"
+	srv := servetest.New(t, servetest.Options{Inventory: testMAC + " reimage " + image + " -\n", RepoDir: repo, BootDir: dir})
+	m.inv = srv.Inventory
+	m.serverURL, m.repoURL = srv.URL, srv.URL+"/repo/"
 	return m
 }
 

@@ -8,6 +8,7 @@ import (
 	"testing"
 	"time"
 
+	"github.com/shoal-project/shoal/internal/servetest"
 	"github.com/shoal-project/shoal/netboot/api"
 	"github.com/shoal-project/shoal/netboot/httpd"
 	"github.com/shoal-project/shoal/netboot/inventory"
@@ -19,28 +20,15 @@ const mac = "52:54:00:12:34:56"
 // mac.
 func newServe(t *testing.T) (*inventory.Store, *httpd.Server) {
 	t.Helper()
-	dir := t.TempDir()
-	inv, err := inventory.Parse([]byte(mac+" reimage debian-12 /dev/vda\n"), "")
-	if err != nil {
-		t.Fatal(err)
-	}
-	srv, err := httpd.New(httpd.Config{RepoDir: dir, BootDir: dir, Inventory: inv})
-	if err != nil {
-		t.Fatal(err)
-	}
-	t.Cleanup(func() { srv.Close() })
-	return inv, srv
+	s := servetest.New(t, servetest.Options{Inventory: mac + " reimage debian-12 /dev/vda\n"})
+	return s.Inventory, s.HTTPD
 }
 
 // boot fetches mac's iPXE script from hs (a new boot) and takes its
 // credential.
 func boot(t *testing.T, base string) *api.Credential {
 	t.Helper()
-	resp, err := http.Get(base + "/ipxe/" + mac)
-	if err != nil {
-		t.Fatal(err)
-	}
-	resp.Body.Close()
+	servetest.Boot(t, base, mac)
 	c, err := (&api.Client{BaseURL: base}).Credential(context.Background(), mac)
 	if err != nil {
 		t.Fatalf("Credential: %v", err)

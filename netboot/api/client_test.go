@@ -6,15 +6,14 @@ import (
 	"errors"
 	"net/http"
 	"net/http/httptest"
-	"strings"
 	"testing"
 	"time"
 
 	"github.com/google/go-cmp/cmp"
 	"github.com/google/go-cmp/cmp/cmpopts"
 
+	"github.com/shoal-project/shoal/internal/servetest"
 	"github.com/shoal-project/shoal/netboot/api"
-	"github.com/shoal-project/shoal/netboot/httpd"
 	"github.com/shoal-project/shoal/netboot/inventory"
 )
 
@@ -27,32 +26,8 @@ const (
 // machines, and returns a client of it.
 func newServe(t *testing.T, insecure bool) (*inventory.Store, *api.Client) {
 	t.Helper()
-	dir := t.TempDir()
-	inv, err := inventory.Parse([]byte(mac+" reimage debian-12 /dev/vda\n"+other+" local debian-12\n"), "")
-	if err != nil {
-		t.Fatal(err)
-	}
-	srv, err := httpd.New(httpd.Config{RepoDir: dir, BootDir: dir, Inventory: inv, InsecureOpenAPI: insecure})
-	if err != nil {
-		t.Fatal(err)
-	}
-	hs := httptest.NewServer(srv.Handler())
-	t.Cleanup(func() {
-		hs.Close()
-		srv.Close()
-	})
-	return inv, &api.Client{BaseURL: hs.URL + "/", HTTP: hs.Client()}
-}
-
-// boot fetches mac's iPXE script: a new boot, whose credential may be
-// asked for.
-func boot(t *testing.T, c *api.Client, mac string) {
-	t.Helper()
-	resp, err := c.HTTP.Get(strings.TrimSuffix(c.BaseURL, "/") + "/ipxe/" + mac)
-	if err != nil {
-		t.Fatal(err)
-	}
-	resp.Body.Close()
+	s := servetest.New(t, servetest.Options{Inventory: mac + " reimage debian-12 /dev/vda\n" + other + " local debian-12\n", InsecureOpenAPI: insecure})
+	return s.Inventory, s.Client
 }
 
 var ignoreTimes = cmpopts.IgnoreFields(api.Machine{}, "FirstSeen", "LastBoot", "LastReport")
@@ -105,7 +80,7 @@ func TestClientCredentialAndStatus(t *testing.T) {
 	if _, err := c.Credential(ctx, mac); err == nil {
 		t.Fatal("Credential without a boot: no error, want a 403")
 	}
-	boot(t, c, mac)
+	servetest.Boot(t, c.BaseURL, mac)
 	cred, err := c.Credential(ctx, mac)
 	if err != nil {
 		t.Fatalf("Credential: %v", err)
