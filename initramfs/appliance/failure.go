@@ -72,13 +72,12 @@ func hint(f *Failure) string {
 	if h := bootEntryHint(f); h != "" {
 		return h
 	}
-	var te *partition.TargetError
 	switch {
 	case f.Step == StepCredential:
 		return "shoal serve gave no credential for this boot (the error says why): check the server's log; boot the machine through its iPXE script again for a new credential; an appliance without a credential writes nothing, since it could not report its success"
 	case errors.Is(f.Err, imaging.ErrNotFound):
 		return fmt.Sprintf("the repository has no image %q: check the name (shoal.image= or image = in shoal.conf) against %simages/ and that shoal.repo points at the repository's root", f.Image, withSlash(f.URL))
-	case errors.As(f.Err, &te) && errors.Is(f.Err, partition.ErrTooSmall):
+	case errors.Is(f.Err, partition.ErrTooSmall):
 		return fmt.Sprintf("disk %s is too small for image %s: put in a larger disk, choose another with shoal.disk=, or make the image from a smaller disk. Nothing was written.", f.Disk, f.Image)
 	case errors.Is(f.Err, partition.ErrBootDevice), errors.Is(f.Err, disksel.ErrBootMedium):
 		return "that disk is the boot medium and is never written: choose another with shoal.disk="
