@@ -11,12 +11,6 @@ import (
 	"golang.org/x/sys/unix"
 )
 
-// Default groups and ports (admin-scoped, RFC 2365).
-var (
-	DefaultControl = netip.MustParseAddrPort("239.255.77.1:7700")
-	DefaultData    = netip.MustParseAddrPort("239.255.77.2:7701")
-)
-
 // socketBufferBytes is the kernel buffer asked for on every socket: about
 // 80 ms at 1 Gbit/s, so that a busy receiver does not lose data.
 const socketBufferBytes = 8 << 20
