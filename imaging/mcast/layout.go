@@ -6,8 +6,9 @@
 // control group, suppressing requests other receivers already made.
 //
 // The wire format is in package wire and docs/protocol.md. The sender reads
-// chunks from a Source (a repository, or later the peer session's download);
-// the receiver writes verified chunks to a Sink (an imaging.Writer).
+// chunks from a Source (a repository, or the peer session's download: its
+// leader's SkipSource and ReadySource); the receiver writes verified chunks
+// to a Sink (an imaging.Writer).
 package mcast
 
 import (

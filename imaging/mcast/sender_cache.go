@@ -7,8 +7,9 @@ import (
 	"fmt"
 )
 
-// parityCache keeps the parity of the groups repaired lately, so that
-// repeated repairs of a group are not encoded again.
+// parityCache keeps the parity of the groups encoded lately (for a repair,
+// or for a pass that sends parity blocks), so that repeated repairs of a
+// group are not encoded again.
 type parityCache struct {
 	m     map[groupKey][][]byte
 	order []groupKey
