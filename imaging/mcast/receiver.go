@@ -32,7 +32,8 @@ type Sink interface {
 	Finish() error
 }
 
-// ReceiverConfig configures Receive.
+// ReceiverConfig configures Receive. Fields left zero take the values of
+// DefaultReceiverConfig.
 type ReceiverConfig struct {
 	// ImageID, when set, is the image to receive: announces of any other
 	// image are ignored, and the manifest that comes must have exactly

@@ -41,7 +41,8 @@ func (r RepoSource) Chunk(ctx context.Context, i int, buf []byte) ([]byte, error
 	return r.Repo.Chunk(ctx, r.Image.Chunks[i].Chunk, buf[:0])
 }
 
-// SenderConfig configures Send.
+// SenderConfig configures Send. Fields left zero take the values of
+// DefaultSenderConfig.
 type SenderConfig struct {
 	Image  *imaging.Image
 	Source Source
