@@ -200,11 +200,20 @@ func Send(ctx context.Context, conn net.PacketConn, cfg SenderConfig) (SenderSta
 	stop := closeOnDone(ctx, conn)
 	defer stop()
 	readErr := make(chan error, 1)
-	go func() { readErr <- s.readControl(ctx, conn) }()
+	go func() {
+		err := s.readControl(ctx, conn)
+		if err != nil {
+			// Deaf to its receivers, the sender cannot serve them: the
+			// session ends, with this error.
+			cancel()
+		}
+		readErr <- err
+	}()
 	err := s.run(ctx, ipv4.NewPacketConn(conn))
 	cancel()
-	rerr := <-readErr
-	if err == nil && rerr != nil && ctx.Err() == nil {
+	// readControl returns nil for the shutdown (ctx done, conn closed):
+	// an error is the control socket's own, and why run ended.
+	if rerr := <-readErr; rerr != nil {
 		err = rerr
 	}
 	st := s.snapshot()

@@ -15,7 +15,8 @@ import (
 	"github.com/shoal-project/shoal/imaging/mcast/wire"
 )
 
-// readControl reads requests and statuses until conn is closed.
+// readControl reads requests and statuses until conn is closed. It
+// returns nil for the shutdown (ctx done), else the socket's error.
 func (s *sender) readControl(ctx context.Context, conn net.PacketConn) error {
 	p := ipv4.NewPacketConn(conn)
 	msgs := make([]ipv4.Message, 16)
