@@ -98,3 +98,13 @@ func udpAddr(a netip.AddrPort) *net.UDPAddr { return net.UDPAddrFromAddrPort(a) 
 func closeOnDone(ctx context.Context, c net.PacketConn) func() bool {
 	return context.AfterFunc(ctx, func() { c.Close() })
 }
+
+// readBuffers returns n messages for ReadBatch, each with a buffer larger
+// than any datagram of the protocol.
+func readBuffers(n int) []ipv4.Message {
+	msgs := make([]ipv4.Message, n)
+	for i := range msgs {
+		msgs[i].Buffers = [][]byte{make([]byte, 2048)}
+	}
+	return msgs
+}

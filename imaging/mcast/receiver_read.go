@@ -15,11 +15,10 @@ import (
 	"github.com/shoal-project/shoal/imaging/mcast/wire"
 )
 
+// readLoop reads datagrams from p and handles them until p is closed; a
+// read error before ctx is done is fatal. data: p is the data socket.
 func (r *receiver) readLoop(ctx context.Context, p *ipv4.PacketConn, data bool) {
-	msgs := make([]ipv4.Message, 128)
-	for i := range msgs {
-		msgs[i].Buffers = [][]byte{make([]byte, 2048)}
-	}
+	msgs := readBuffers(128)
 	var needs []wire.Need
 	for {
 		n, err := p.ReadBatch(msgs, 0)

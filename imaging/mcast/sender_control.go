@@ -19,10 +19,7 @@ import (
 // returns nil for the shutdown (ctx done), else the socket's error.
 func (s *sender) readControl(ctx context.Context, conn net.PacketConn) error {
 	p := ipv4.NewPacketConn(conn)
-	msgs := make([]ipv4.Message, 16)
-	for i := range msgs {
-		msgs[i].Buffers = [][]byte{make([]byte, 2048)}
-	}
+	msgs := readBuffers(16)
 	var needs []wire.Need
 	for {
 		n, err := p.ReadBatch(msgs, 0)
