@@ -1,6 +1,6 @@
 package mcast
 
-// receiver.go: the receiver's API (Sink, ReceiverConfig, ReceiverStats, its errors) and Receive.
+// receiver.go: the receiver's API (Sink, ReceiverConfig, ReceiverStats, its errors, Receive) and the state Receive's goroutines share.
 
 import (
 	"context"

@@ -1,6 +1,6 @@
 package mcast
 
-// sender.go: the sender's API (Source, SenderConfig, SenderStats) and Send.
+// sender.go: the sender's API (Source, SenderConfig, SenderStats, Send) and the state Send's goroutines share.
 
 import (
 	"context"
