@@ -26,8 +26,9 @@ func runReceive(ctx context.Context, args []string, stdout, stderr io.Writer) er
 	var mf mcastFlags
 	mf.register(fs)
 	joinTimeout := fs.Duration("timeout", 5*time.Minute, "longest wait for a sender's announce (0: for ever)")
-	senderTimeout := fs.Duration("sender-timeout", 10*time.Second, "give up when the sender is silent that long")
-	buffer := fs.Int("buffer-chunks", 16, "chunks held in memory (assembling or waiting for the disk)")
+	def := mcast.DefaultReceiverConfig()
+	senderTimeout := fs.Duration("sender-timeout", def.SenderTimeout, "give up when the sender is silent that long")
+	buffer := fs.Int("buffer-chunks", def.BufferChunks, "chunks held in memory (assembling or waiting for the disk)")
 	cpuProfile := fs.String("cpuprofile", "", "write a CPU profile here (for debugging)")
 	pos, err := parseInterspersed(fs, args)
 	if err != nil {

@@ -88,12 +88,13 @@ func runSend(ctx context.Context, args []string, stdout, stderr io.Writer) error
 	pubPath := fs.String("pub", "", "check the manifest's signature with this public key before sending")
 	var mf mcastFlags
 	mf.register(fs)
-	data := fs.String("data", mcast.DefaultData.String(), "data group and port")
+	def := mcast.DefaultSenderConfig()
+	data := fs.String("data", def.Data.String(), "data group and port")
 	rate := fs.String("rate", "500Mbit", "highest sending rate, counted on the link (lowered while receivers report heavy loss)")
-	fec := fs.String("fec", "64+0", "Reed-Solomon groups K+M: K blocks per group, M parity blocks sent with each in the first pass (repairs are always parity)")
-	minRx := fs.Int("min-receivers", 0, "wait for this many receivers (up to --max-wait) before sending")
-	maxWait := fs.Duration("max-wait", 60*time.Second, "longest wait for --min-receivers; also ends the session when no receiver is heard for that long")
-	linger := fs.Duration("linger", time.Second, "quiet time after every receiver is done before ending")
+	fec := fs.String("fec", fmt.Sprintf("%d+%d", def.GroupBlocks, def.ParityBlocks), "Reed-Solomon groups K+M: K blocks per group, M parity blocks sent with each in the first pass (repairs are always parity)")
+	minRx := fs.Int("min-receivers", def.MinReceivers, "wait for this many receivers (up to --max-wait) before sending")
+	maxWait := fs.Duration("max-wait", def.MaxWait, "longest wait for --min-receivers; also ends the session when no receiver is heard for that long")
+	linger := fs.Duration("linger", def.Linger, "quiet time after every receiver is done before ending")
 	cpuProfile := fs.String("cpuprofile", "", "write a CPU profile here (for debugging)")
 	pos, err := parseInterspersed(fs, args)
 	if err != nil {

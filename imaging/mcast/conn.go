@@ -11,12 +11,6 @@ import (
 	"golang.org/x/sys/unix"
 )
 
-// Default groups and ports (admin-scoped, RFC 2365).
-var (
-	DefaultControl = netip.MustParseAddrPort("239.255.77.1:7700")
-	DefaultData    = netip.MustParseAddrPort("239.255.77.2:7701")
-)
-
 // socketBufferBytes is the kernel buffer asked for on every socket: about
 // 80 ms at 1 Gbit/s, so that a busy receiver does not lose data.
 const socketBufferBytes = 8 << 20
@@ -103,4 +97,14 @@ func udpAddr(a netip.AddrPort) *net.UDPAddr { return net.UDPAddrFromAddrPort(a) 
 // returned function stops the watch.
 func closeOnDone(ctx context.Context, c net.PacketConn) func() bool {
 	return context.AfterFunc(ctx, func() { c.Close() })
+}
+
+// readBuffers returns n messages for ReadBatch, each with a buffer larger
+// than any datagram of the protocol.
+func readBuffers(n int) []ipv4.Message {
+	msgs := make([]ipv4.Message, n)
+	for i := range msgs {
+		msgs[i].Buffers = [][]byte{make([]byte, 2048)}
+	}
+	return msgs
 }

@@ -6,8 +6,9 @@
 // control group, suppressing requests other receivers already made.
 //
 // The wire format is in package wire and docs/protocol.md. The sender reads
-// chunks from a Source (a repository, or later the peer session's download);
-// the receiver writes verified chunks to a Sink (an imaging.Writer).
+// chunks from a Source (a repository, or the peer session's download: its
+// leader's SkipSource and ReadySource); the receiver writes verified chunks
+// to a Sink (an imaging.Writer).
 package mcast
 
 import (
@@ -15,7 +16,36 @@ import (
 	"sync"
 
 	"github.com/klauspost/reedsolomon"
+
+	"github.com/shoal-project/shoal/imaging/mcast/wire"
 )
+
+// groupKey names one FEC group of one chunk.
+type groupKey struct {
+	chunk int // -1: the manifest blob
+	group int
+}
+
+// before reports whether group a comes before group b in the first pass.
+func before(a, b groupKey) bool {
+	return a.chunk < b.chunk || a.chunk == b.chunk && a.group < b.group
+}
+
+// wireChunk is the chunk number on the wire of chunk (-1: the manifest).
+func wireChunk(chunk int) uint32 {
+	if chunk < 0 {
+		return wire.ManifestChunk
+	}
+	return uint32(chunk)
+}
+
+// chunkIndex is the chunk a wire chunk number names (-1: the manifest).
+func chunkIndex(c uint32) int {
+	if c == wire.ManifestChunk {
+		return -1
+	}
+	return int(c)
+}
 
 // layout is how one chunk's stored bytes are cut into blocks and FEC groups.
 // Block i holds stored bytes [i*blockBytes, (i+1)*blockBytes); the last

@@ -1,0 +1,111 @@
+package mcast
+
+// receiver_tick.go: the receiver's periodic loop: requests and statuses out, loss counted, the end watched for.
+
+import (
+	"context"
+	"fmt"
+	"time"
+
+	"github.com/shoal-project/shoal/imaging/mcast/fresh"
+	"github.com/shoal-project/shoal/imaging/mcast/wire"
+)
+
+// tickLoop sends requests and statuses, and watches for the end.
+func (r *receiver) tickLoop(ctx context.Context, start time.Time) error {
+	tick := time.NewTicker(10 * time.Millisecond)
+	defer tick.Stop()
+	lastStatus := time.Time{}
+	lastProg := time.Now()
+	var needs []wire.Need
+	for {
+		select {
+		case <-ctx.Done():
+			return ctx.Err()
+		case <-r.finished:
+			return r.finish(ctx)
+		case <-tick.C:
+		}
+		backlog := r.waiting()
+		now := time.Now()
+		r.mu.Lock()
+		r.backlog = backlog
+		if r.fatal != nil {
+			err := r.fatal
+			r.mu.Unlock()
+			r.sendStatus(wire.StateFailed)
+			return err
+		}
+		if now.Sub(r.heard) > r.cfg.SenderTimeout {
+			r.mu.Unlock()
+			return fmt.Errorf("%w: nothing heard for %v", ErrSenderGone, r.cfg.SenderTimeout)
+		}
+		if !r.sendingAt.IsZero() && now.Sub(r.sendingAt) > r.cfg.SenderTimeout && now.Sub(r.lastData) > r.cfg.SenderTimeout {
+			group := r.ann.Data
+			r.mu.Unlock()
+			r.sendStatus(wire.StateFailed)
+			return fmt.Errorf("%w: the sender (session %d) is sending, but nothing came on data group %v for %v (is multicast forwarded to this port?)",
+				ErrNoData, r.hdr.Session, group, r.cfg.SenderTimeout)
+		}
+		if r.ending && (r.img == nil || r.nwritten < r.chunks) {
+			r.mu.Unlock()
+			return fmt.Errorf("%w: the sender ended the session before the image was complete", ErrSenderGone)
+		}
+		needs = r.collectNeeds(now, needs[:0])
+		r.mu.Unlock()
+		r.sendRequests(ctx, needs)
+		if now.Sub(lastStatus) >= 250*time.Millisecond {
+			lastStatus = now
+			r.mu.Lock()
+			state := uint8(wire.StateReceiving)
+			if r.img == nil {
+				state = wire.StateJoining
+			}
+			r.mu.Unlock()
+			r.sendStatus(state)
+		}
+		if r.cfg.Progress != nil && now.Sub(lastProg) >= 250*time.Millisecond {
+			lastProg = now
+			r.cfg.Progress(r.snapshot(start))
+		}
+	}
+}
+
+// seqSeen counts loss from gaps in the sender's datagram numbers; r.mu
+// is held.
+func (r *receiver) seqSeen(seq uint32) {
+	if !r.seqOK {
+		r.seqOK, r.seqHi = true, seq
+		return
+	}
+	d := int64(int32(seq - r.seqHi)) // wraps; negative: late or repeated
+	if d <= 0 {
+		return
+	}
+	r.seqHi = seq
+	r.lossExp += d
+	r.lossGot++
+	r.stats.LostBlocks += d - 1
+}
+
+func (r *receiver) sendStatus(state uint8) {
+	r.mu.Lock()
+	loss := 0
+	if r.lossExp > 0 {
+		loss = int(1000 * (r.lossExp - r.lossGot) / r.lossExp)
+	}
+	r.lossExp, r.lossGot = 0, 0
+	hdr := r.hdr
+	status := wire.Status{
+		Receiver: r.cfg.ID, State: state, LossPermille: uint16(loss),
+		ChunksDone: uint32(r.nwritten), Chunks: uint32(r.chunks),
+		ReceivedBytes: uint64(r.stats.ReceivedBytes), DuplicateBytes: uint64(r.stats.DuplicateBytes),
+	}
+	r.mu.Unlock()
+	if err := r.stamps.Do(func(st fresh.Stamp) error {
+		_, err := r.ctrl.WriteTo(wire.AppendStatus(nil, hdr, &status, st, r.cfg.Key), nil, udpAddr(r.cfg.Control))
+		return err
+	}); err != nil {
+		r.log.Debug("status", "err", err)
+	}
+}
