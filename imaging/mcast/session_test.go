@@ -19,8 +19,10 @@ import (
 	"github.com/shoal-project/shoal/imaging"
 	"github.com/shoal-project/shoal/imaging/mcast/fresh"
 	"github.com/shoal-project/shoal/imaging/mcast/wire"
+	"github.com/shoal-project/shoal/internal/imagetest"
 	"github.com/shoal-project/shoal/internal/netlab"
 	"github.com/shoal-project/shoal/internal/netlabtest"
+	"github.com/shoal-project/shoal/internal/testlog"
 	"github.com/shoal-project/shoal/partition"
 )
 
@@ -29,30 +31,8 @@ import (
 // and loaded image.
 func testImage(t *testing.T, sizeBytes int64, chunkBytes int64) (src string, repo imaging.Repo, img *imaging.Image) {
 	t.Helper()
-	dir := t.TempDir()
-	src = filepath.Join(dir, "disk.raw")
-	data := make([]byte, sizeBytes)
-	if _, err := rand.Read(data); err != nil {
-		t.Fatal(err)
-	}
-	clear(data[sizeBytes/2 : sizeBytes/2+chunkBytes])
-	if err := os.WriteFile(src, data, 0o644); err != nil {
-		t.Fatal(err)
-	}
-	ctx := context.Background()
-	repoDir := filepath.Join(dir, "repo")
-	if _, _, err := imaging.Create(ctx, src, repoDir, "test", imaging.CreateOptions{ChunkSizeBytes: chunkBytes}); err != nil {
-		t.Fatalf("imaging.Create: %v", err)
-	}
-	repo, err := imaging.OpenRepo(repoDir)
-	if err != nil {
-		t.Fatal(err)
-	}
-	img, err = imaging.LoadImage(ctx, repo, "test", nil)
-	if err != nil {
-		t.Fatal(err)
-	}
-	return src, repo, img
+	im := imagetest.New(t, imagetest.Options{SizeBytes: sizeBytes, ChunkBytes: chunkBytes, ZeroRun: true})
+	return im.Src, im.Repo, im.Image
 }
 
 // writerSink is the real sink: target checks, imaging.Writer, table last.
@@ -109,17 +89,7 @@ func listenIn(n *netlab.Node, group netip.AddrPort) (net.PacketConn, *net.Interf
 }
 
 func testLogger(t *testing.T, name string) *slog.Logger {
-	if !testing.Verbose() {
-		return slog.New(slog.DiscardHandler)
-	}
-	return slog.New(slog.NewTextHandler(tWriter{t}, &slog.HandlerOptions{Level: slog.LevelDebug})).With("who", name)
-}
-
-type tWriter struct{ t *testing.T }
-
-func (w tWriter) Write(b []byte) (int, error) {
-	w.t.Log(string(bytes.TrimSpace(b)))
-	return len(b), nil
+	return testlog.New(t, name, slog.LevelDebug)
 }
 
 var testKey = []byte("transport key for tests")

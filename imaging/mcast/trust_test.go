@@ -9,11 +9,11 @@ import (
 	"crypto/rand"
 	"errors"
 	"os"
-	"path/filepath"
 	"testing"
 	"time"
 
 	"github.com/shoal-project/shoal/imaging"
+	"github.com/shoal-project/shoal/internal/imagetest"
 	"github.com/shoal-project/shoal/internal/netlab"
 	"github.com/shoal-project/shoal/internal/netlabtest"
 )
@@ -22,26 +22,8 @@ import (
 // priv, in its own repository.
 func signedTestImage(t *testing.T, sizeBytes, chunkBytes int64, priv ed25519.PrivateKey) (string, imaging.Repo, *imaging.Image) {
 	t.Helper()
-	dir := t.TempDir()
-	src := filepath.Join(dir, "disk.raw")
-	data := make([]byte, sizeBytes)
-	if _, err := rand.Read(data); err != nil {
-		t.Fatal(err)
-	}
-	if err := os.WriteFile(src, data, 0o644); err != nil {
-		t.Fatal(err)
-	}
-	ctx := context.Background()
-	repoDir := filepath.Join(dir, "repo")
-	if _, _, err := imaging.Create(ctx, src, repoDir, "test", imaging.CreateOptions{ChunkSizeBytes: chunkBytes, SignKey: priv}); err != nil {
-		t.Fatal(err)
-	}
-	repo := imaging.DirRepo(repoDir)
-	img, err := imaging.LoadImage(ctx, repo, "test", priv.Public().(ed25519.PublicKey))
-	if err != nil {
-		t.Fatal(err)
-	}
-	return src, repo, img
+	im := imagetest.New(t, imagetest.Options{SizeBytes: sizeBytes, ChunkBytes: chunkBytes, SignKey: priv})
+	return im.Src, im.Repo, im.Image
 }
 
 // A rogue sender of another image of the same name (and, with the site's
