@@ -137,7 +137,7 @@ func runSend(ctx context.Context, args []string, stdout, stderr io.Writer) error
 	if err != nil {
 		return fmt.Errorf("send: %w", err)
 	}
-	conn, _, ctrl, err := mf.open(ctx)
+	conn, ifi, ctrl, err := mf.open(ctx)
 	if err != nil {
 		return fmt.Errorf("send: %w", err)
 	}
@@ -145,7 +145,7 @@ func runSend(ctx context.Context, args []string, stdout, stderr io.Writer) error
 	term := progress.IsTerminal(stderr)
 	st, err := mcast.Send(ctx, conn, mcast.SenderConfig{
 		Image: img, Source: mcast.RepoSource{Repo: repo, Image: img},
-		Data: dataGroup, Control: ctrl, RateBitsPerSec: rateBits,
+		Data: dataGroup, Control: ctrl, RateBitsPerSec: rateBits, BlockBytes: mcast.BlockBytesForInterface(ifi),
 		GroupBlocks: k, ParityBlocks: m, MinReceivers: *minRx, MaxWait: *maxWait, Linger: *linger,
 		Logger: slog.Default(),
 		Progress: func(s mcast.SenderStats) {

@@ -9,6 +9,8 @@ import (
 
 	"golang.org/x/net/ipv4"
 	"golang.org/x/sys/unix"
+
+	"github.com/shoal-project/shoal/imaging/mcast/wire"
 )
 
 // socketBufferBytes is the kernel buffer asked for on every socket: about
@@ -104,7 +106,7 @@ func closeOnDone(ctx context.Context, c net.PacketConn) func() bool {
 func readBuffers(n int) []ipv4.Message {
 	msgs := make([]ipv4.Message, n)
 	for i := range msgs {
-		msgs[i].Buffers = [][]byte{make([]byte, 2048)}
+		msgs[i].Buffers = [][]byte{make([]byte, wire.MaxDatagramBytes+1)}
 	}
 	return msgs
 }

@@ -24,6 +24,32 @@ var (
 // DefaultBlockBytes fills a 1500-byte MTU: 1500 - 20 (IP) - 8 (UDP) - 34.
 const DefaultBlockBytes = 1500 - 28 - wire.DataHeaderBytes
 
+// minBlockBytes is the smallest block BlockBytesForMTU gives: IPv4's
+// minimum MTU (576) less the headers.
+const minBlockBytes = 576 - 28 - wire.DataHeaderBytes
+
+// BlockBytesForMTU is the block size whose data datagrams fill one frame
+// of a link of mtu bytes (an interface's MTU): 1438 at 1500, 8938 at 9000
+// (the protocol's largest). Fewer, larger datagrams cost the sender and
+// every receiver less CPU per byte. Every receiver's link must carry that
+// MTU: the sender announces its block size and sends nothing smaller.
+// mtu <= 0 gives DefaultBlockBytes.
+func BlockBytesForMTU(mtu int) int {
+	if mtu <= 0 {
+		return DefaultBlockBytes
+	}
+	return min(max(mtu-28-wire.DataHeaderBytes, minBlockBytes), wire.MaxBlockBytes)
+}
+
+// BlockBytesForInterface is BlockBytesForMTU of ifi's MTU; nil (the
+// system's choice of interface) gives DefaultBlockBytes.
+func BlockBytesForInterface(ifi *net.Interface) int {
+	if ifi == nil {
+		return DefaultBlockBytes
+	}
+	return BlockBytesForMTU(ifi.MTU)
+}
+
 // DefaultSenderConfig returns the defaults Send uses for the fields of a
 // SenderConfig left zero (Session excepted: a zero Session is random).
 // Image and Source are for the caller to set.

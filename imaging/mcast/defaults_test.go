@@ -77,3 +77,22 @@ func TestReceiverDefaults(t *testing.T) {
 		})
 	}
 }
+
+func TestBlockBytesForMTU(t *testing.T) {
+	for _, tc := range []struct{ mtu, want int }{
+		{0, DefaultBlockBytes},
+		{-1, DefaultBlockBytes},
+		{1500, 1438},
+		{1400, 1338},
+		{9000, 8938},
+		{65536, 8938}, // loopback: capped at the protocol's largest
+		{100, 514},    // below IPv4's minimum MTU: 576's block
+	} {
+		if got := BlockBytesForMTU(tc.mtu); got != tc.want {
+			t.Errorf("BlockBytesForMTU(%d) = %d, want %d", tc.mtu, got, tc.want)
+		}
+	}
+	if got := BlockBytesForInterface(nil); got != DefaultBlockBytes {
+		t.Errorf("BlockBytesForInterface(nil) = %d, want %d", got, DefaultBlockBytes)
+	}
+}

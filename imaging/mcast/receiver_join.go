@@ -28,7 +28,7 @@ func (r *receiver) announce(now time.Time, h wire.Header, a wire.Announce, st fr
 			r.stats.Foreign++
 			return
 		}
-		if a.BlockBytes > 1500 || a.GroupBlocks > 128 || int64(a.ManifestBytes) > maxBlobBytes {
+		if int(a.BlockBytes) > wire.MaxBlockBytes || a.GroupBlocks > 128 || int64(a.ManifestBytes) > maxBlobBytes {
 			r.stats.Malformed++
 			return
 		}

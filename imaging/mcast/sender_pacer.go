@@ -11,6 +11,8 @@ import (
 	"time"
 
 	"golang.org/x/net/ipv4"
+
+	"github.com/shoal-project/shoal/imaging/mcast/wire"
 )
 
 // wireOverheadBytes is what each datagram adds on an Ethernet link beyond
@@ -41,7 +43,7 @@ func (o *output) buf() []byte {
 		o.bufs = make([][]byte, batch)
 		o.msgs = make([]ipv4.Message, batch)
 		for i := range o.bufs {
-			o.bufs[i] = make([]byte, 0, 2048)
+			o.bufs[i] = make([]byte, 0, wire.MaxDatagramBytes)
 		}
 	}
 	return o.bufs[o.n][:0]

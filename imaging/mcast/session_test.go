@@ -11,7 +11,9 @@ import (
 	"net"
 	"net/netip"
 	"os"
+	"os/exec"
 	"path/filepath"
+	"strconv"
 	"sync"
 	"testing"
 	"time"
@@ -131,6 +133,9 @@ type sessionSpec struct {
 	// sendImage, when set, is the image the sender sends (its manifest
 	// and signature) instead of img.
 	sendImage *imaging.Image
+	// mtu, when set, is every link's MTU, and the sender's blocks fill it
+	// (BlockBytesForInterface).
+	mtu int
 }
 
 // runSession runs a sender and receivers on a netlab LAN and returns the
@@ -142,11 +147,14 @@ func runSession(t *testing.T, img *imaging.Image, repo imaging.Repo, spec sessio
 		nodes++
 	}
 	lan := netlabtest.New(t, netlab.Config{Nodes: nodes, RateBitsPerSec: spec.linkBitsPerSec})
+	if spec.mtu > 0 {
+		setMTU(t, lan, spec.mtu)
+	}
 	ctx, cancel := context.WithTimeout(context.Background(), 3*time.Minute)
 	defer cancel()
 	dir := t.TempDir()
 
-	sc, _, err := listenIn(lan.Nodes[0], DefaultControl)
+	sc, sifi, err := listenIn(lan.Nodes[0], DefaultControl)
 	if err != nil {
 		t.Fatalf("sender socket: %v", err)
 	}
@@ -233,6 +241,7 @@ func runSession(t *testing.T, img *imaging.Image, repo imaging.Repo, spec sessio
 		RateBitsPerSec: spec.rateBitsPerSec, ParityBlocks: spec.fecParity,
 		MinReceivers: minRx, MaxWait: 20 * time.Second, Linger: 300 * time.Millisecond,
 		ReceiverTimeout: 2 * time.Second,
+		BlockBytes:      BlockBytesForInterface(sifi),
 		Progress:        spec.progress,
 		Logger:          testLogger(t, "tx"),
 	})
@@ -241,6 +250,23 @@ func runSession(t *testing.T, img *imaging.Image, repo imaging.Repo, spec sessio
 	}
 	wg.Wait()
 	return st, results
+}
+
+// setMTU sets the MTU of every link of lan: the bridge, its ports and the
+// nodes' eth0.
+func setMTU(t *testing.T, lan *netlab.LAN, mtu int) {
+	t.Helper()
+	m := strconv.Itoa(mtu)
+	cmds := [][]string{{"ip", "-n", lan.Hub, "link", "set", lan.Bridge, "mtu", m}}
+	for _, n := range lan.Nodes {
+		cmds = append(cmds, []string{"ip", "-n", lan.Hub, "link", "set", n.HostIface, "mtu", m},
+			[]string{"ip", "-n", n.Name, "link", "set", n.Iface, "mtu", m})
+	}
+	for _, c := range cmds {
+		if out, err := exec.Command(c[0], c[1:]...).CombinedOutput(); err != nil {
+			t.Fatalf("%v: %v: %s", c, err, out)
+		}
+	}
 }
 
 func checkTarget(t *testing.T, src, target string) {
@@ -290,6 +316,26 @@ func TestSession(t *testing.T) {
 			t.Logf("sender: %+v (image stored %d bytes)", st, img.Manifest.StoredBytes)
 		})
 	}
+}
+
+// TestSessionJumbo: on links of MTU 9000 the sender fills each frame
+// (blocks of 8938 bytes, about 6x fewer datagrams than at 1500), and every
+// receiver, with 1% loss, still writes the image exactly.
+func TestSessionJumbo(t *testing.T) {
+	netlabtest.RequireRoot(t)
+	src, repo, img := testImage(t, 8<<20, 1<<20)
+	spec := sessionSpec{rateBitsPerSec: 200e6, mtu: 9000, rx: []rxSpec{{}, {lossPermille: 10}}}
+	st, res := runSession(t, img, repo, spec)
+	checkAll(t, src, res)
+	if want := BlockBytesForMTU(9000); want != wire.MaxBlockBytes {
+		t.Fatalf("BlockBytesForMTU(9000) = %d, want %d", want, wire.MaxBlockBytes)
+	}
+	// At 1500 the first pass alone is over 5,800 datagrams of 1438
+	// bytes; jumbo blocks need about 950, repairs included.
+	if limit := img.Manifest.StoredBytes / int64(wire.MaxBlockBytes) * 3 / 2; st.Datagrams > limit {
+		t.Errorf("sender sent %d datagrams, want at most %d with jumbo blocks", st.Datagrams, limit)
+	}
+	t.Logf("sender: %+v", st)
 }
 
 func checkAll(t *testing.T, src string, res []rxResult) {

@@ -176,7 +176,7 @@ func (n *node) multicast(ctx context.Context, img *imaging.Image, group netip.Ad
 	var last int64
 	st, err := mcast.Send(ctx, conn, mcast.SenderConfig{
 		Image: img, Source: leaderSource{n, skip}, Data: dataGroup(group), Control: group,
-		RateBitsPerSec: n.cfg.RateBitsPerSec, Session: session,
+		RateBitsPerSec: n.cfg.RateBitsPerSec, Session: session, BlockBytes: mcast.BlockBytesForInterface(n.cfg.Iface),
 		Key: n.cfg.Key, Quiet: true, Clock: n.cfg.Clock,
 		MaxWait: 2 * n.cfg.DataTimeout,
 		// Late requesters start a new data session: the transport

@@ -30,6 +30,13 @@ const HeaderBytes = 20
 // included; the block follows it.
 const DataHeaderBytes = HeaderBytes + 14
 
+// MaxDatagramBytes bounds every datagram of the protocol: the UDP payload
+// of a 9000-byte (jumbo) Ethernet MTU, less IPv4 and UDP headers.
+const MaxDatagramBytes = 9000 - 28
+
+// MaxBlockBytes is the largest block a data datagram carries.
+const MaxBlockBytes = MaxDatagramBytes - DataHeaderBytes
+
 // ManifestChunk is the chunk number of the manifest blob (manifest length,
 // manifest, signature), sent and repaired like any chunk.
 const ManifestChunk = 0xFFFFFFFF
