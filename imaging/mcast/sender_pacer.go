@@ -6,6 +6,7 @@ import (
 	"context"
 	"errors"
 	"fmt"
+	"log/slog"
 	"net"
 	"syscall"
 	"time"
@@ -34,6 +35,8 @@ type output struct {
 	sentBytes int64
 	datagrams int64
 	seq       uint32
+	gso       gso
+	log       *slog.Logger
 }
 
 const batch = 16
@@ -89,6 +92,19 @@ func (o *output) flush(ctx context.Context) error {
 	}
 	o.tokens -= size
 	msgs := o.msgs[:o.n]
+	if !o.gso.off {
+		sent, err := o.writeGSO(msgs)
+		msgs = msgs[sent:]
+		if err != nil {
+			if !gsoRefused(err) {
+				return fmt.Errorf("send data: %w", err)
+			}
+			o.gso.off = true
+			if o.log != nil {
+				o.log.Info("UDP segmentation offload refused: sending datagram by datagram", "err", err)
+			}
+		}
+	}
 	for len(msgs) > 0 {
 		n, err := o.p.WriteBatch(msgs, 0)
 		if err != nil {
@@ -107,4 +123,41 @@ func (o *output) flush(ctx context.Context) error {
 	}
 	o.n = 0
 	return nil
+}
+
+// writeGSO sends msgs as UDP_SEGMENT runs and returns how many of them
+// (datagrams) went out.
+func (o *output) writeGSO(msgs []ipv4.Message) (int, error) {
+	gm, segs := o.gso.pack(msgs)
+	sent := 0
+	for len(gm) > 0 {
+		n, err := o.p.WriteBatch(gm, 0)
+		if err != nil {
+			if errors.Is(err, syscall.ENOBUFS) {
+				time.Sleep(time.Millisecond)
+				continue
+			}
+			return sent, err
+		}
+		for k := range n {
+			for _, b := range gm[k].Buffers {
+				o.sentBytes += int64(len(b))
+			}
+			if segs[k] > 1 {
+				o.gso.sends++
+			}
+			sent += segs[k]
+		}
+		o.datagrams += int64(sum(segs[:n]))
+		gm, segs = gm[n:], segs[n:]
+	}
+	return sent, nil
+}
+
+func sum(xs []int) int {
+	t := 0
+	for _, x := range xs {
+		t += x
+	}
+	return t
 }

@@ -20,7 +20,7 @@ func (s *sender) run(ctx context.Context, p *ipv4.PacketConn) error {
 	s.lastHeard, s.lastAsk = start, start
 	s.annSent, s.annRate = groupKey{-1, 0}, s.cfg.RateBitsPerSec
 	s.mu.Unlock()
-	out := &output{p: p, dst: udpAddr(s.cfg.Data), rate: float64(s.cfg.RateBitsPerSec) / 8}
+	out := &output{p: p, dst: udpAddr(s.cfg.Data), rate: float64(s.cfg.RateBitsPerSec) / 8, log: s.log}
 	stopAnn := s.startAnnouncing(ctx, p)
 	defer stopAnn()
 	if err := s.waitReceivers(ctx, start); err != nil {
