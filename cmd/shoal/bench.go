@@ -17,10 +17,10 @@ import (
 )
 
 const benchUsage = `shoal bench [--size 256MiB] [--rate 200Mbit] [--receivers 1,8] [--loss 0,1] [--tools shoal,udpcast,uftp,http] [--json bench.json]
-            [--unlimited] [--mtu 1500|9000] [--shaping tbf|htb]
+            [--unlimited] [--mtu 1500|9000] [--shaping htb|tbf]
 shoal bench --session [--size 1GiB] [--rate 200Mbit] [--nodes 8] [--spread 10s] [--runs alone,session,unicast,leader-killed]
 
-Builds a LAN of network namespaces (a bridge, one veth per node, tc tbf at
+Builds a LAN of network namespaces (a bridge, one veth per node, tc htb at
 --rate on every link, nftables random loss on the receivers' links), makes an
 image of random (incompressible) data, and runs each tool on it for each
 receiver count and loss rate: shoal send/receive, udpcast
@@ -39,7 +39,7 @@ veth reports) and first measures the platform's ceiling for each receiver
 count: iperf2 blasting UDP multicast datagrams of MTU-28 bytes with no
 protocol through the same namespaces; every tool is then also printed as a
 fraction of it. --mtu sets every link's and the bridge's MTU; --shaping
-picks the qdisc that holds the links to --rate (tbf or htb).
+picks the qdisc that holds the links to --rate (htb, the default, or tbf).
 
 With --session it measures the peer session instead: --nodes nodes started
 evenly over --spread run shoal fetch from a plain HTTP server, against one
@@ -79,7 +79,7 @@ func runBench(ctx context.Context, args []string, stdout, stderr io.Writer) erro
 	runs := fs.String("runs", strings.Join(bench.SessionRuns, ","), "--session: runs, comma-separated")
 	unlimited := fs.Bool("unlimited", false, "no rate limit on the links; measure the platform's ceiling (iperf2) too")
 	mtu := fs.Int("mtu", 1500, "MTU of every link and the bridge (1500, or 9000 for jumbo frames)")
-	shaping := fs.String("shaping", "tbf", "qdisc holding the links to --rate: tbf or htb")
+	shaping := fs.String("shaping", "htb", "qdisc holding the links to --rate: htb or tbf")
 	httpRoot := fs.String("http-root", "", "internal: serve this directory over HTTP (the bench's HTTP sender) and nothing else")
 	httpListen := fs.String("http-listen", "", "internal: with --http-root, the address to listen on")
 	pos, err := parseInterspersed(fs, args)

@@ -4,6 +4,7 @@ import (
 	"bytes"
 	"context"
 	"encoding/json"
+	"math"
 	"os"
 	"os/exec"
 	"path/filepath"
@@ -124,12 +125,18 @@ func smokeUnlimited(t *testing.T, bin, dir string) {
 			if !res.OK {
 				t.Fatalf("%s", res.Error)
 			}
+			// HTTP's TCP is not bound by the multicast ceiling (it
+			// reached 2.4x it at MTU 1500 on 256 MiB): only > 0 for it.
+			ceilingMax := 1.5
+			if res.Tool == "http" {
+				ceilingMax = math.Inf(1)
+			}
 			for _, f := range []struct {
-				name string
-				v    float64
-			}{{"ceiling fraction", res.CeilingFraction}, {"link fraction", res.LinkFraction}} {
-				if f.v <= 0 || f.v > 1.5 {
-					t.Errorf("%s = %.4f, want in (0, 1.5]", f.name, f.v)
+				name    string
+				v, most float64
+			}{{"ceiling fraction", res.CeilingFraction, ceilingMax}, {"link fraction", res.LinkFraction, 1.5}} {
+				if f.v <= 0 || f.v > f.most {
+					t.Errorf("%s = %.4f, want in (0, %.1f]", f.name, f.v, f.most)
 				}
 			}
 			if res.SenderCPUSecondsPerGiB <= 0 || res.ReceiverCPUSecondsPerGiBMean <= 0 || res.ReceiverCPUSecondsPerGiBMax < res.ReceiverCPUSecondsPerGiBMean {

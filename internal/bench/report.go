@@ -104,7 +104,7 @@ func (res Result) line() string {
 
 // WriteTable prints the results as a table, the ceilings first.
 func (r *Report) WriteTable(w io.Writer) error {
-	links := fmt.Sprintf("links %.0f Mbit/s (%s)", float64(r.RateBitsPerSec)/1e6, orTBF(r.Shaping))
+	links := fmt.Sprintf("links %.0f Mbit/s (%s)", float64(r.RateBitsPerSec)/1e6, shapingName(r.Shaping))
 	if r.Unlimited {
 		links = fmt.Sprintf("links unlimited (no tc; nominal %.0f Mbit/s)", float64(r.RateBitsPerSec)/1e6)
 	}
@@ -156,7 +156,8 @@ func okText(ok bool, errText string) string {
 	return s
 }
 
-func orTBF(shaping string) string {
+// shapingName is a report's shaping; reports from before it was recorded had tbf.
+func shapingName(shaping string) string {
 	if shaping == "" {
 		return "tbf"
 	}
