@@ -5,7 +5,10 @@ import (
 	"bytes"
 	"context"
 	"fmt"
+	"os"
 	"os/exec"
+	"slices"
+	"strconv"
 	"strings"
 	"sync"
 	"syscall"
@@ -204,8 +207,18 @@ func strays(ctx context.Context, lan *netlab.LAN) error {
 		if err != nil {
 			return fmt.Errorf("ip netns pids %s: %w", n.Name, err)
 		}
-		if pids := strings.Fields(string(out)); len(pids) > 0 {
-			return fmt.Errorf("processes %v left in %s after the run: forked away from the PIDs measured", pids, n.Name)
+		// Not the bench itself: a thread netlab's Do switched into the
+		// namespace can be its main thread, which the Go runtime parks
+		// there for good instead of ending it.
+		self := strconv.Itoa(os.Getpid())
+		pids := slices.DeleteFunc(strings.Fields(string(out)), func(p string) bool { return p == self })
+		if len(pids) > 0 {
+			var cmds []string
+			for _, pid := range pids {
+				cmdline, _ := os.ReadFile("/proc/" + pid + "/cmdline")
+				cmds = append(cmds, fmt.Sprintf("%s %q", pid, strings.ReplaceAll(string(cmdline), "\x00", " ")))
+			}
+			return fmt.Errorf("processes left in %s after the run (forked away from the PIDs measured): %s", n.Name, strings.Join(cmds, ", "))
 		}
 	}
 	return nil
