@@ -85,13 +85,8 @@ func smokeLimited(t *testing.T, bin, dir string) {
 			t.Errorf("table lacks %s:\n%s", tool, table.String())
 		}
 	}
-	jsonPath := filepath.Join(dir, "b.json")
-	if err := rep.WriteJSON(jsonPath); err != nil {
-		t.Fatal(err)
-	}
-	var back Report
-	if b, err := os.ReadFile(jsonPath); err != nil || json.Unmarshal(b, &back) != nil || len(back.Results) != len(rep.Results) {
-		t.Errorf("JSON report does not read back: %v", err)
+	if back := jsonRoundTrip(t, rep, filepath.Join(dir, "b.json")); len(back.Results) != len(rep.Results) {
+		t.Errorf("JSON report read back with %d results, want %d", len(back.Results), len(rep.Results))
 	}
 }
 
@@ -154,15 +149,25 @@ func smokeUnlimited(t *testing.T, bin, dir string) {
 			t.Errorf("table lacks %q:\n%s", want, table.String())
 		}
 	}
-	jsonPath := filepath.Join(dir, "unlimited.json")
-	if err := rep.WriteJSON(jsonPath); err != nil {
-		t.Fatal(err)
-	}
-	var back Report
-	if b, err := os.ReadFile(jsonPath); err != nil || json.Unmarshal(b, &back) != nil {
-		t.Fatalf("JSON report does not read back: %v", err)
-	}
+	back := jsonRoundTrip(t, rep, filepath.Join(dir, "unlimited.json"))
 	if diff := cmp.Diff(rep.Ceilings, back.Ceilings); diff != "" {
 		t.Errorf("ceilings after a JSON round trip (-want +got):\n%s", diff)
 	}
+}
+
+// jsonRoundTrip writes rep as JSON to path and reads it back.
+func jsonRoundTrip(t *testing.T, rep *Report, path string) Report {
+	t.Helper()
+	if err := rep.WriteJSON(path); err != nil {
+		t.Fatal(err)
+	}
+	var back Report
+	b, err := os.ReadFile(path)
+	if err == nil {
+		err = json.Unmarshal(b, &back)
+	}
+	if err != nil {
+		t.Fatalf("JSON report does not read back: %v", err)
+	}
+	return back
 }

@@ -2,7 +2,6 @@
 package bench
 
 import (
-	"bytes"
 	"context"
 	"fmt"
 	"os"
@@ -15,31 +14,14 @@ import (
 	"time"
 
 	"github.com/shoal-project/shoal/internal/netlab"
+	"github.com/shoal-project/shoal/internal/syncbuf"
 )
-
-// logBuf is a process's output, safe to read while the process writes it.
-type logBuf struct {
-	mu sync.Mutex
-	b  bytes.Buffer
-}
-
-func (l *logBuf) Write(p []byte) (int, error) {
-	l.mu.Lock()
-	defer l.mu.Unlock()
-	return l.b.Write(p)
-}
-
-func (l *logBuf) String() string {
-	l.mu.Lock()
-	defer l.mu.Unlock()
-	return l.b.String()
-}
 
 // proc is a started program and when it ended.
 type proc struct {
 	name  string
 	cmd   *exec.Cmd
-	out   logBuf
+	out   syncbuf.Buffer
 	start time.Time
 	end   time.Time
 	cpu   time.Duration
