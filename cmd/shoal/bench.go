@@ -12,23 +12,34 @@ import (
 	"time"
 
 	"github.com/shoal-project/shoal/internal/bench"
+	"github.com/shoal-project/shoal/internal/netlab"
 	"github.com/shoal-project/shoal/internal/units"
 )
 
 const benchUsage = `shoal bench [--size 256MiB] [--rate 200Mbit] [--receivers 1,8] [--loss 0,1] [--tools shoal,udpcast,uftp,http] [--json bench.json]
+            [--unlimited] [--mtu 1500|9000] [--shaping htb|tbf]
 shoal bench --session [--size 1GiB] [--rate 200Mbit] [--nodes 8] [--spread 10s] [--runs alone,session,unicast,leader-killed]
 
-Builds a LAN of network namespaces (a bridge, one veth per node, tc tbf at
+Builds a LAN of network namespaces (a bridge, one veth per node, tc htb at
 --rate on every link, nftables random loss on the receivers' links), makes an
 image of random (incompressible) data, and runs each tool on it for each
 receiver count and loss rate: shoal send/receive, udpcast
 (udp-sender/udp-receiver), uftp (uftp/uftpd) and unicast HTTP (curl from a Go
 file server). It prints a table (seconds until every receiver is done,
 fraction of link rate, server egress over the image's stored size, duplicate
-data per receiver) and writes the raw figures as JSON (--json, default
-bench.json); the plot of time against receivers is drawn from them by
+data per receiver, CPU seconds per GiB of the sender and of the receivers,
+from each process's own rusage) and writes the raw figures as JSON (--json,
+default bench.json); the plot of time against receivers is drawn from them by
 "go run ./cmd/shoal-benchplot bench.json" (bench.png). Every target is
 checked byte for byte. Needs root; run it by hand, it takes minutes.
+
+--unlimited puts no tc on the links (--rate is then only the nominal link
+rate the fractions are of, and shoal send's --rate; default 10Gbit, what a
+veth reports) and first measures the platform's ceiling for each receiver
+count: iperf2 blasting UDP multicast datagrams of MTU-28 bytes with no
+protocol through the same namespaces; every tool is then also printed as a
+fraction of it. --mtu sets every link's and the bridge's MTU; --shaping
+picks the qdisc that holds the links to --rate (htb, the default, or tbf).
 
 With --session it measures the peer session instead: --nodes nodes started
 evenly over --spread run shoal fetch from a plain HTTP server, against one
@@ -66,6 +77,11 @@ func runBench(ctx context.Context, args []string, stdout, stderr io.Writer) erro
 	nodes := fs.Int("nodes", 8, "--session: number of nodes")
 	spread := fs.Duration("spread", 10*time.Second, "--session: nodes start evenly over this time")
 	runs := fs.String("runs", strings.Join(bench.SessionRuns, ","), "--session: runs, comma-separated")
+	unlimited := fs.Bool("unlimited", false, "no rate limit on the links; measure the platform's ceiling (iperf2) too")
+	mtu := fs.Int("mtu", 1500, "MTU of every link and the bridge (1500, or 9000 for jumbo frames)")
+	shaping := fs.String("shaping", "htb", "qdisc holding the links to --rate: htb or tbf")
+	httpRoot := fs.String("http-root", "", "internal: serve this directory over HTTP (the bench's HTTP sender) and nothing else")
+	httpListen := fs.String("http-listen", "", "internal: with --http-root, the address to listen on")
 	pos, err := parseInterspersed(fs, args)
 	if err != nil {
 		return err
@@ -73,6 +89,15 @@ func runBench(ctx context.Context, args []string, stdout, stderr io.Writer) erro
 	if len(pos) != 0 {
 		fs.Usage()
 		return usageErr("bench: no arguments expected")
+	}
+	if *httpRoot != "" {
+		return bench.ServeFiles(ctx, *httpListen, *httpRoot)
+	}
+	if *mtu < 576 || *mtu > 9000 {
+		return usageErr("bench: --mtu %d: want 576 to 9000 (1500, or 9000 for jumbo frames)", *mtu)
+	}
+	if *shaping != netlab.ShapingTBF && *shaping != netlab.ShapingHTB {
+		return usageErr("bench: --shaping %q: want %s or %s", *shaping, netlab.ShapingTBF, netlab.ShapingHTB)
 	}
 	if *plotPath != "" {
 		return usageErr("bench: --plot is gone (the shoal binary carries no plotting library): the figures go to --json FILE (default bench.json); draw them with: go run ./cmd/shoal-benchplot -o %s FILE", *plotPath)
@@ -87,7 +112,11 @@ func runBench(ctx context.Context, args []string, stdout, stderr io.Writer) erro
 	if !isSet(fs, "json") {
 		*jsonPath = "bench.json"
 	}
-	cfg := bench.Config{SizeBytes: size, LateJoin: *lateJoin, Log: stderr, ShoalBin: *shoalBin, Tools: strings.Split(*tools, ",")}
+	cfg := bench.Config{SizeBytes: size, LateJoin: *lateJoin, Log: stderr, ShoalBin: *shoalBin, Tools: strings.Split(*tools, ","),
+		Unlimited: *unlimited, MTU: *mtu, Shaping: *shaping}
+	if *unlimited && !isSet(fs, "rate") {
+		*rate = "10Gbit"
+	}
 	if cfg.RateBitsPerSec, err = units.ParseRate(*rate); err != nil {
 		return usageErr("bench: %v", err)
 	}

@@ -4,7 +4,9 @@
 // tool, receiver count and loss rate. It drives the real programs (shoal
 // send/receive, udp-sender/udp-receiver, uftp/uftpd, curl against a Go HTTP
 // server) and measures time, server egress and received bytes from the
-// kernel's interface counters, so every tool is measured the same way.
+// kernel's interface counters, so every tool is measured the same way, and
+// each process's CPU time from its own rusage. Unlimited runs (no tc) also
+// measure the platform's ceiling, a raw UDP multicast blast (iperf2).
 package bench
 
 import (
@@ -31,11 +33,26 @@ var Tools = []string{"shoal", "udpcast", "uftp", "http"}
 type Config struct {
 	// SizeBytes is the image size (random, incompressible data).
 	SizeBytes int64
-	// RateBitsPerSec is every link's rate (tc tbf).
+	// RateBitsPerSec is every link's rate (tc, see Shaping). With
+	// Unlimited it is the nominal rate the link fractions are of and
+	// shoal's --rate (default 10 Gbit/s, what a veth reports), and no tc
+	// holds the links to it.
 	RateBitsPerSec int64
-	Receivers      []int
-	LossPermille   []int
-	Tools          []string
+	// Unlimited puts no rate limit on the links, and adds a ceiling run
+	// (CeilingResult) for each receiver count.
+	Unlimited bool
+	// Shaping is the qdisc holding the links to the rate: netlab.ShapingHTB
+	// (the default: uftp at 1 Gbit/s took 6.3 s on average over 4 runs
+	// with it, 8.1 s with tbf; at 200 Mbit/s no tool differed) or
+	// netlab.ShapingTBF.
+	Shaping string
+	// MTU is every link's MTU (default 1500).
+	MTU int
+	// CeilingDuration is how long each ceiling blast lasts (default 5 s).
+	CeilingDuration time.Duration
+	Receivers       []int
+	LossPermille    []int
+	Tools           []string
 	// LateJoin adds a shoal run with one receiver from the start and one
 	// started when the first pass is half way.
 	LateJoin bool
@@ -48,64 +65,6 @@ type Config struct {
 	RunTimeout time.Duration
 	// Log, when set, gets a line per run.
 	Log io.Writer
-}
-
-// Result is one run.
-type Result struct {
-	Tool         string  `json:"tool"`
-	Receivers    int     `json:"receivers"`
-	LossPermille int     `json:"lossPermille"`
-	Seconds      float64 `json:"seconds"`
-	// LinkFraction is the image's bits over the time and link rate.
-	LinkFraction float64 `json:"linkFraction"`
-	// EgressBytes is what the server sent: its interface's bytes less
-	// the Ethernet, IP and UDP (or TCP) headers.
-	EgressBytes int64   `json:"egressBytes"`
-	EgressRatio float64 `json:"egressRatio"` // EgressBytes / image's stored size
-	// DuplicateFraction is what each receiver got beyond one copy of the
-	// image (averaged), less what the emulated loss dropped, over the
-	// image's size; it includes the tool's own headers.
-	DuplicateFraction float64 `json:"duplicateFraction"`
-	// RcvbufDrops counts datagrams the receivers' kernels dropped for a
-	// full socket buffer (UDP RcvbufErrors); QdiscDrops what tc dropped on
-	// every link (a sender faster than the link, or a receiver link
-	// carrying more than its rate).
-	RcvbufDrops int64 `json:"rcvbufDrops"`
-	QdiscDrops  int64 `json:"qdiscDrops"`
-	// ReceiverCPUSeconds and SenderCPUSeconds are the user+system CPU
-	// time of the receiving processes (summed) and of the sender process
-	// (the kernel's softirq work for the bridge is not in them).
-	ReceiverCPUSeconds float64 `json:"receiverCPUSeconds"`
-	SenderCPUSeconds   float64 `json:"senderCPUSeconds"`
-	// Detail is what the tool itself reported (shoal: the receivers'
-	// summed counters).
-	Detail string `json:"detail,omitempty"`
-	OK     bool   `json:"ok"`
-	Error  string `json:"error,omitempty"`
-}
-
-// LateJoinResult compares a receiver that joined half way with one that was
-// there from the start.
-type LateJoinResult struct {
-	OnTimeSeconds float64 `json:"onTimeSeconds"`
-	LateSeconds   float64 `json:"lateSeconds"` // from its start to its end
-	JoinedAfter   float64 `json:"joinedAfterSeconds"`
-	Ratio         float64 `json:"ratio"`
-	OK            bool    `json:"ok"`
-	Error         string  `json:"error,omitempty"`
-}
-
-// Report is everything a bench run measured.
-type Report struct {
-	SizeBytes       int64           `json:"sizeBytes"`
-	StoredBytes     int64           `json:"storedBytes"`
-	RateBitsPerSec  int64           `json:"rateBitsPerSec"`
-	Started         time.Time       `json:"started"`
-	Results         []Result        `json:"results"`
-	LateJoin        *LateJoinResult `json:"lateJoin,omitempty"`
-	ToolVersions    map[string]string
-	srcSum          [32]byte
-	src, repo, name string
 }
 
 // Need lists the programs each tool needs on PATH.
@@ -122,6 +81,18 @@ func (c *Config) defaults() {
 	}
 	if c.RateBitsPerSec <= 0 {
 		c.RateBitsPerSec = 200e6
+		if c.Unlimited {
+			c.RateBitsPerSec = 10e9
+		}
+	}
+	if c.MTU <= 0 {
+		c.MTU = 1500
+	}
+	if c.Shaping == "" {
+		c.Shaping = netlab.ShapingHTB
+	}
+	if c.CeilingDuration <= 0 {
+		c.CeilingDuration = 5 * time.Second
 	}
 	if len(c.Receivers) == 0 {
 		c.Receivers = []int{1, 8}
@@ -144,17 +115,42 @@ func (c *Config) linkTime() time.Duration {
 	return time.Duration(float64(c.SizeBytes*8) / float64(c.RateBitsPerSec) * float64(time.Second))
 }
 
-// Run runs the bench. It needs root and the tools' programs.
-func Run(ctx context.Context, cfg Config) (*Report, error) {
-	cfg.defaults()
-	for _, t := range cfg.Tools {
-		need, ok := Need[t]
+// lanConfig is the LAN of a run with nodes nodes.
+func (c *Config) lanConfig(nodes int) netlab.Config {
+	lc := netlab.Config{Nodes: nodes, RateBitsPerSec: c.RateBitsPerSec, Shaping: c.Shaping, MTU: c.MTU}
+	if c.Unlimited {
+		lc.RateBitsPerSec = 0
+	}
+	return lc
+}
+
+// needs lists the programs a run of cfg needs, by what needs them.
+func (c *Config) needs() (map[string][]string, error) {
+	need := map[string][]string{}
+	for _, t := range c.Tools {
+		n, ok := Need[t]
 		if !ok {
 			return nil, fmt.Errorf("bench: unknown tool %q (have %s)", t, strings.Join(Tools, ", "))
 		}
+		need[t] = n
+	}
+	if c.Unlimited {
+		need["the ceiling"] = CeilingNeed
+	}
+	return need, nil
+}
+
+// Run runs the bench. It needs root and the tools' programs.
+func Run(ctx context.Context, cfg Config) (*Report, error) {
+	cfg.defaults()
+	needs, err := cfg.needs()
+	if err != nil {
+		return nil, err
+	}
+	for t, need := range needs {
 		for _, p := range need {
 			if _, err := exec.LookPath(p); err != nil {
-				return nil, fmt.Errorf("bench: tool %s needs %s: %w", t, p, err)
+				return nil, fmt.Errorf("bench: %s needs %s: %w", t, p, err)
 			}
 		}
 	}
@@ -164,9 +160,25 @@ func Run(ctx context.Context, cfg Config) (*Report, error) {
 	if err := os.MkdirAll(cfg.Dir, 0o755); err != nil {
 		return nil, err
 	}
-	r := &Report{SizeBytes: cfg.SizeBytes, RateBitsPerSec: cfg.RateBitsPerSec, Started: time.Now().UTC(), name: "bench"}
+	r := &Report{SizeBytes: cfg.SizeBytes, RateBitsPerSec: cfg.RateBitsPerSec, Unlimited: cfg.Unlimited, MTU: cfg.MTU,
+		Shaping: cfg.Shaping, Started: time.Now().UTC(), name: "bench"}
+	if cfg.Unlimited {
+		r.Shaping = "" // nothing shapes
+	}
 	if err := r.makeImage(ctx, cfg); err != nil {
 		return nil, err
+	}
+	if cfg.Unlimited {
+		for _, n := range cfg.Receivers {
+			c := r.ceiling(ctx, cfg, n)
+			fmt.Fprintf(cfg.Log, "ceiling rx=%d: %d-byte datagrams, sent %.3f Gbit/s, slowest receiver %.3f Gbit/s, lost %.3f, cpu s/GiB tx %.2f rx mean %.2f max %.2f %s\n",
+				n, c.DatagramBytes, c.SentBitsPerSec/1e9, c.BitsPerSec/1e9, c.LossFraction,
+				c.SenderCPUSecondsPerGiB, c.ReceiverCPUSecondsPerGiBMean, c.ReceiverCPUSecondsPerGiBMax, c.Error)
+			r.Ceilings = append(r.Ceilings, c)
+			if err := ctx.Err(); err != nil {
+				return r, err
+			}
+		}
 	}
 	for _, tool := range cfg.Tools {
 		for _, n := range cfg.Receivers {
@@ -213,19 +225,6 @@ func (r *Report) makeImage(ctx context.Context, cfg Config) error {
 	return nil
 }
 
-func (res Result) line() string {
-	s := fmt.Sprintf("%-8s rx=%d loss=%.1f%%: %7.2fs  link %.3f  egress %.3f  dup %.3f  drops rcvbuf %d qdisc %d  cpu rx %.1fs tx %.1fs", res.Tool, res.Receivers,
-		float64(res.LossPermille)/10, res.Seconds, res.LinkFraction, res.EgressRatio, res.DuplicateFraction, res.RcvbufDrops, res.QdiscDrops,
-		res.ReceiverCPUSeconds, res.SenderCPUSeconds)
-	if !res.OK {
-		s += "  FAILED: " + res.Error
-	}
-	if res.Detail != "" {
-		s += "\n    " + res.Detail
-	}
-	return s
-}
-
 // runOne runs one tool with n receivers at loss.
 func (r *Report) runOne(ctx context.Context, cfg Config, tool string, n, loss int) (res Result) {
 	res = Result{Tool: tool, Receivers: n, LossPermille: loss}
@@ -235,7 +234,7 @@ func (r *Report) runOne(ctx context.Context, cfg Config, tool string, n, loss in
 	}
 	ctx, cancel := context.WithTimeout(ctx, cfg.RunTimeout)
 	defer cancel()
-	lan, err := netlab.New(ctx, netlab.Config{Nodes: n + 1, RateBitsPerSec: cfg.RateBitsPerSec})
+	lan, err := netlab.New(ctx, cfg.lanConfig(n+1))
 	if err != nil {
 		return fail(err)
 	}
@@ -276,9 +275,14 @@ func (r *Report) runOne(ctx context.Context, cfg Config, tool string, n, loss in
 	case "uftp":
 		elapsed, err = r.runUFTP(ctx, cfg, lan, targets, runDir)
 	case "http":
-		elapsed, err = r.runHTTP(ctx, lan, targets)
+		elapsed, err = r.runHTTP(ctx, cfg, lan, targets)
 	}
 	if err != nil {
+		return fail(err)
+	}
+	// Every process of the tool has ended: one still in a namespace
+	// forked away from the PID we measure.
+	if err := strays(ctx, lan); err != nil {
 		return fail(err)
 	}
 	rb1, qd1, err := drops(ctx, lan)
@@ -286,10 +290,19 @@ func (r *Report) runOne(ctx context.Context, cfg Config, tool string, n, loss in
 		return fail(err)
 	}
 	res.RcvbufDrops, res.QdiscDrops = rb1-rb0, qd1-qd0
-	cpu := resetCPU()
-	res.ReceiverCPUSeconds, res.SenderCPUSeconds = cpu["rx"].Seconds(), cpu["tx"].Seconds()
+	cpu := costOf(resetCPU())
+	res.ReceiverCPUSeconds, res.SenderCPUSeconds = cpu.rxSum.Seconds(), cpu.tx.Seconds()
+	res.SenderCPUSecondsPerGiB = perGiB(cpu.tx, cfg.SizeBytes)
+	res.ReceiverCPUSecondsPerGiBMean = perGiB(cpu.rxMean, cfg.SizeBytes)
+	res.ReceiverCPUSecondsPerGiBMax = perGiB(cpu.rxMax, cfg.SizeBytes)
 	res.Seconds = elapsed.Seconds()
-	res.LinkFraction = float64(cfg.SizeBytes*8) / elapsed.Seconds() / float64(cfg.RateBitsPerSec)
+	res.BitsPerSec = float64(cfg.SizeBytes*8) / elapsed.Seconds()
+	res.LinkFraction = res.BitsPerSec / float64(cfg.RateBitsPerSec)
+	for _, c := range r.Ceilings {
+		if c.Receivers == n && c.OK {
+			res.CeilingFraction = res.BitsPerSec / c.BitsPerSec
+		}
+	}
 	hdr := int64(42)
 	if tool == "http" {
 		hdr = 66

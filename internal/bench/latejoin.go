@@ -19,7 +19,7 @@ func (r *Report) lateJoin(ctx context.Context, cfg Config) LateJoinResult {
 	ctx, cancel := context.WithTimeout(ctx, cfg.RunTimeout)
 	defer cancel()
 	err := func() error {
-		lan, err := netlab.New(ctx, netlab.Config{Nodes: 3, RateBitsPerSec: cfg.RateBitsPerSec})
+		lan, err := netlab.New(ctx, cfg.lanConfig(3))
 		if err != nil {
 			return err
 		}

@@ -4,6 +4,7 @@ package bench
 import (
 	"context"
 	"encoding/json"
+	"errors"
 	"fmt"
 	"net"
 	"net/http"
@@ -11,15 +12,15 @@ import (
 	"path/filepath"
 	"strconv"
 	"strings"
-	"sync"
 	"time"
 
 	"github.com/shoal-project/shoal/internal/netlab"
 )
 
 // payloadRate is the rate of UDP payload that fills a link of rate: full
-// 1500-byte frames carry 1472 bytes of payload in 1514 bytes that tc counts.
-func payloadRate(rate int64) int64 { return rate * 1472 / 1514 }
+// frames carry MTU-28 bytes of payload in MTU+14 bytes that tc counts
+// (1472 in 1514 at MTU 1500).
+func payloadRate(rate int64, mtu int) int64 { return rate * int64(mtu-28) / int64(mtu+14) }
 
 func (r *Report) runShoal(ctx context.Context, cfg Config, lan *netlab.LAN, targets []string, dir string, detailOut *string) (time.Duration, error) {
 	var detail string
@@ -101,8 +102,13 @@ func (r *Report) runUDPCast(ctx context.Context, cfg Config, lan *netlab.LAN, ta
 	}
 	time.Sleep(200 * time.Millisecond)
 	t0 := time.Now()
-	tx, err := start(lan.Nodes[0].Command(ctx, "udp-sender", "--interface", "eth0", "--file", r.src, "--nokbd",
-		"--min-receivers", strconv.Itoa(len(targets)), "--max-bitrate", strconv.FormatInt(payloadRate(cfg.RateBitsPerSec)/1000, 10)+"k"), "udp-sender")
+	// Its --blocksize is at most 1456 (its default), whatever the MTU;
+	// without --max-bitrate it sends as fast as its receivers keep up.
+	args := []string{"--interface", "eth0", "--file", r.src, "--nokbd", "--min-receivers", strconv.Itoa(len(targets))}
+	if !cfg.Unlimited {
+		args = append(args, "--max-bitrate", strconv.FormatInt(payloadRate(cfg.RateBitsPerSec, cfg.MTU)/1000, 10)+"k")
+	}
+	tx, err := start(lan.Nodes[0].Command(ctx, "udp-sender", args...), "udp-sender")
 	if err != nil {
 		return 0, err
 	}
@@ -127,10 +133,20 @@ func (r *Report) runUFTP(ctx context.Context, cfg Config, lan *netlab.LAN, targe
 	}
 	time.Sleep(200 * time.Millisecond)
 	t0 := time.Now()
-	// uftp's rate is in Kbit/s of payload; it ends when every client is done.
-	// A relative name: uftpd refuses absolute paths outside its -D.
-	cmd := lan.Nodes[0].Command(ctx, "uftp", "-I", "eth0", "-R", strconv.FormatInt(payloadRate(cfg.RateBitsPerSec)/1000, 10),
-		"-L", filepath.Join(dir, "uftp.log"), filepath.Base(r.src))
+	// uftp's rate is in Kbit/s of payload (-1: as fast as the interface
+	// takes); it ends when every client is done. Its blocks (-b, default
+	// 1300) fill jumbo frames less the 200 bytes its manual leaves for
+	// headers, at most 8800. A relative name: uftpd refuses absolute paths
+	// outside its -D.
+	rate := strconv.FormatInt(payloadRate(cfg.RateBitsPerSec, cfg.MTU)/1000, 10)
+	if cfg.Unlimited {
+		rate = "-1"
+	}
+	args := []string{"-I", "eth0", "-R", rate, "-L", filepath.Join(dir, "uftp.log")}
+	if cfg.MTU > 1500 {
+		args = append(args, "-b", strconv.Itoa(min(8800, cfg.MTU-200)))
+	}
+	cmd := lan.Nodes[0].Command(ctx, "uftp", append(args, filepath.Base(r.src))...)
 	cmd.Dir = filepath.Dir(r.src)
 	tx, err := start(cmd, "uftp")
 	if err != nil {
@@ -143,22 +159,36 @@ func (r *Report) runUFTP(ctx context.Context, cfg Config, lan *netlab.LAN, targe
 	return tx.end.Sub(t0), nil
 }
 
-func (r *Report) runHTTP(ctx context.Context, lan *netlab.LAN, targets []string) (time.Duration, error) {
-	var ln net.Listener
-	err := lan.Nodes[0].Do(func() error {
-		var err error
-		ln, err = net.Listen("tcp4", net.JoinHostPort(lan.Nodes[0].IP.String(), "8080"))
-		return err
-	})
+// ServeFiles serves dir's files over HTTP on addr (Go's file server) until
+// ctx is done: the bench's HTTP sender, run as `shoal bench --http-root DIR
+// --http-listen ADDR` in the sender's namespace so that its CPU is its own.
+func ServeFiles(ctx context.Context, addr, dir string) error {
+	ln, err := net.Listen("tcp4", addr)
+	if err != nil {
+		return fmt.Errorf("bench: http sender: %w", err)
+	}
+	srv := &http.Server{Handler: http.FileServer(http.Dir(dir)), ReadHeaderTimeout: 10 * time.Second}
+	go func() {
+		<-ctx.Done()
+		srv.Close()
+	}()
+	if err := srv.Serve(ln); !errors.Is(err, http.ErrServerClosed) {
+		return fmt.Errorf("bench: http sender: %w", err)
+	}
+	return nil
+}
+
+func (r *Report) runHTTP(ctx context.Context, cfg Config, lan *netlab.LAN, targets []string) (time.Duration, error) {
+	addr := net.JoinHostPort(lan.Nodes[0].IP.String(), "8080")
+	srv, err := start(lan.Nodes[0].Command(ctx, cfg.ShoalBin, "bench", "--http-root", filepath.Dir(r.src), "--http-listen", addr), "http server")
 	if err != nil {
 		return 0, err
 	}
-	srv := &http.Server{Handler: http.FileServer(http.Dir(filepath.Dir(r.src)))}
-	var wg sync.WaitGroup
-	wg.Add(1)
-	go func() { defer wg.Done(); _ = srv.Serve(ln) }()
-	defer func() { srv.Close(); wg.Wait() }()
-	url := fmt.Sprintf("http://%s:8080/%s", lan.Nodes[0].IP, filepath.Base(r.src))
+	defer srv.stop()
+	if err := awaitListen(ctx, lan.Nodes[0], addr, srv); err != nil {
+		return 0, err
+	}
+	url := fmt.Sprintf("http://%s/%s", addr, filepath.Base(r.src))
 	t0 := time.Now()
 	var rx []*proc
 	defer func() {
@@ -174,4 +204,30 @@ func (r *Report) runHTTP(ctx context.Context, lan *netlab.LAN, targets []string)
 		rx = append(rx, p)
 	}
 	return waitAll(ctx, t0, rx, nil)
+}
+
+// awaitListen waits until addr takes connections from inside node, or p ends.
+func awaitListen(ctx context.Context, node *netlab.Node, addr string, p *proc) error {
+	for deadline := time.Now().Add(10 * time.Second); ; time.Sleep(20 * time.Millisecond) {
+		err := node.Do(func() error {
+			c, err := net.DialTimeout("tcp4", addr, time.Second)
+			if err == nil {
+				c.Close()
+			}
+			return err
+		})
+		if err == nil {
+			return nil
+		}
+		select {
+		case <-p.done:
+			return fmt.Errorf("%s ended before listening on %s: %v: %s", p.name, addr, p.err, lastLines(p.out.String(), 3))
+		case <-ctx.Done():
+			return ctx.Err()
+		default:
+		}
+		if time.Now().After(deadline) {
+			return fmt.Errorf("%s not listening on %s: %w", p.name, addr, err)
+		}
+	}
 }

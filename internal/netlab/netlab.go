@@ -4,8 +4,8 @@
 // A LAN is one "hub" namespace holding a Linux bridge, and one namespace per
 // node, each joined to the bridge by a veth pair whose node end is called
 // eth0. Nodes get addresses from the LAN's /24 (node i gets .(i+10)). Rate
-// limits use tc tbf on both ends of a node's link; random loss uses an
-// nftables netdev ingress chain (this kernel has no netem).
+// limits use tc tbf (or htb) on both ends of a node's link, and every link
+// can be given an MTU (jumbo frames); random loss uses an nftables netdev ingress chain (this kernel has no netem).
 //
 // Everything a LAN makes is named uniquely (process ID plus a counter), so
 // parallel test binaries do not collide, and Close removes all of it.
@@ -35,9 +35,15 @@ type Config struct {
 	// Nodes is the number of node namespaces, each with one veth "eth0"
 	// on the bridge.
 	Nodes int
-	// RateBitsPerSec limits every node's link in both directions with tc
-	// tbf; 0 means unlimited.
+	// RateBitsPerSec limits every node's link in both directions with
+	// Shaping; 0 means unlimited (no qdisc is added).
 	RateBitsPerSec int64
+	// Shaping is the qdisc that holds a link to RateBitsPerSec: ShapingTBF
+	// (tc tbf, the default when empty) or ShapingHTB (an htb class).
+	Shaping string
+	// MTU is the MTU of the bridge and of both ends of every veth (and of
+	// taps); 0 leaves the kernel's default, 1500.
+	MTU int
 	// Subnet is an IPv4 /24 in CIDR form, e.g. "10.77.0.0/24". Empty picks
 	// one from the process ID and a counter. Node i gets host .(i+10).
 	Subnet string
@@ -109,6 +115,14 @@ func New(ctx context.Context, cfg Config) (_ *LAN, err error) {
 		return nil, fmt.Errorf("netlab: subnet %q: want an IPv4 network of /24 or larger", subnet)
 	}
 	l.Subnet = ipnet
+	switch cfg.Shaping {
+	case "", ShapingTBF, ShapingHTB:
+	default:
+		return nil, fmt.Errorf("netlab: shaping %q: want %q or %q", cfg.Shaping, ShapingTBF, ShapingHTB)
+	}
+	if cfg.MTU != 0 && (cfg.MTU < 576 || cfg.MTU > 65535) {
+		return nil, fmt.Errorf("netlab: MTU %d out of range (576-65535)", cfg.MTU)
+	}
 	l.Hub = "nlh" + l.id
 	l.Bridge = "br0"
 	defer func() {
@@ -128,6 +142,11 @@ func New(ctx context.Context, cfg Config) (_ *LAN, err error) {
 		{"ip", "-n", l.Hub, "link", "add", l.Bridge, "type", "bridge", "forward_delay", "0",
 			"mcast_snooping", snoop, "mcast_querier", snoop, "mcast_igmp_version", "3"},
 		{"ip", "-n", l.Hub, "link", "set", l.Bridge, "up"},
+	}
+	if cfg.MTU != 0 {
+		// Set on the bridge itself, so that it does not follow its
+		// ports' MTU (it would, were it left to the kernel).
+		steps = append(steps, []string{"ip", "-n", l.Hub, "link", "set", l.Bridge, "mtu", strconv.Itoa(cfg.MTU)})
 	}
 	for _, s := range steps {
 		if err := run(ctx, s[0], s[1:]...); err != nil {
@@ -178,11 +197,18 @@ func (l *LAN) AddNode(ctx context.Context) (*Node, error) {
 		{"ip", "-n", l.Hub, "link", "set", tmp, "netns", n.Name},
 		{"ip", "-n", n.Name, "link", "set", tmp, "name", n.Iface},
 		{"ip", "-n", l.Hub, "link", "set", n.HostIface, "master", l.Bridge},
+	}
+	if mtu := l.cfg.MTU; mtu != 0 {
+		steps = append(steps,
+			[]string{"ip", "-n", l.Hub, "link", "set", n.HostIface, "mtu", strconv.Itoa(mtu)},
+			[]string{"ip", "-n", n.Name, "link", "set", n.Iface, "mtu", strconv.Itoa(mtu)})
+	}
+	steps = append(steps, [][]string{
 		{"ip", "netns", "exec", l.Hub, "ethtool", "-K", n.HostIface, "tso", "off", "gso", "off", "gro", "off"},
 		{"ip", "netns", "exec", n.Name, "ethtool", "-K", n.Iface, "tso", "off", "gso", "off", "gro", "off"},
 		{"ip", "-n", l.Hub, "link", "set", n.HostIface, "up"},
 		{"ip", "-n", n.Name, "link", "set", n.Iface, "up"},
-	}
+	}...)
 	if !l.cfg.NoAddress {
 		steps = append(steps, []string{"ip", "-n", n.Name, "addr", "add",
 			fmt.Sprintf("%s/%d", ip, ones), "brd", "+", "dev", n.Iface})
@@ -234,6 +260,9 @@ func (l *LAN) AddTap(ctx context.Context, name string) error {
 		{"ip", "-n", l.Hub, "tuntap", "add", "dev", name, "mode", "tap"},
 		{"ip", "-n", l.Hub, "link", "set", name, "master", l.Bridge},
 		{"ip", "-n", l.Hub, "link", "set", name, "up"},
+	}
+	if l.cfg.MTU != 0 {
+		steps = append(steps, []string{"ip", "-n", l.Hub, "link", "set", name, "mtu", strconv.Itoa(l.cfg.MTU)})
 	}
 	for _, s := range steps {
 		if err := run(ctx, s[0], s[1:]...); err != nil {
@@ -350,60 +379,6 @@ func doInNetns(ns string, fn func() error) error {
 		errc <- fn()
 	}()
 	return <-errc
-}
-
-// SetLoss drops permille thousandths of the frames arriving on the node's
-// eth0, at random (nftables netdev ingress, `numgen random mod 1000 < N`).
-// 0 removes the rule.
-func (n *Node) SetLoss(permille int) error {
-	if permille < 0 || permille > 1000 {
-		return fmt.Errorf("netlab: loss %d‰ out of range", permille)
-	}
-	ctx := context.Background()
-	// Remove any previous table; "No such file" just means there was none.
-	_ = run(ctx, "ip", "netns", "exec", n.Name, "nft", "delete", "table", "netdev", "netlab")
-	if permille == 0 {
-		return nil
-	}
-	rules := fmt.Sprintf(`table netdev netlab {
-	chain loss {
-		type filter hook ingress device %q priority 0; policy accept;
-		numgen random mod 1000 < %d drop
-	}
-}
-`, n.Iface, permille)
-	cmd := exec.CommandContext(ctx, "ip", "netns", "exec", n.Name, "nft", "-f", "-")
-	cmd.Stdin = strings.NewReader(rules)
-	if out, err := cmd.CombinedOutput(); err != nil {
-		return fmt.Errorf("netlab: set loss on %s: nft: %w: %s", n.Name, err, bytes.TrimSpace(out))
-	}
-	return nil
-}
-
-// SetRate limits the node's link to rateBitsPerSec in both directions
-// (tc tbf on the node's eth0 and on its peer in the hub). 0 removes the limit.
-func (n *Node) SetRate(rateBitsPerSec int64) error {
-	ctx := context.Background()
-	ends := [][2]string{{n.Name, n.Iface}, {n.lan.Hub, n.HostIface}}
-	for _, e := range ends {
-		if rateBitsPerSec <= 0 {
-			_ = run(ctx, "tc", "-n", e[0], "qdisc", "del", "dev", e[1], "root")
-			continue
-		}
-		// Burst: 10 ms at the rate, but at least a few full frames.
-		burstBytes := rateBitsPerSec / 8 / 100
-		if burstBytes < 16*1514 {
-			burstBytes = 16 * 1514
-		}
-		err := run(ctx, "tc", "-n", e[0], "qdisc", "replace", "dev", e[1], "root", "tbf",
-			"rate", strconv.FormatInt(rateBitsPerSec, 10)+"bit",
-			"burst", strconv.FormatInt(burstBytes, 10),
-			"latency", "100ms")
-		if err != nil {
-			return fmt.Errorf("netlab: set rate on %s: %w", n.Name, err)
-		}
-	}
-	return nil
 }
 
 // FlushAddrs removes every IPv4 address from the node's eth0 (for DHCP

@@ -197,9 +197,19 @@ func TestSetLossDropsAboutHalf(t *testing.T) {
 	}
 }
 
+// TestSetRateCapsTCP holds one link to 20 Mbit/s with each shaping and
+// checks that a TCP stream over it is no faster.
 func TestSetRateCapsTCP(t *testing.T) {
+	for _, shaping := range []string{"", netlab.ShapingTBF, netlab.ShapingHTB} {
+		t.Run("shaping="+shaping, func(t *testing.T) {
+			testSetRateCapsTCP(t, shaping)
+		})
+	}
+}
+
+func testSetRateCapsTCP(t *testing.T, shaping string) {
 	const rateBitsPerSec = 20_000_000
-	l := netlabtest.New(t, netlab.Config{Nodes: 2})
+	l := netlabtest.New(t, netlab.Config{Nodes: 2, Shaping: shaping})
 	if err := l.Nodes[1].SetRate(rateBitsPerSec); err != nil {
 		t.Fatalf("SetRate: %v", err)
 	}
@@ -253,6 +263,43 @@ func TestSetRateCapsTCP(t *testing.T) {
 	t.Logf("sent %d bytes in %v: %.1f Mbit/s (limit %d Mbit/s)", sizeBytes, elapsed, gotBitsPerSec/1e6, rateBitsPerSec/1_000_000)
 	if gotBitsPerSec > 1.5*rateBitsPerSec {
 		t.Errorf("TCP throughput %.1f Mbit/s, want < 1.5 x %d Mbit/s", gotBitsPerSec/1e6, rateBitsPerSec/1_000_000)
+	}
+	want := "tbf"
+	if shaping == netlab.ShapingHTB {
+		want = "htb"
+	}
+	out, err := exec.Command("tc", "-n", l.Nodes[1].Name, "qdisc", "show", "dev", "eth0").CombinedOutput()
+	if err != nil || !strings.Contains(string(out), "qdisc "+want) {
+		t.Errorf("tc qdisc show on node 1: %v\n%s\nwant a %s qdisc", err, out, want)
+	}
+}
+
+// TestMTU gives a LAN jumbo frames: the bridge and both ends of every link
+// get the MTU, and a ping that fills it (don't fragment) gets through.
+func TestMTU(t *testing.T) {
+	for _, mtu := range []int{1500, 9000} {
+		t.Run(fmt.Sprintf("mtu=%d", mtu), func(t *testing.T) {
+			l := netlabtest.New(t, netlab.Config{Nodes: 2, MTU: mtu})
+			ctx := context.Background()
+			links := [][2]string{{l.Hub, l.Bridge}, {l.Hub, l.Nodes[0].HostIface}, {l.Nodes[0].Name, "eth0"}, {l.Nodes[1].Name, "eth0"}}
+			for _, ln := range links {
+				out, err := exec.Command("ip", "-n", ln[0], "-o", "link", "show", ln[1]).CombinedOutput()
+				if err != nil || !strings.Contains(string(out), fmt.Sprintf(" mtu %d ", mtu)) {
+					t.Errorf("ip link show %s in %s: %v: %s; want mtu %d", ln[1], ln[0], err, out, mtu)
+				}
+			}
+			// ICMP echo: 20 bytes of IP and 8 of ICMP header.
+			out, err := l.Nodes[0].Command(ctx, "ping", "-c", "1", "-W", "2", "-M", "do", "-s", fmt.Sprint(mtu-28), l.Nodes[1].IP.String()).CombinedOutput()
+			if err != nil {
+				t.Errorf("ping of %d bytes (don't fragment): %v\n%s", mtu, err, out)
+			}
+		})
+	}
+	if _, err := netlab.New(context.Background(), netlab.Config{MTU: 100}); err == nil {
+		t.Error("netlab.New with MTU 100 succeeded, want an error")
+	}
+	if _, err := netlab.New(context.Background(), netlab.Config{Shaping: "netem"}); err == nil {
+		t.Error("netlab.New with shaping netem succeeded, want an error")
 	}
 }
 
