@@ -171,3 +171,36 @@ func jsonRoundTrip(t *testing.T, rep *Report, path string) Report {
 	}
 	return back
 }
+
+// TestSessionSmoke runs the session bench's fault-free runs on a small
+// image: every node's fetch must succeed (the bench once gave fetch no
+// session key, and every run failed at its usage check).
+func TestSessionSmoke(t *testing.T) {
+	netlabtest.RequireRoot(t)
+	dir := t.TempDir()
+	bin := filepath.Join(dir, "shoal")
+	if out, err := exec.Command("go", "build", "-o", bin, "github.com/shoal-project/shoal/cmd/shoal").CombinedOutput(); err != nil {
+		t.Fatalf("go build: %v\n%s", err, out)
+	}
+	var log bytes.Buffer
+	rep, err := RunSession(context.Background(), SessionConfig{
+		SizeBytes: 4 << 20, RateBitsPerSec: 100e6, Nodes: 2, Spread: time.Second,
+		Runs: []string{"alone", "session"}, ShoalBin: bin, Dir: filepath.Join(dir, "work"), Log: &log,
+	})
+	t.Logf("log:\n%s", log.String())
+	if err != nil {
+		t.Fatalf("RunSession() = %v", err)
+	}
+	if len(rep.Results) != 2 {
+		t.Fatalf("%d results, want 2", len(rep.Results))
+	}
+	for _, r := range rep.Results {
+		if !r.OK {
+			t.Errorf("run %s failed: %s", r.Run, r.Error)
+			continue
+		}
+		if r.EgressRatio <= 0 || r.EgressRatio > 1.5 {
+			t.Errorf("run %s: egress %.3f of the image, want (0, 1.5]", r.Run, r.EgressRatio)
+		}
+	}
+}

@@ -2,6 +2,8 @@ package bench
 
 import (
 	"context"
+	"crypto/rand"
+	"encoding/hex"
 	"fmt"
 	"io"
 	"net"
@@ -65,6 +67,7 @@ type SessionReport struct {
 	SpreadSeconds  float64         `json:"spreadSeconds"`
 	Results        []SessionResult `json:"results"`
 	r              *Report
+	keyFile        string // the session key every node's fetch is given
 }
 
 func (c *SessionConfig) defaults() {
@@ -105,7 +108,15 @@ func RunSession(ctx context.Context, cfg SessionConfig) (*SessionReport, error) 
 		return nil, err
 	}
 	rep := &SessionReport{SizeBytes: cfg.SizeBytes, StoredBytes: r.StoredBytes, RateBitsPerSec: cfg.RateBitsPerSec,
-		Nodes: cfg.Nodes, SpreadSeconds: cfg.Spread.Seconds(), r: r}
+		Nodes: cfg.Nodes, SpreadSeconds: cfg.Spread.Seconds(), r: r, keyFile: filepath.Join(cfg.Dir, "session.key")}
+	// The nodes authenticate their control messages, as a site's would.
+	key := make([]byte, 32)
+	if _, err := rand.Read(key); err != nil {
+		return nil, err
+	}
+	if err := os.WriteFile(rep.keyFile, []byte(hex.EncodeToString(key)+"\n"), 0o600); err != nil {
+		return nil, fmt.Errorf("bench: session key: %w", err)
+	}
 	for _, run := range cfg.Runs {
 		res := rep.runSession(ctx, cfg, run)
 		fmt.Fprintf(cfg.Log, "%-13s nodes=%d %8.2fs egress %.3f ok=%v %s\n", res.Run, res.Nodes, res.Seconds, res.EgressRatio, res.OK, res.Error)
@@ -193,7 +204,7 @@ func (rep *SessionReport) runSession(ctx context.Context, cfg SessionConfig, run
 			case <-time.After(time.Until(at)):
 			}
 		}
-		args := []string{"fetch", "--insecure-unsigned", "--repo", url, "--name", rep.r.name, "--iface", "eth0",
+		args := []string{"fetch", "--insecure-unsigned", "--key-file", rep.keyFile, "--repo", url, "--name", rep.r.name, "--iface", "eth0",
 			"--rate", fmt.Sprint(cfg.RateBitsPerSec), targets[i]}
 		if run == "unicast" {
 			args = []string{"image", "apply", "--insecure-unsigned", "--repo", url, "--name", rep.r.name, targets[i]}
