@@ -47,7 +47,7 @@ func (s *devNullSink) Finish() error { return nil }
 
 // benchReceiver is a receiver that joined img's session and verified its
 // manifest, writing to sink.
-func benchReceiver(b *testing.B, img *imaging.Image, hdr wire.Header, src netip.Addr, sink Sink) *receiver {
+func benchReceiver(b testing.TB, img *imaging.Image, hdr wire.Header, src netip.Addr, sink Sink) *receiver {
 	b.Helper()
 	cfg := ReceiverConfig{Open: func(*imaging.Image) (Sink, error) { return sink, nil }}
 	if err := cfg.defaults(); err != nil {
@@ -65,17 +65,22 @@ func benchReceiver(b *testing.B, img *imaging.Image, hdr wire.Header, src netip.
 }
 
 // chunkDatagrams returns the data datagrams of chunk i as the first pass
-// sends them, but for lost data shards of each group, which come as as
-// many parity shards instead.
-func chunkDatagrams(b *testing.B, hdr wire.Header, l layout, chunk int, stored []byte, seq *uint32, lostPerGroup int) [][]byte {
+// sends them, but for the data shards lost says are lost, which come as as
+// many parity shards of their group instead.
+func chunkDatagrams(b testing.TB, hdr wire.Header, l layout, chunk int, stored []byte, seq *uint32, lost func(g, s, k int) bool) [][]byte {
 	b.Helper()
 	var cs codecs
 	var out [][]byte
 	for g := range l.groups() {
 		k := l.groupData(g)
-		lost := min(lostPerGroup, k)
+		nlost := 0
+		for s := range k {
+			if lost(g, s, k) {
+				nlost++
+			}
+		}
 		var parity [][]byte
-		if lost > 0 {
+		if nlost > 0 {
 			shards := groupShards(l, stored, g, make([]byte, l.blockBytes))
 			enc, err := cs.get(k)
 			if err != nil {
@@ -89,9 +94,9 @@ func chunkDatagrams(b *testing.B, hdr wire.Header, l layout, chunk int, stored [
 				b.Fatal(err)
 			}
 		}
-		for s := range k + lost {
-			if s < lost {
-				continue // lost: the first data shards
+		for s := range k + nlost {
+			if s < k && lost(g, s, k) {
+				continue
 			}
 			d := wire.Data{Chunk: wireChunk(chunk), Group: uint16(g), Shard: uint16(s), Flags: wire.DataFirstPass, Seq: *seq}
 			if s < k {
@@ -131,14 +136,16 @@ func BenchmarkReceiveDatagrams(b *testing.B) {
 	b.Cleanup(func() { f.Close() })
 	hdr := wire.Header{IDPrefix: wire.Prefix(img.ID), Session: 7}
 	src := netip.MustParseAddr("10.0.0.1")
+	none := func(g, s, k int) bool { return false }
+	first := func(g, s, k int) bool { return s == 0 }
 	for _, tc := range []struct {
-		name         string
-		lostPerGroup int
-		sink         func(b *testing.B) Sink
+		name string
+		lost func(g, s, k int) bool
+		sink func(b *testing.B) Sink
 	}{
-		{"lost=0/sink=null", 0, func(*testing.B) Sink { return nullSink{} }},
-		{"lost=1/sink=null", 1, func(*testing.B) Sink { return nullSink{} }},
-		{"lost=0/sink=writer", 0, func(b *testing.B) Sink { return &devNullSink{b: b, img: img, f: f} }},
+		{"lost=0/sink=null", none, func(*testing.B) Sink { return nullSink{} }},
+		{"lost=1/sink=null", first, func(*testing.B) Sink { return nullSink{} }},
+		{"lost=0/sink=writer", none, func(b *testing.B) Sink { return &devNullSink{b: b, img: img, f: f} }},
 	} {
 		b.Run(tc.name, func(b *testing.B) {
 			r := benchReceiver(b, img, hdr, src, tc.sink(b))
@@ -147,7 +154,7 @@ func BenchmarkReceiveDatagrams(b *testing.B) {
 			var dgrams [][][]byte
 			for i := 1; i < len(stored); i++ {
 				l, _ := r.layout(i)
-				dgrams = append(dgrams, chunkDatagrams(b, hdr, l, i, stored[i], &seq, tc.lostPerGroup))
+				dgrams = append(dgrams, chunkDatagrams(b, hdr, l, i, stored[i], &seq, tc.lost))
 			}
 			var ms0, ms1 runtime.MemStats
 			runtime.ReadMemStats(&ms0)
