@@ -128,6 +128,11 @@ func (w *Writer) WriteStored(i int, stored []byte) error {
 	if w.Has(i) {
 		return nil
 	}
+	if ref.OffsetBytes >= CommitBytes {
+		if done, err := w.writeRaw(ref, stored); done {
+			return err
+		}
+	}
 	bp, _ := w.plain.Get().(*[]byte)
 	if bp == nil {
 		b := make([]byte, 0, w.img.Manifest.ChunkSizeBytes)
@@ -156,13 +161,23 @@ func (w *Writer) write(ref ChunkRef, plain []byte) error {
 		w.mu.Unlock()
 		return nil
 	}
-	if _, err := w.t.File.WriteAt(plain, ref.OffsetBytes); err != nil {
-		return fmt.Errorf("write chunk %d at offset %d of %s: %w", ref.Index, ref.OffsetBytes, w.t.Path, err)
+	return w.writeParts(ref, [][]byte{plain})
+}
+
+// writeParts writes the verified chunk ref, whose bytes are parts in
+// order, to the target, beyond the commit region.
+func (w *Writer) writeParts(ref ChunkRef, parts [][]byte) error {
+	off := ref.OffsetBytes
+	for _, p := range parts {
+		if _, err := w.t.File.WriteAt(p, off); err != nil {
+			return fmt.Errorf("write chunk %d at offset %d of %s: %w", ref.Index, off, w.t.Path, err)
+		}
+		off += int64(len(p))
 	}
 	// Start writeback now, so the device writes while the next chunks are
 	// decoded and the final flush has little left to do. Best effort: the
 	// flush in Finish is what makes the data durable.
-	_ = unix.SyncFileRange(int(w.t.File.Fd()), ref.OffsetBytes, int64(len(plain)), unix.SYNC_FILE_RANGE_WRITE)
+	_ = unix.SyncFileRange(int(w.t.File.Fd()), ref.OffsetBytes, off-ref.OffsetBytes, unix.SYNC_FILE_RANGE_WRITE)
 	w.mu.Lock()
 	if !w.have[ref.Index] {
 		w.have[ref.Index] = true

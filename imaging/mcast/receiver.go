@@ -160,6 +160,8 @@ type receiver struct {
 	fpDoneAt   time.Time         // when the first announce saying the first pass is done came
 	sendingAt  time.Time         // when the first announce saying data flows came
 	free       [][]byte          // chunk buffers to reuse
+	blocks     [][]byte          // parity block buffers to reuse
+	rsShards   [][]byte          // decode's scratch: a group's shards
 	dataRaw    syscall.RawConn   // the data socket, to see whether data waits in it
 	backlog    bool              // data was waiting in the socket at this tick
 	seqHi      uint32            // highest data datagram number seen

@@ -44,14 +44,48 @@ func newPartial(chunk int, l layout, buf []byte) *partial {
 	} else {
 		buf = make([]byte, n)
 	}
-	return &partial{
+	p := &partial{
 		chunk: chunk, l: l,
 		buf:  buf,
 		have: make([][]bool, g), count: make([]int, g), par: make([][][]byte, g),
 		done: make([]bool, g), left: g, due: make([]time.Time, g), last: make([]time.Time, g),
 		reqSeq: make([]int64, g),
 	}
+	// One allocation for every group's shard flags, rather than one per
+	// group as its first datagram comes.
+	have := make([]bool, 2*l.blocks())
+	for i := range p.have {
+		k := l.groupData(i)
+		p.have[i], have = have[:2*k:2*k], have[2*k:]
+	}
+	return p
 }
+
+// parityBuf returns a copy of parity block b, in a buffer reused from the
+// parity of groups done; r.mu is held.
+func (r *receiver) parityBuf(b []byte) []byte {
+	var buf []byte
+	if n := len(r.blocks); n > 0 {
+		buf, r.blocks = r.blocks[n-1], r.blocks[:n-1]
+	}
+	return append(buf[:0], b...)
+}
+
+// releaseParity keeps group g's parity buffers for reuse and forgets them
+// and the group's shard flags; r.mu is held.
+func (r *receiver) releaseParity(p *partial, g int) {
+	for j, b := range p.par[g] {
+		if b != nil && len(r.blocks) < maxFreeBlocks {
+			r.blocks = append(r.blocks, b)
+		}
+		p.par[g][j] = nil
+	}
+	clear(p.have[g])
+}
+
+// maxFreeBlocks bounds the parity buffers kept for reuse (two groups of
+// 128 blocks each for every chunk the receiver may hold, at 16 chunks).
+const maxFreeBlocks = 4096
 
 func (r *receiver) layout(chunk int) (layout, bool) {
 	l := layout{blockBytes: int(r.ann.BlockBytes), groupBlocks: int(r.ann.GroupBlocks)}
@@ -111,9 +145,6 @@ func (r *receiver) data(now time.Time, d wire.Data) {
 		return
 	}
 	k := l.groupData(g)
-	if p.have[g] == nil {
-		p.have[g] = make([]bool, 2*k)
-	}
 	if p.have[g][s] {
 		r.stats.DuplicateBytes += n
 		return
@@ -130,7 +161,7 @@ func (r *receiver) data(now time.Time, d wire.Data) {
 		if p.par[g] == nil {
 			p.par[g] = make([][]byte, k)
 		}
-		p.par[g][s-k] = append([]byte(nil), d.Block...)
+		p.par[g][s-k] = r.parityBuf(d.Block)
 	}
 	if p.count[g] < k {
 		return
@@ -138,11 +169,12 @@ func (r *receiver) data(now time.Time, d wire.Data) {
 	if err := r.decode(p, g); err != nil {
 		// Forged or damaged shards: start the group again.
 		r.log.Warn("group does not decode", "chunk", chunk, "group", g, "err", err)
-		p.have[g], p.par[g], p.count[g] = nil, nil, 0
+		r.releaseParity(p, g)
+		p.count[g] = 0
 		return
 	}
 	p.done[g] = true
-	p.par[g], p.have[g] = nil, nil
+	r.releaseParity(p, g)
 	p.left--
 	if p.left > 0 {
 		return
@@ -179,32 +211,34 @@ func (r *receiver) decode(p *partial, g int) error {
 	if err != nil {
 		return err
 	}
-	pad := make([]byte, l.blockBytes)
-	shards := make([][]byte, 2*k)
+	if cap(r.rsShards) < 2*k {
+		r.rsShards = make([][]byte, 2*k)
+	}
+	shards := r.rsShards[:2*k]
 	for s := 0; s < k; s++ {
-		if p.have[g][s] {
-			off := l.offset(g, s)
-			if n := l.blockLen(g, s); n < l.blockBytes {
-				copy(pad, p.buf[off:off+n])
-				shards[s] = pad
-			} else {
-				shards[s] = p.buf[off : off+n]
-			}
+		// The chunk's buffer has a full block's room for every block,
+		// the short last one too (beyond the stored bytes, which is
+		// never written out): blocks are decoded from and into it.
+		off := l.offset(g, s)
+		if !p.have[g][s] {
+			shards[s] = p.buf[off : off : off+l.blockBytes] // empty: rebuilt in place
+			continue
 		}
+		if n := l.blockLen(g, s); n < l.blockBytes {
+			clear(p.buf[off+n : off+l.blockBytes]) // the erasure code's zero padding
+		}
+		shards[s] = p.buf[off : off+l.blockBytes]
 	}
 	for j := 0; j < k; j++ {
+		shards[k+j] = nil
 		if p.have[g][k+j] {
 			shards[k+j] = p.par[g][j]
 		}
 	}
-	if err := enc.ReconstructData(shards); err != nil {
+	err = enc.ReconstructData(shards)
+	clear(shards) // no reference to the chunk kept
+	if err != nil {
 		return fmt.Errorf("reconstruct: %w", err)
-	}
-	for s := 0; s < k; s++ {
-		if !p.have[g][s] {
-			off := l.offset(g, s)
-			copy(p.buf[off:off+l.blockLen(g, s)], shards[s])
-		}
 	}
 	return nil
 }
