@@ -108,9 +108,9 @@ func smokeUnlimited(t *testing.T, bin, dir string) {
 		t.Fatalf("Run() gave %d ceilings, want 1", len(rep.Ceilings))
 	}
 	c := rep.Ceilings[0]
-	if !c.OK || c.BitsPerSec <= 0 || c.SentBitsPerSec < c.BitsPerSec || c.DatagramBytes != 8972 ||
+	if !c.OK || c.BitsPerSec <= 0 || c.SentBitsPerSec*1.01 < c.BitsPerSec || c.DatagramBytes != 8972 ||
 		c.SenderCPUSecondsPerGiB <= 0 || c.ReceiverCPUSecondsPerGiBMax <= 0 {
-		t.Errorf("ceiling %+v: want OK, 8972-byte datagrams, 0 < received <= sent, CPU per GiB > 0", c)
+		t.Errorf("ceiling %+v: want OK, 8972-byte datagrams, 0 < received <= sent (1%% slack: the client and the server time their own intervals), CPU per GiB > 0", c)
 	}
 	if len(rep.Results) != len(Tools) {
 		t.Fatalf("Run() gave %d results, want %d", len(rep.Results), len(Tools))
