@@ -6,6 +6,7 @@ import (
 	"flag"
 	"fmt"
 	"io"
+	"net/netip"
 	"os"
 	"strconv"
 	"strings"
@@ -82,6 +83,11 @@ func runBench(ctx context.Context, args []string, stdout, stderr io.Writer) erro
 	shaping := fs.String("shaping", "htb", "qdisc holding the links to --rate: htb or tbf")
 	httpRoot := fs.String("http-root", "", "internal: serve this directory over HTTP (the bench's HTTP sender) and nothing else")
 	httpListen := fs.String("http-listen", "", "internal: with --http-root, the address to listen on")
+	blast := fs.String("blast", "", "internal: blast UDP multicast to this GROUP:PORT with UDP_SEGMENT (the ceiling's sender) and nothing else")
+	sink := fs.String("sink", "", "internal: count the UDP multicast arriving on this GROUP:PORT (the ceiling's receiver) and nothing else")
+	blastIface := fs.String("blast-iface", "eth0", "internal: with --blast or --sink, the interface")
+	blastFor := fs.Duration("blast-for", 5*time.Second, "internal: with --blast or --sink, how long")
+	blastBytes := fs.Int("blast-bytes", 1472, "internal: with --blast, the datagram size")
 	pos, err := parseInterspersed(fs, args)
 	if err != nil {
 		return err
@@ -92,6 +98,16 @@ func runBench(ctx context.Context, args []string, stdout, stderr io.Writer) erro
 	}
 	if *httpRoot != "" {
 		return bench.ServeFiles(ctx, *httpListen, *httpRoot)
+	}
+	if *blast != "" || *sink != "" {
+		g, err := netip.ParseAddrPort(*blast + *sink)
+		if err != nil || *blast != "" && *sink != "" {
+			return usageErr("bench: --blast or --sink GROUP:PORT: %q %q", *blast, *sink)
+		}
+		if *blast != "" {
+			return bench.Blast(ctx, *blastIface, g, *blastBytes, *blastFor, stdout)
+		}
+		return bench.Sink(ctx, *blastIface, g, *blastFor, stdout)
 	}
 	if *mtu < 576 || *mtu > 9000 {
 		return usageErr("bench: --mtu %d: want 576 to 9000 (1500, or 9000 for jumbo frames)", *mtu)

@@ -54,7 +54,7 @@ func (g *gso) pack(in []ipv4.Message) ([]ipv4.Message, []int) {
 		k := len(g.msgs)
 		for len(g.bufs) <= k {
 			g.bufs = append(g.bufs, nil)
-			g.oob = append(g.oob, make([]byte, unix.CmsgSpace(2)))
+			g.oob = append(g.oob, make([]byte, SegmentCmsgBytes))
 		}
 		bufs := g.bufs[k][:0]
 		for _, m := range in[i:j] {
@@ -63,7 +63,7 @@ func (g *gso) pack(in []ipv4.Message) ([]ipv4.Message, []int) {
 		g.bufs[k] = bufs
 		m := ipv4.Message{Buffers: bufs, Addr: in[i].Addr}
 		if j-i > 1 {
-			m.OOB = segmentCmsg(g.oob[k], uint16(size))
+			m.OOB = SegmentCmsg(g.oob[k], uint16(size))
 		}
 		g.msgs = append(g.msgs, m)
 		g.segs = append(g.segs, j-i)
@@ -72,8 +72,10 @@ func (g *gso) pack(in []ipv4.Message) ([]ipv4.Message, []int) {
 	return g.msgs, g.segs
 }
 
-// segmentCmsg writes into b a control message setting UDP_SEGMENT to size.
-func segmentCmsg(b []byte, size uint16) []byte {
+// SegmentCmsg writes into b (at least SegmentCmsgBytes long) the control
+// message of a sendmsg that asks the kernel to split its payload into UDP
+// datagrams of size bytes (UDP_SEGMENT), and returns it.
+func SegmentCmsg(b []byte, size uint16) []byte {
 	b = b[:unix.CmsgSpace(2)]
 	clear(b)
 	h := (*unix.Cmsghdr)(unsafe.Pointer(&b[0]))
@@ -83,6 +85,9 @@ func segmentCmsg(b []byte, size uint16) []byte {
 	binary.NativeEndian.PutUint16(b[unix.CmsgLen(0):], size)
 	return b
 }
+
+// SegmentCmsgBytes is the size of SegmentCmsg's control message.
+var SegmentCmsgBytes = unix.CmsgSpace(2)
 
 // gsoRefused reports whether err says the kernel or the device will not
 // segment: the pacer then stops asking.

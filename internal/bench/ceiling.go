@@ -18,6 +18,12 @@ import (
 // iperf2, which does multicast UDP).
 var CeilingNeed = []string{"iperf"}
 
+// Ceiling methods.
+const (
+	CeilingIperf = "iperf2"
+	CeilingGSO   = "gso"
+)
+
 // ceilingGroup is the multicast group the blast goes to.
 const ceilingGroup = "239.1.2.3"
 
@@ -26,6 +32,10 @@ const ceilingGroup = "239.1.2.3"
 // it can for Seconds, with no protocol, from node 0 to every receiver, on
 // the unlimited LAN the tools run on.
 type CeilingResult struct {
+	// Method is how it was blasted: CeilingIperf (one datagram per system
+	// call) or CeilingGSO (runs of datagrams per UDP_SEGMENT send, as
+	// shoal's sender does). A tool's ceiling fraction is over the faster.
+	Method        string  `json:"method"`
 	Receivers     int     `json:"receivers"`
 	DatagramBytes int     `json:"datagramBytes"`
 	Seconds       float64 `json:"seconds"`
@@ -88,7 +98,7 @@ func parseIperfCSV(out string) (iperfReport, error) {
 
 // ceiling blasts for cfg.CeilingDuration from node 0 to n receivers.
 func (r *Report) ceiling(ctx context.Context, cfg Config, n int) (res CeilingResult) {
-	res = CeilingResult{Receivers: n, DatagramBytes: cfg.MTU - 28}
+	res = CeilingResult{Method: CeilingIperf, Receivers: n, DatagramBytes: cfg.MTU - 28}
 	err := func() error {
 		ctx, cancel := context.WithTimeout(ctx, cfg.CeilingDuration+30*time.Second)
 		defer cancel()

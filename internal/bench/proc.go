@@ -205,3 +205,21 @@ func strays(ctx context.Context, lan *netlab.LAN) error {
 	}
 	return nil
 }
+
+// waitOutput waits until p has printed s, p has ended, or timeout passed.
+func (p *proc) waitOutput(ctx context.Context, s string, timeout time.Duration) error {
+	deadline := time.Now().Add(timeout)
+	for !strings.Contains(p.out.String(), s) {
+		select {
+		case <-p.done:
+			return fmt.Errorf("%s ended before saying %q: %v: %s", p.name, s, p.err, lastLines(p.out.String(), 3))
+		case <-ctx.Done():
+			return ctx.Err()
+		case <-time.After(20 * time.Millisecond):
+		}
+		if time.Now().After(deadline) {
+			return fmt.Errorf("%s did not say %q within %v", p.name, s, timeout)
+		}
+	}
+	return nil
+}
