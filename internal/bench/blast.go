@@ -189,27 +189,11 @@ func (r *Report) ceilingGSO(ctx context.Context, cfg Config, n int) (res Ceiling
 				return fmt.Errorf("sink %d: %w", i, err)
 			}
 			bps := float64(got.Bytes*8) / max(got.Seconds, 1e-3)
-			res.ReceiverBitsPerSec = append(res.ReceiverBitsPerSec, bps)
-			if res.BitsPerSec < 0 || bps < res.BitsPerSec {
-				res.BitsPerSec = bps
-				res.LossFraction = max(0, 1-float64(got.Datagrams)/float64(max(sent.Datagrams, 1)))
-			}
-			perRx := perGiB(p.cpu, got.Bytes)
-			res.ReceiverCPUSecondsPerGiBMean += perRx / float64(n)
-			res.ReceiverCPUSecondsPerGiBMax = max(res.ReceiverCPUSecondsPerGiBMax, perRx)
+			res.addReceiver(bps, max(0, 1-float64(got.Datagrams)/float64(max(sent.Datagrams, 1))), p.cpu, got.Bytes, n)
 		}
-		res.SenderCPUSecondsPerGiB = perGiB(tx.cpu, sent.Bytes)
-		resetCPU()
-		if res.BitsPerSec <= 0 {
-			return fmt.Errorf("ceiling: receivers got %v bit/s", res.ReceiverBitsPerSec)
-		}
-		return nil
+		return res.finishSender(tx.cpu, sent.Bytes)
 	}()
-	res.OK = err == nil
-	if err != nil {
-		res.Error = err.Error()
-	}
-	return res
+	return res.done(err)
 }
 
 // lastCount is the BlastCount on the last line of a blaster's or a sink's

@@ -160,25 +160,42 @@ func (r *Report) ceiling(ctx context.Context, cfg Config, n int) (res CeilingRes
 		}
 		res.BitsPerSec = -1
 		for i, g := range got {
-			res.ReceiverBitsPerSec = append(res.ReceiverBitsPerSec, g.bitsPerSec)
-			if res.BitsPerSec < 0 || g.bitsPerSec < res.BitsPerSec {
-				res.BitsPerSec = g.bitsPerSec
-				if g.total > 0 {
-					res.LossFraction = float64(g.lost) / float64(g.total)
-				}
+			var loss float64
+			if g.total > 0 {
+				loss = float64(g.lost) / float64(g.total)
 			}
-			// Each process's own CPU over what it got.
-			perRx := perGiB(sinks[i].cpu, g.bytes)
-			res.ReceiverCPUSecondsPerGiBMean += perRx / float64(n)
-			res.ReceiverCPUSecondsPerGiBMax = max(res.ReceiverCPUSecondsPerGiBMax, perRx)
+			res.addReceiver(g.bitsPerSec, loss, sinks[i].cpu, g.bytes, n)
 		}
-		res.SenderCPUSecondsPerGiB = perGiB(tx.cpu, sent.bytes)
-		resetCPU()
-		if res.BitsPerSec <= 0 {
-			return fmt.Errorf("ceiling: receivers got %v bit/s", res.ReceiverBitsPerSec)
-		}
-		return nil
+		return res.finishSender(tx.cpu, sent.bytes)
 	}()
+	return res.done(err)
+}
+
+// addReceiver counts one of n receivers: its rate, its loss and its
+// process's own CPU over the bytes it got. The slowest is the ceiling.
+func (res *CeilingResult) addReceiver(bitsPerSec, lossFraction float64, cpu time.Duration, gotBytes int64, n int) {
+	res.ReceiverBitsPerSec = append(res.ReceiverBitsPerSec, bitsPerSec)
+	if res.BitsPerSec < 0 || bitsPerSec < res.BitsPerSec {
+		res.BitsPerSec, res.LossFraction = bitsPerSec, lossFraction
+	}
+	perRx := perGiB(cpu, gotBytes)
+	res.ReceiverCPUSecondsPerGiBMean += perRx / float64(n)
+	res.ReceiverCPUSecondsPerGiBMax = max(res.ReceiverCPUSecondsPerGiBMax, perRx)
+}
+
+// finishSender counts the sender's CPU over what it sent, once every
+// receiver was added.
+func (res *CeilingResult) finishSender(cpu time.Duration, sentBytes int64) error {
+	res.SenderCPUSecondsPerGiB = perGiB(cpu, sentBytes)
+	resetCPU()
+	if res.BitsPerSec <= 0 {
+		return fmt.Errorf("ceiling: receivers got %v bit/s", res.ReceiverBitsPerSec)
+	}
+	return nil
+}
+
+// done records the run's outcome.
+func (res CeilingResult) done(err error) CeilingResult {
 	res.OK = err == nil
 	if err != nil {
 		res.Error = err.Error()
