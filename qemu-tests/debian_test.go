@@ -40,10 +40,7 @@ func TestDebianImageBoots(t *testing.T) {
 		netlabtest.RequireTool(t, tool)
 	}
 	if _, err := os.Stat(vm.OVMFCode); err != nil {
-		if testdisk.InCI() {
-			t.Fatalf("OVMF (apt-get install ovmf): %v", err)
-		}
-		t.Skipf("OVMF: %v", err)
+		testdisk.Missing(t, "OVMF (apt-get install ovmf): %v", err)
 	}
 	ctx, cancel := context.WithTimeout(context.Background(), 14*time.Minute)
 	defer cancel()

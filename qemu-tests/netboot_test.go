@@ -29,10 +29,7 @@ func netbootRequire(t testing.TB, path, why string) string {
 	if _, err := os.Stat(path); err == nil {
 		return path
 	}
-	if testdisk.InCI() {
-		t.Fatalf("%s missing (%s); in CI, so not skipping", path, why)
-	}
-	t.Skipf("%s missing (%s)", path, why)
+	testdisk.Missing(t, "%s missing (%s)", path, why)
 	return ""
 }
 

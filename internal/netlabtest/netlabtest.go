@@ -38,10 +38,7 @@ func RequireRoot(t testing.TB) {
 	if os.Geteuid() == 0 {
 		return
 	}
-	if testdisk.InCI() {
-		t.Fatal("netlab: network namespace tests need root (in CI, so not skipping)")
-	}
-	t.Skip("netlab: not root; skipping network namespace test")
+	testdisk.Missing(t, "netlab: network namespace tests need root")
 }
 
 // RequireTool returns the path of the program name; when it is not on PATH
@@ -52,9 +49,6 @@ func RequireTool(t testing.TB, name string) string {
 	if err == nil {
 		return p
 	}
-	if testdisk.InCI() {
-		t.Fatalf("netlab: %s not found (in CI, so not skipping): %v", name, err)
-	}
-	t.Skipf("netlab: %s not found; skipping", name)
+	testdisk.Missing(t, "netlab: %s not found: %v", name, err)
 	return ""
 }

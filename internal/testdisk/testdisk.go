@@ -21,15 +21,23 @@ import (
 // for want of a tool.
 func InCI() bool { return os.Getenv("CI") == "true" }
 
+// Missing says that something the test needs is not on this machine: it
+// fails the test in CI, where .ci/run installs everything, and skips it on
+// a developer's machine. Every "not here" skip goes through it.
+func Missing(t testing.TB, format string, args ...any) {
+	t.Helper()
+	if InCI() {
+		t.Fatalf(format+" (CI is set: not skipping; .ci/run should have installed it)", args...)
+	}
+	t.Skipf(format, args...)
+}
+
 // Need skips the test (fails it in CI) unless every tool is on PATH.
 func Need(t testing.TB, tools ...string) {
 	t.Helper()
 	for _, tool := range tools {
 		if _, err := exec.LookPath(tool); err != nil {
-			if InCI() {
-				t.Fatalf("%s not found; .ci/run should have installed it", tool)
-			}
-			t.Skipf("%s not found", tool)
+			Missing(t, "%s not found", tool)
 		}
 	}
 }
@@ -38,10 +46,7 @@ func Need(t testing.TB, tools ...string) {
 func NeedRoot(t testing.TB) {
 	t.Helper()
 	if os.Geteuid() != 0 {
-		if InCI() {
-			t.Fatal("CI must run the tests as root")
-		}
-		t.Skip("needs root")
+		Missing(t, "needs root")
 	}
 }
 

@@ -63,10 +63,7 @@ func TestArgs(t *testing.T) {
 // across starts (it is the machine's NVRAM: boot entries live there).
 func TestVarsKept(t *testing.T) {
 	if _, err := os.Stat(OVMFVars); err != nil {
-		if testdisk.InCI() {
-			t.Fatalf("OVMF: %v", err)
-		}
-		t.Skipf("OVMF: %v", err)
+		testdisk.Missing(t, "OVMF (apt-get install ovmf): %v", err)
 	}
 	dir := t.TempDir()
 	c := Config{Dir: dir, Firmware: "uefi"}
