@@ -92,72 +92,60 @@ func (o *output) flush(ctx context.Context) error {
 	}
 	o.tokens -= size
 	msgs := o.msgs[:o.n]
-	if !o.gso.off {
-		sent, err := o.writeGSO(msgs)
+	for len(msgs) > 0 {
+		sent, err := o.write(msgs)
 		msgs = msgs[sent:]
-		if err != nil {
-			if !gsoRefused(err) {
-				return fmt.Errorf("send data: %w", err)
-			}
+		switch {
+		case err == nil:
+		case !o.gso.off && gsoRefused(err):
 			o.gso.off = true
 			if o.log != nil {
 				o.log.Info("UDP segmentation offload refused: sending datagram by datagram", "err", err)
 			}
+		default:
+			return fmt.Errorf("send data: %w", err)
 		}
 	}
-	for len(msgs) > 0 {
-		n, err := o.p.WriteBatch(msgs, 0)
+	o.n = 0
+	return nil
+}
+
+// write sends msgs (a datagram each), as UDP_SEGMENT runs unless the kernel
+// refused them, and returns how many datagrams went out.
+func (o *output) write(msgs []ipv4.Message) (int, error) {
+	batch, segs := msgs, []int(nil)
+	if !o.gso.off {
+		batch, segs = o.gso.pack(msgs)
+	}
+	sent := 0
+	for len(batch) > 0 {
+		n, err := o.p.WriteBatch(batch, 0)
 		if err != nil {
 			if errors.Is(err, syscall.ENOBUFS) {
 				// The qdisc is full: back off a little and retry.
 				time.Sleep(time.Millisecond)
 				continue
 			}
-			return fmt.Errorf("send data: %w", err)
-		}
-		for _, m := range msgs[:n] {
-			o.sentBytes += int64(len(m.Buffers[0]))
-		}
-		o.datagrams += int64(n)
-		msgs = msgs[n:]
-	}
-	o.n = 0
-	return nil
-}
-
-// writeGSO sends msgs as UDP_SEGMENT runs and returns how many of them
-// (datagrams) went out.
-func (o *output) writeGSO(msgs []ipv4.Message) (int, error) {
-	gm, segs := o.gso.pack(msgs)
-	sent := 0
-	for len(gm) > 0 {
-		n, err := o.p.WriteBatch(gm, 0)
-		if err != nil {
-			if errors.Is(err, syscall.ENOBUFS) {
-				time.Sleep(time.Millisecond)
-				continue
-			}
 			return sent, err
 		}
-		for k := range n {
-			for _, b := range gm[k].Buffers {
-				o.sentBytes += int64(len(b))
+		for k, m := range batch[:n] {
+			seg := 1
+			if segs != nil {
+				seg = segs[k]
 			}
-			if segs[k] > 1 {
+			if seg > 1 {
 				o.gso.sends++
 			}
-			sent += segs[k]
+			for _, b := range m.Buffers {
+				o.sentBytes += int64(len(b))
+			}
+			o.datagrams += int64(seg)
+			sent += seg
 		}
-		o.datagrams += int64(sum(segs[:n]))
-		gm, segs = gm[n:], segs[n:]
+		batch = batch[n:]
+		if segs != nil {
+			segs = segs[n:]
+		}
 	}
 	return sent, nil
-}
-
-func sum(xs []int) int {
-	t := 0
-	for _, x := range xs {
-		t += x
-	}
-	return t
 }

@@ -105,8 +105,8 @@ func Sink(ctx context.Context, iface string, group netip.AddrPort, d time.Durati
 			return err
 		}
 		k, err := p.ReadBatch(msgs, 0)
-		if errors.Is(err, syscall.EAGAIN) || errors.Is(err, context.DeadlineExceeded) || isTimeout(err) {
-			break
+		if isTimeout(err) {
+			break // the blast is over
 		}
 		if err != nil {
 			return fmt.Errorf("sink: %w", err)
