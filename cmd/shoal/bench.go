@@ -81,6 +81,8 @@ func runBench(ctx context.Context, args []string, stdout, stderr io.Writer) erro
 	unlimited := fs.Bool("unlimited", false, "no rate limit on the links; measure the platform's ceiling (iperf2) too")
 	mtu := fs.Int("mtu", 1500, "MTU of every link and the bridge (1500, or 9000 for jumbo frames)")
 	shaping := fs.String("shaping", "htb", "qdisc holding the links to --rate: htb or tbf")
+	gro := fs.Bool("gro", false, "generic receive offload on the receivers' interfaces, as real NICs have it (with --loss 0 only)")
+	profileDir := fs.String("profile-dir", "", "write a CPU profile of every shoal sender and receiver into this directory")
 	httpRoot := fs.String("http-root", "", "internal: serve this directory over HTTP (the bench's HTTP sender) and nothing else")
 	httpListen := fs.String("http-listen", "", "internal: with --http-root, the address to listen on")
 	blast := fs.String("blast", "", "internal: blast UDP multicast to this GROUP:PORT with UDP_SEGMENT (the ceiling's sender) and nothing else")
@@ -129,7 +131,7 @@ func runBench(ctx context.Context, args []string, stdout, stderr io.Writer) erro
 		*jsonPath = "bench.json"
 	}
 	cfg := bench.Config{SizeBytes: size, LateJoin: *lateJoin, Log: stderr, ShoalBin: *shoalBin, Tools: strings.Split(*tools, ","),
-		Unlimited: *unlimited, MTU: *mtu, Shaping: *shaping}
+		Unlimited: *unlimited, MTU: *mtu, Shaping: *shaping, ProfileDir: *profileDir, GRO: *gro}
 	if *unlimited && !isSet(fs, "rate") {
 		*rate = "10Gbit"
 	}

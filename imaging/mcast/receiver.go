@@ -75,6 +75,10 @@ type ReceiverConfig struct {
 	BufferChunks int
 	// Writers is the number of chunks written in parallel (default 2).
 	Writers int
+	// NoGRO reads data datagrams one by one even where the kernel could
+	// hand over a run of them per read (UDP_GRO, the default where it is
+	// offered: one read and one wakeup per run instead of per datagram).
+	NoGRO bool
 	// JoinTimeout bounds the wait for an announce (0: wait for ever).
 	JoinTimeout time.Duration
 	// SenderTimeout is how long the sender may stay silent (default 10 s).
@@ -112,6 +116,7 @@ type ReceiverStats struct {
 	Requests       int64 // request datagrams sent
 	Suppressed     int64 // needs not sent because another receiver asked
 	LostBlocks     int64 // datagrams lost (from gaps in their numbers)
+	CoalescedReads int64 // data reads that carried a run of datagrams (UDP GRO)
 }
 
 // ErrSenderGone is returned when the sender stops or stays silent before
@@ -168,6 +173,7 @@ type receiver struct {
 	seqOK      bool
 	lossExp    int64 // datagrams expected since the last status
 	lossGot    int64
+	lossNoRoom int64 // datagrams dropped for want of room since then
 	writeQ     chan *partial
 	fatal      error
 	finished   chan struct{}
@@ -203,7 +209,7 @@ func Receive(ctx context.Context, ctrl net.PacketConn, cfg ReceiverConfig) (Rece
 	defer wg.Wait()
 	defer cancel()
 	wg.Add(1)
-	go func() { defer wg.Done(); r.readLoop(ctx, r.ctrl, false) }()
+	go func() { defer wg.Done(); r.readLoop(ctx, ctrl, false) }()
 
 	// Join: wait for an announce of our image.
 	var joinTimeout <-chan time.Time
@@ -232,7 +238,7 @@ func Receive(ctx context.Context, ctrl net.PacketConn, cfg ReceiverConfig) (Rece
 		r.dataRaw, _ = sc.SyscallConn()
 	}
 	wg.Add(1)
-	go func() { defer wg.Done(); r.readLoop(ctx, ipv4.NewPacketConn(dc), true) }()
+	go func() { defer wg.Done(); r.readLoop(ctx, dc, true) }()
 	for range cfg.Writers {
 		wg.Add(1)
 		go func() { defer wg.Done(); r.writeLoop(ctx) }()

@@ -129,6 +129,7 @@ func (r *receiver) data(now time.Time, d wire.Data) {
 	if p == nil {
 		if chunk >= 0 && len(r.partials)+len(r.writing) >= r.cfg.BufferChunks {
 			r.stats.NoRoom++
+			r.lossNoRoom++ // lost to the sender too: it must slow down
 			return
 		}
 		var buf []byte

@@ -10,18 +10,26 @@ import (
 	"net/netip"
 	"time"
 
-	"golang.org/x/net/ipv4"
-
 	"github.com/shoal-project/shoal/imaging/mcast/wire"
 )
 
-// readLoop reads datagrams from p and handles them until p is closed; a
-// read error before ctx is done is fatal. data: p is the data socket.
-func (r *receiver) readLoop(ctx context.Context, p *ipv4.PacketConn, data bool) {
-	msgs := readBuffers(128)
+// readLoop reads datagrams from c and handles them until c is closed; a
+// read error before ctx is done is fatal. data: c is the data socket, read
+// with UDP GRO where the kernel offers it.
+func (r *receiver) readLoop(ctx context.Context, c net.PacketConn, data bool) {
+	reads := 128
+	if data && !r.cfg.NoGRO {
+		reads = 32 // of up to 64 KiB each
+	}
+	br := newBatchReader(c, reads, data && !r.cfg.NoGRO)
+	if data {
+		r.log.Debug("reading data", "gro", br.gro)
+	}
 	var needs []wire.Need
+	var now time.Time
+	handle := func(b []byte, src netip.Addr) { needs = r.handle(now, b, src, needs) }
 	for {
-		n, err := p.ReadBatch(msgs, 0)
+		n, err := br.read()
 		if err != nil {
 			if ctx.Err() == nil {
 				r.mu.Lock()
@@ -30,13 +38,14 @@ func (r *receiver) readLoop(ctx context.Context, p *ipv4.PacketConn, data bool) 
 			}
 			return
 		}
-		now := time.Now()
+		now = time.Now()
 		r.mu.Lock()
-		for _, m := range msgs[:n] {
-			needs = r.handle(now, m.Buffers[0][:m.N], addrOf(m.Addr), needs)
+		br.each(n, handle)
+		if data {
+			r.stats.CoalescedReads = br.coalesced
 		}
 		r.mu.Unlock()
-		if data && n < len(msgs)/4 {
+		if data && n < reads/4 {
 			// Caught up: let datagrams gather in the (large) socket
 			// buffer rather than waking for each one.
 			time.Sleep(batchWait)

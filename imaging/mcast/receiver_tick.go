@@ -92,9 +92,11 @@ func (r *receiver) sendStatus(state uint8) {
 	r.mu.Lock()
 	loss := 0
 	if r.lossExp > 0 {
-		loss = int(1000 * (r.lossExp - r.lossGot) / r.lossExp)
+		// Lost on the way, or dropped here for want of room: both say
+		// the sender goes faster than this receiver takes.
+		loss = int(min(1000, 1000*(r.lossExp-r.lossGot+r.lossNoRoom)/r.lossExp))
 	}
-	r.lossExp, r.lossGot = 0, 0
+	r.lossExp, r.lossGot, r.lossNoRoom = 0, 0, 0
 	hdr := r.hdr
 	status := wire.Status{
 		Receiver: r.cfg.ID, State: state, LossPermille: uint16(loss),

@@ -37,7 +37,10 @@ func (s *sender) aimd(now time.Time, out *output) {
 			r.loss = 0 // one decrease per report
 		}
 	} else {
-		out.rate = min(out.rate+maxRate/20, maxRate)
+		// Up by a twentieth of the maximum, but by no more than a tenth
+		// of the rate: on a fast link whose receivers take a fraction of
+		// it, a fixed step overshoots on every probe.
+		out.rate = min(out.rate+min(maxRate/20, out.rate/10), maxRate)
 	}
 	s.stats.RateBitsPerSec = int64(out.rate * 8)
 	s.annRate = s.stats.RateBitsPerSec

@@ -46,6 +46,9 @@ type Config struct {
 	// with it, 8.1 s with tbf; at 200 Mbit/s no tool differed) or
 	// netlab.ShapingTBF.
 	Shaping string
+	// GRO turns on generic receive offload on the nodes' interfaces, as a
+	// real NIC has it (netlab.Config.GRO); only loss 0 may be asked for.
+	GRO bool
 	// MTU is every link's MTU (default 1500).
 	MTU int
 	// CeilingDuration is how long each ceiling blast lasts (default 5 s).
@@ -63,6 +66,9 @@ type Config struct {
 	// RunTimeout bounds one run (default: 20x the image's time on the link,
 	// at least 60 s).
 	RunTimeout time.Duration
+	// ProfileDir, when set, gets a CPU profile of every shoal sender and
+	// receiver (tx-RUN.pprof, rxN-RUN.pprof), for finding where the cost is.
+	ProfileDir string
 	// Log, when set, gets a line per run.
 	Log io.Writer
 }
@@ -117,7 +123,7 @@ func (c *Config) linkTime() time.Duration {
 
 // lanConfig is the LAN of a run with nodes nodes.
 func (c *Config) lanConfig(nodes int) netlab.Config {
-	lc := netlab.Config{Nodes: nodes, RateBitsPerSec: c.RateBitsPerSec, Shaping: c.Shaping, MTU: c.MTU}
+	lc := netlab.Config{Nodes: nodes, RateBitsPerSec: c.RateBitsPerSec, Shaping: c.Shaping, MTU: c.MTU, GRO: c.GRO}
 	if c.Unlimited {
 		lc.RateBitsPerSec = 0
 	}
@@ -168,6 +174,9 @@ func Run(ctx context.Context, cfg Config) (*Report, error) {
 	if err := r.makeImage(ctx, cfg); err != nil {
 		return nil, err
 	}
+	wb := r.writeBaseline(ctx, cfg.Dir)
+	r.Write = &wb
+	fmt.Fprintf(cfg.Log, "write baseline: dd of the image to a new file in %s: %.2fs, cpu s/GiB %.2f %s\n", cfg.Dir, wb.Seconds, wb.CPUSecondsPerGiB, wb.Error)
 	if cfg.Unlimited {
 		for _, n := range cfg.Receivers {
 			for _, c := range []CeilingResult{r.ceiling(ctx, cfg, n), r.ceilingGSO(ctx, cfg, n)} {

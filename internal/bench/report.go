@@ -80,7 +80,10 @@ type Report struct {
 	Started        time.Time `json:"started"`
 	// Ceilings are the raw multicast blasts of unlimited runs, one per
 	// receiver count.
-	Ceilings        []CeilingResult `json:"ceilings,omitempty"`
+	Ceilings []CeilingResult `json:"ceilings,omitempty"`
+	// Write is the write baseline: dd of the image into the targets'
+	// directory, the part of every receiver's CPU that is the platform's.
+	Write           *WriteBaseline  `json:"write,omitempty"`
 	Results         []Result        `json:"results"`
 	LateJoin        *LateJoinResult `json:"lateJoin,omitempty"`
 	ToolVersions    map[string]string
@@ -130,6 +133,15 @@ func (r *Report) WriteTable(w io.Writer) error {
 	}
 	if err := tw.Flush(); err != nil {
 		return err
+	}
+	if wb := r.Write; wb != nil && wb.Error == "" {
+		fmt.Fprintf(w, "\nwrite baseline: dd of the image into a new file beside the targets: %.2f s, %.2f CPU s/GiB; receivers' CPU above it (s/GiB, mean):", wb.Seconds, wb.CPUSecondsPerGiB)
+		for _, res := range r.Results {
+			if res.OK {
+				fmt.Fprintf(w, " %s rx=%d loss=%.1f%% %.2f;", res.Tool, res.Receivers, float64(res.LossPermille)/10, res.ReceiverCPUSecondsPerGiBMean-wb.CPUSecondsPerGiB)
+			}
+		}
+		fmt.Fprintln(w)
 	}
 	if len(r.Ceilings) > 0 {
 		fmt.Fprintln(w, "\nceiling: UDP multicast datagrams of MTU-28 bytes, no protocol, blasted by iperf2 (one per system call) and with UDP_SEGMENT (runs per call, as shoal sends); Gbit/s is UDP payload at the slowest receiver; the ceiling fraction is over the faster")

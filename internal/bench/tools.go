@@ -22,6 +22,15 @@ import (
 // (1472 in 1514 at MTU 1500).
 func payloadRate(rate int64, mtu int) int64 { return rate * int64(mtu-28) / int64(mtu+14) }
 
+// profile is the --cpuprofile flag for one shoal process (who) of a run
+// with n receivers, if cfg.ProfileDir is set.
+func (c Config) profile(who string, n int) []string {
+	if c.ProfileDir == "" {
+		return nil
+	}
+	return []string{"--cpuprofile", filepath.Join(c.ProfileDir, fmt.Sprintf("%s-%drx.pprof", who, n))}
+}
+
 func (r *Report) runShoal(ctx context.Context, cfg Config, lan *netlab.LAN, targets []string, dir string, detailOut *string) (time.Duration, error) {
 	var detail string
 	defer func() { *detailOut = detail }()
@@ -32,8 +41,9 @@ func (r *Report) runShoal(ctx context.Context, cfg Config, lan *netlab.LAN, targ
 		}
 	}()
 	for i, t := range targets {
-		p, err := start(lan.Nodes[1+i].Command(ctx, cfg.ShoalBin, "receive", "--insecure-unsigned", "--name", r.name, "--iface", "eth0",
-			"--timeout", "60s", "--stats", filepath.Join(dir, fmt.Sprintf("rx%d.json", i)), t), fmt.Sprintf("shoal receive %d", i))
+		args := append([]string{"receive", "--insecure-unsigned", "--name", r.name, "--iface", "eth0",
+			"--timeout", "60s", "--stats", filepath.Join(dir, fmt.Sprintf("rx%d.json", i))}, cfg.profile(fmt.Sprintf("rx%d", i), len(targets))...)
+		p, err := start(lan.Nodes[1+i].Command(ctx, cfg.ShoalBin, append(args, t)...), fmt.Sprintf("shoal receive %d", i))
 		if err != nil {
 			return 0, err
 		}
@@ -41,9 +51,10 @@ func (r *Report) runShoal(ctx context.Context, cfg Config, lan *netlab.LAN, targ
 	}
 	time.Sleep(200 * time.Millisecond) // let the receivers listen
 	t0 := time.Now()
-	tx, err := start(lan.Nodes[0].Command(ctx, cfg.ShoalBin, "send", "--repo", r.repo, "--name", r.name, "--iface", "eth0",
+	txArgs := append([]string{"send", "--repo", r.repo, "--name", r.name, "--iface", "eth0",
 		"--rate", strconv.FormatInt(cfg.RateBitsPerSec, 10), "--min-receivers", strconv.Itoa(len(targets)),
-		"--max-wait", "30s", "--linger", "200ms", "--stats", filepath.Join(dir, "tx.json")), "shoal send")
+		"--max-wait", "30s", "--linger", "200ms", "--stats", filepath.Join(dir, "tx.json")}, cfg.profile("tx", len(targets))...)
+	tx, err := start(lan.Nodes[0].Command(ctx, cfg.ShoalBin, txArgs...), "shoal send")
 	if err != nil {
 		return 0, err
 	}

@@ -51,6 +51,12 @@ type Config struct {
 	// an IGMPv3 querier. Off (the default), the bridge floods multicast to
 	// every port.
 	IGMPSnooping bool
+	// GRO turns on generic receive offload on the nodes' eth0, as a real
+	// NIC's driver has it: a socket that asks for it (UDP_GRO) then reads a
+	// run of datagrams at once. Off (the default), every frame stays
+	// wire-size up to the socket, which SetLoss needs: its drops act on
+	// what arrives at eth0, and with GRO that is whole runs.
+	GRO bool
 	// NoAddress leaves the nodes' eth0 without an IPv4 address (for DHCP
 	// clients). Node.IP is still the address the node would have had.
 	NoAddress bool
@@ -92,6 +98,13 @@ type Node struct {
 }
 
 var counter atomic.Int64
+
+func onOff(on bool) string {
+	if on {
+		return "on"
+	}
+	return "off"
+}
 
 // New makes a LAN as cfg says. It needs root (CAP_NET_ADMIN and
 // CAP_SYS_ADMIN), iproute2, ethtool and, for SetLoss, nft. On error,
@@ -205,7 +218,7 @@ func (l *LAN) AddNode(ctx context.Context) (*Node, error) {
 	}
 	steps = append(steps, [][]string{
 		{"ip", "netns", "exec", l.Hub, "ethtool", "-K", n.HostIface, "tso", "off", "gso", "off", "gro", "off"},
-		{"ip", "netns", "exec", n.Name, "ethtool", "-K", n.Iface, "tso", "off", "gso", "off", "gro", "off"},
+		{"ip", "netns", "exec", n.Name, "ethtool", "-K", n.Iface, "tso", "off", "gso", "off", "gro", onOff(l.cfg.GRO)},
 		{"ip", "-n", l.Hub, "link", "set", n.HostIface, "up"},
 		{"ip", "-n", n.Name, "link", "set", n.Iface, "up"},
 	}...)
