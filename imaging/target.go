@@ -9,6 +9,7 @@ import (
 	"log/slog"
 	"os"
 	"sync"
+	"time"
 
 	"github.com/shoal-project/shoal/partition"
 )
@@ -22,6 +23,14 @@ type TargetOptions struct {
 	// image's disk size. Without it a missing target is an error: the
 	// appliance writes disks, never a file where a disk should be.
 	Create bool
+	// NoReuse writes every chunk. By default a target that was there
+	// before is scanned first (Writer.Scan): the chunks it already holds,
+	// hashed right in this run, are neither fetched nor written.
+	NoReuse bool
+	// Scan tunes the scan.
+	Scan ScanOptions
+	// Logger gets a line with what the scan found (default: none).
+	Logger *slog.Logger
 }
 
 // Target is one write target through one run: Open checks the target
@@ -80,6 +89,18 @@ func (t *Target) open(img *Image, codec *Codec) (*Writer, error) {
 		return nil, err
 	}
 	t.w = w
+	if !pt.Created && !t.opts.NoReuse {
+		// Bounded by the disk's read speed; not cancelled (Open has the
+		// shape of session.Config.Open, which takes no context).
+		st, err := w.Scan(context.Background(), t.opts.Scan)
+		if err != nil {
+			return nil, fmt.Errorf("target %s: %w", t.path, err)
+		}
+		if l := t.opts.Logger; l != nil {
+			l.Info("target scanned", "path", t.path, "presentChunks", st.PresentChunks, "scannedChunks", st.ScannedChunks,
+				"presentMiB", st.PresentBytes>>20, "elapsed", st.Elapsed.Round(time.Millisecond), "stoppedEarly", st.StoppedEarly)
+		}
+	}
 	return w, nil
 }
 
@@ -95,6 +116,18 @@ func (t *Target) Apply(ctx context.Context, img *Image, repo Repo, opts ApplyOpt
 		return err
 	}
 	return w.Finish()
+}
+
+// Scanned returns what the scan of the target found (zero when it was not
+// scanned: created by this run, NoReuse, or not opened).
+func (t *Target) Scanned() ScanStats {
+	t.mu.Lock()
+	w := t.w
+	t.mu.Unlock()
+	if w == nil {
+		return ScanStats{}
+	}
+	return w.Scanned()
 }
 
 // Opened reports whether the target passed its checks and was opened

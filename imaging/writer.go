@@ -45,6 +45,7 @@ type Writer struct {
 	remaining int
 	written   atomic.Int64
 	table     atomic.Bool // the partition table is written (Finish succeeded)
+	scan      ScanStats   // what Scan found on the target
 }
 
 // NewWriter prepares t for img: it wipes the old partition tables at both

@@ -8,6 +8,7 @@ import (
 	"io"
 	"net/netip"
 	"os"
+	"slices"
 	"strconv"
 	"strings"
 	"time"
@@ -143,6 +144,9 @@ func runBench(ctx context.Context, args []string, stdout, stderr io.Writer) erro
 	}
 	if cfg.LossPermille, err = splitInts(*loss, 10); err != nil {
 		return usageErr("bench: --loss %v", err)
+	}
+	if *gro && slices.ContainsFunc(cfg.LossPermille, func(l int) bool { return l > 0 }) {
+		return usageErr("bench: --gro with a --loss above 0: the emulated loss acts where frames arrive, and with GRO it would drop whole runs of them")
 	}
 	if cfg.ShoalBin == "" {
 		if cfg.ShoalBin, err = os.Executable(); err != nil {

@@ -53,6 +53,8 @@ func runFetch(ctx context.Context, args []string, stdout, stderr io.Writer) erro
 	fs.IntVar(&c.Workers, "workers", def.Workers, "chunks fetched from the server at once")
 	nodeID := fs.Uint("node-id", 0, "this node's ID (default: random)")
 	statsPath := fs.String("stats", "", "write the final status as JSON to this file")
+	var tf targetFlags
+	tf.register(fs)
 	pos, err := parseInterspersed(fs, args)
 	if err != nil {
 		return err
@@ -107,7 +109,7 @@ func runFetch(ctx context.Context, args []string, stdout, stderr io.Writer) erro
 	c.ControlPort, c.DataPort, c.NodeID = *port, *dataPort, uint32(*nodeID)
 	c.Logger = slog.Default()
 	// The target: the same life cycle as `shoal image apply`'s.
-	tg := imaging.NewTarget(target, imaging.TargetOptions{Create: true})
+	tg := imaging.NewTarget(target, tf.options(stderr))
 	c.Open = tg.Open
 	term := progress.IsTerminal(stderr)
 	c.Progress = func(s session.Status) {
@@ -131,9 +133,9 @@ func runFetch(ctx context.Context, args []string, stdout, stderr io.Writer) erro
 	if err != nil {
 		return fmt.Errorf("fetch %s to %s: %w; %s", *name, target, err, tg.Outcome())
 	}
-	fmt.Fprintf(stdout, "fetched image %s to %s in %s: %d chunks verified, %s from the server, %s from peers, %s multicast to peers (led %d, takeovers %d, fallbacks %d)\n",
+	fmt.Fprintf(stdout, "fetched image %s to %s in %s: %d chunks verified, %s from the server, %s from peers, %s multicast to peers (led %d, takeovers %d, fallbacks %d)%s\n",
 		*name, target, st.Elapsed.Round(time.Millisecond), st.Chunks, progress.Bytes(st.BytesFromServer), progress.Bytes(st.BytesFromPeers),
-		progress.Bytes(st.BytesToPeers), st.Led, st.Takeovers, st.Fallbacks)
+		progress.Bytes(st.BytesToPeers), st.Led, st.Takeovers, st.Fallbacks, reused(tg.Scanned()))
 	return nil
 }
 

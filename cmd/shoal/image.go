@@ -240,6 +240,8 @@ func runImageApply(ctx context.Context, args []string, stdout, stderr io.Writer)
 	var vf verifyFlags
 	vf.register(fs)
 	workers := fs.Int("workers", 0, "chunks in flight (default: 2 per CPU, at least 4)")
+	var tf targetFlags
+	tf.register(fs)
 	pos, err := parseInterspersed(fs, args)
 	if err != nil {
 		return err
@@ -258,7 +260,7 @@ func runImageApply(ctx context.Context, args []string, stdout, stderr io.Writer)
 		return fmt.Errorf("image apply: %w", err)
 	}
 	slog.Debug("applying", "image", *name, "id", img.ID.String(), "target", target)
-	tg := imaging.NewTarget(target, imaging.TargetOptions{Create: true})
+	tg := imaging.NewTarget(target, tf.options(stderr))
 	bar := progress.New(stderr, "apply", img.Manifest.DataBytes)
 	start := time.Now()
 	err = tg.Apply(ctx, img, repo, imaging.ApplyOptions{Workers: *workers, Progress: bar.Add})
@@ -270,7 +272,7 @@ func runImageApply(ctx context.Context, args []string, stdout, stderr io.Writer)
 		return fmt.Errorf("image apply %s to %s: %w; %s", *name, target, err, tg.Outcome())
 	}
 	el := time.Since(start)
-	fmt.Fprintf(stdout, "applied image %s (%s) to %s: %s of data in %s (%.0f MB/s)\n", *name, img.ID.String()[:16], target,
-		progress.Bytes(img.Manifest.DataBytes), el.Round(time.Millisecond), float64(img.Manifest.DataBytes)/1e6/el.Seconds())
+	fmt.Fprintf(stdout, "applied image %s (%s) to %s: %s of data in %s (%.0f MB/s)%s\n", *name, img.ID.String()[:16], target,
+		progress.Bytes(img.Manifest.DataBytes), el.Round(time.Millisecond), float64(img.Manifest.DataBytes)/1e6/el.Seconds(), reused(tg.Scanned()))
 	return nil
 }

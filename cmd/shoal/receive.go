@@ -29,7 +29,10 @@ func runReceive(ctx context.Context, args []string, stdout, stderr io.Writer) er
 	def := mcast.DefaultReceiverConfig()
 	senderTimeout := fs.Duration("sender-timeout", def.SenderTimeout, "give up when the sender is silent that long")
 	buffer := fs.Int("buffer-chunks", def.BufferChunks, "chunks held in memory (assembling or waiting for the disk)")
+	noGRO := fs.Bool("no-gro", def.NoGRO, "read data datagrams one by one even where the kernel could coalesce them (UDP GRO)")
 	cpuProfile := fs.String("cpuprofile", "", "write a CPU profile here (for debugging)")
+	var tf targetFlags
+	tf.register(fs)
 	pos, err := parseInterspersed(fs, args)
 	if err != nil {
 		return err
@@ -60,11 +63,11 @@ func runReceive(ctx context.Context, args []string, stdout, stderr io.Writer) er
 	}
 	defer conn.Close()
 	// The target: the same life cycle as `shoal image apply`'s.
-	tg := imaging.NewTarget(target, imaging.TargetOptions{Create: true})
+	tg := imaging.NewTarget(target, tf.options(stderr))
 	term := progress.IsTerminal(stderr)
 	st, err := mcast.Receive(ctx, conn, mcast.ReceiverConfig{
 		Name: *name, Pub: pub, Iface: ifi, Control: ctrl,
-		JoinTimeout: *joinTimeout, SenderTimeout: *senderTimeout, BufferChunks: *buffer,
+		JoinTimeout: *joinTimeout, SenderTimeout: *senderTimeout, BufferChunks: *buffer, NoGRO: *noGRO,
 		OpenData: func(ctx context.Context, g netip.AddrPort) (net.PacketConn, error) {
 			return mcast.ListenGroup(ctx, ifi, g, mcast.GroupOptions{})
 		},
@@ -97,7 +100,7 @@ func runReceive(ctx context.Context, args []string, stdout, stderr io.Writer) er
 	if err != nil {
 		return fmt.Errorf("receive to %s: %w; %s", target, err, tg.Outcome())
 	}
-	fmt.Fprintf(stdout, "received image %s to %s in %s: %d chunks verified, %s received (%s duplicate)\n",
-		st.Image.String()[:16], target, st.Elapsed.Round(time.Millisecond), st.Chunks, progress.Bytes(st.ReceivedBytes), progress.Bytes(st.DuplicateBytes))
+	fmt.Fprintf(stdout, "received image %s to %s in %s: %d chunks verified, %s received (%s duplicate)%s\n",
+		st.Image.String()[:16], target, st.Elapsed.Round(time.Millisecond), st.Chunks, progress.Bytes(st.ReceivedBytes), progress.Bytes(st.DuplicateBytes), reused(tg.Scanned()))
 	return nil
 }

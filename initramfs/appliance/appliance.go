@@ -47,6 +47,9 @@ type Job struct {
 	Server   string   // shoal serve, for the peer session
 	Iface    string   // the interface with the first lease
 	Relay    string
+	// NoReuse writes every chunk instead of scanning the disk first for
+	// the chunks it already holds (shoal.reuse=off).
+	NoReuse bool
 	// SessionKey is the peer session's key from this boot's credential;
 	// nil: no peer session (Session writes from the repository alone).
 	SessionKey []byte
@@ -84,6 +87,10 @@ type Result struct {
 	Role       api.Role // the role the node played (leader, follower, server)
 	FromPeers  int64    // stored bytes received from peers
 	FromServer int64    // stored bytes fetched from the server
+	// OnDisk is what the scan found already on the disk: neither moved
+	// nor written.
+	OnDiskChunks int
+	OnDiskBytes  int64
 }
 
 // Reimager writes j's image to j's disk. It is the seam between the
@@ -272,7 +279,8 @@ func (r *run) run(ctx context.Context) error {
 		r.say("SUCCESS (NOT verified): image %s (%s) written to %s, its signature NOT checked (shoal.insecure=unsigned), %.1f s after start", r.cfg.Image, res.ImageID, r.disk, time.Since(r.start).Seconds())
 	}
 	done := report.Status{State: api.StateDone, Role: res.Role, Progress: 1, BytesTotal: res.BytesTotal, BytesDone: res.BytesTotal,
-		BytesFromPeers: res.FromPeers, BytesFromServer: res.FromServer, Verified: res.Verified, BootEntry: bootEntry}
+		BytesFromPeers: res.FromPeers, BytesFromServer: res.FromServer, Verified: res.Verified, BootEntry: bootEntry,
+		ChunksOnDisk: res.OnDiskChunks, BytesOnDisk: res.OnDiskBytes}
 	if err := r.rep.Send(ctx, done); err != nil {
 		r.say("warning: the success report to %s failed: %v", r.cfg.Server, err)
 	}
@@ -355,7 +363,7 @@ func (r *run) reimage(ctx context.Context, pub ed25519.PublicKey, insecure bool)
 	}
 	job := Job{
 		Repo: r.cfg.Repo, Name: r.cfg.Image, Disk: r.disk, Pub: pub, Insecure: insecure, Boot: r.boot,
-		Server: r.cfg.Server, Iface: iface, Relay: r.cfg.Relay, Log: r.log,
+		Server: r.cfg.Server, Iface: iface, Relay: r.cfg.Relay, Log: r.log, NoReuse: r.cfg.Reuse == "off",
 		RateBitsPerSec: r.cfg.RateBitsPerSec, Linger: r.cfg.Linger,
 		Progress: func(p Progress) {
 			mu.Lock()

@@ -60,7 +60,7 @@ func Session(ctx context.Context, j Job) (Result, error) {
 			return Result{}, fmt.Errorf("interface %s: %w", j.Iface, err)
 		}
 	}
-	tg := imaging.NewTarget(j.Disk, imaging.TargetOptions{Checks: partition.TargetOptions{BootDevices: j.Boot}})
+	tg := imaging.NewTarget(j.Disk, imaging.TargetOptions{Checks: partition.TargetOptions{BootDevices: j.Boot}, NoReuse: j.NoReuse, Logger: j.Log})
 	var (
 		mu   sync.Mutex
 		w    *imaging.Writer
@@ -143,5 +143,6 @@ func Session(ctx context.Context, j Job) (Result, error) {
 		}
 	}
 	return Result{ImageID: img.ID.String()[:16], BytesTotal: img.Manifest.DataBytes, Verified: pub != nil,
-		Role: api.Role(role), FromPeers: st.BytesFromPeers, FromServer: st.BytesFromServer}, nil
+		Role: api.Role(role), FromPeers: st.BytesFromPeers, FromServer: st.BytesFromServer,
+		OnDiskChunks: tg.Scanned().PresentChunks, OnDiskBytes: tg.Scanned().PresentBytes}, nil
 }

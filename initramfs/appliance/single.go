@@ -28,22 +28,30 @@ func SingleNode(ctx context.Context, j Job) (Result, error) {
 	if err := checkImageID(j, img.ID); err != nil {
 		return Result{}, err
 	}
-	tg := imaging.NewTarget(j.Disk, imaging.TargetOptions{Checks: partition.TargetOptions{BootDevices: j.Boot}})
+	tg := imaging.NewTarget(j.Disk, imaging.TargetOptions{Checks: partition.TargetOptions{BootDevices: j.Boot}, NoReuse: j.NoReuse, Logger: j.Log})
 	w, err := tg.Open(img)
 	if err != nil {
 		tg.Close()
 		return Result{}, fmt.Errorf("image %s (needs %d bytes) on %s: %w; %s", j.Name, img.Requirements().MinSizeBytes, j.Disk, err, tg.Outcome())
 	}
 	total := img.Manifest.DataBytes
+	scan := tg.Scanned()
+	var fromServer int64
+	for _, c := range img.Chunks {
+		if !w.Has(c.Index) {
+			fromServer += c.StoredBytes
+		}
+	}
 	var done atomic.Int64
+	done.Store(scan.PresentBytes)
 	progress := func(n int64) {
 		d := done.Add(n)
 		if j.Progress != nil {
-			j.Progress(Progress{State: api.StateWriting, Role: api.RoleServer, Source: "server", BytesDone: d, BytesTotal: total, FromServer: d})
+			j.Progress(Progress{State: api.StateWriting, Role: api.RoleServer, Source: "server", BytesDone: d, BytesTotal: total, FromServer: d - scan.PresentBytes})
 		}
 	}
 	if j.Log != nil {
-		j.Log.Info("applying", "image", j.Name, "id", img.ID.String(), "disk", j.Disk, "dataBytes", total)
+		j.Log.Info("applying", "image", j.Name, "id", img.ID.String(), "disk", j.Disk, "dataBytes", total, "onDiskBytes", scan.PresentBytes)
 	}
 	err = imaging.Fetch(ctx, w, repo, img.Chunks, imaging.ApplyOptions{Progress: progress})
 	if err == nil {
@@ -56,5 +64,5 @@ func SingleNode(ctx context.Context, j Job) (Result, error) {
 		return Result{}, fmt.Errorf("write image %s to %s: %w; %s", j.Name, j.Disk, err, tg.Outcome())
 	}
 	return Result{ImageID: img.ID.String()[:16], BytesTotal: total, Verified: pub != nil,
-		Role: api.RoleServer, FromServer: img.Manifest.StoredBytes}, nil
+		Role: api.RoleServer, FromServer: fromServer, OnDiskChunks: scan.PresentChunks, OnDiskBytes: scan.PresentBytes}, nil
 }

@@ -23,7 +23,7 @@ import (
 
 // Keys are the configuration keys, without the "shoal." prefix of the
 // kernel command line.
-var Keys = []string{"repo", "image", "disk", "server", "after", "relay", "rate", "linger", "key", "mac", "insecure"}
+var Keys = []string{"repo", "image", "disk", "server", "after", "relay", "rate", "linger", "key", "mac", "insecure", "reuse"}
 
 // InsecureUnsigned is the value of shoal.insecure= that makes the
 // appliance accept images whose signature it cannot check.
@@ -81,6 +81,9 @@ type Config struct {
 	// Insecure is "unsigned" (InsecureUnsigned) to accept images whose
 	// signature is not checked; only the kernel command line may set it.
 	Insecure string
+	// Reuse is "on" (the default) to scan the disk first and write only
+	// the chunks it does not already hold, "off" to write every chunk.
+	Reuse string
 	// Source says where each set key came from.
 	Source map[string]string
 }
@@ -109,6 +112,8 @@ func (c *Config) field(k string) *string {
 		return &c.MAC
 	case "insecure":
 		return &c.Insecure
+	case "reuse":
+		return &c.Reuse
 	}
 	return nil
 }
@@ -283,6 +288,13 @@ func (c *Config) Finish() error {
 	}
 	if err := imaging.ValidName(c.Image); err != nil {
 		return fmt.Errorf("%w: image %q (from %s): %v", ErrInvalid, c.Image, c.Source["image"], err)
+	}
+	switch c.Reuse {
+	case "":
+		c.set("reuse", "on", SourceDefault)
+	case "on", "off":
+	default:
+		return fmt.Errorf("%w: reuse %q (from %s): want on or off", ErrInvalid, c.Reuse, c.Source["reuse"])
 	}
 	c.RateBitsPerSec = 0
 	if c.rate != "" {

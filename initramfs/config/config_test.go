@@ -111,11 +111,11 @@ func TestPrecedence(t *testing.T) {
 	if err := c.Finish(); err != nil {
 		t.Fatal(err)
 	}
-	want := map[string]string{"image": "fromcmd", "server": "http://s/", "disk": "/dev/vdb", "repo": "http://r/repo/", "after": "reboot", "linger": "30s"}
+	want := map[string]string{"image": "fromcmd", "server": "http://s/", "disk": "/dev/vdb", "repo": "http://r/repo/", "after": "reboot", "linger": "30s", "reuse": "on"}
 	if diff := cmp.Diff(want, values(c)); diff != "" {
 		t.Errorf("merged (-want +got):\n%s", diff)
 	}
-	wantSrc := map[string]string{"image": SourceCmdline, "server": SourceCmdline, "disk": SourceServer, "repo": SourceConf, "after": SourceDefault, "linger": SourceDefault}
+	wantSrc := map[string]string{"image": SourceCmdline, "server": SourceCmdline, "disk": SourceServer, "repo": SourceConf, "after": SourceDefault, "linger": SourceDefault, "reuse": SourceDefault}
 	if diff := cmp.Diff(wantSrc, c.Source); diff != "" {
 		t.Errorf("sources (-want +got):\n%s", diff)
 	}
@@ -134,6 +134,8 @@ func TestFinish(t *testing.T) {
 		{"badname", Config{Repo: "http://r/", Image: "../a"}, ErrInvalid},
 		{"after", Config{Repo: "http://r/", Image: "a", After: "explode"}, ErrInvalid},
 		{"mac", Config{Repo: "http://r/", Image: "a", MAC: "nope"}, ErrInvalid},
+		{"reuse off", Config{Repo: "http://r/", Image: "a", Reuse: "off"}, nil},
+		{"reuse bad", Config{Repo: "http://r/", Image: "a", Reuse: "maybe"}, ErrInvalid},
 	} {
 		t.Run(tc.name, func(t *testing.T) {
 			if err := tc.c.Finish(); !errors.Is(err, tc.err) {

@@ -44,6 +44,11 @@ type Status struct {
 	BytesDone       int64   `json:"bytesDone,omitempty"`
 	BytesFromPeers  int64   `json:"bytesFromPeers,omitempty"`
 	BytesFromServer int64   `json:"bytesFromServer,omitempty"`
+	// ChunksOnDisk and BytesOnDisk are what the disk already held before
+	// this run, found by hashing it against the manifest: neither moved
+	// nor written (a reimage by difference, or a resume).
+	ChunksOnDisk int   `json:"chunksOnDisk,omitempty"`
+	BytesOnDisk  int64 `json:"bytesOnDisk,omitempty"`
 	// Verified: the manifest's signature was checked against the key
 	// built into the appliance, and every chunk written against the
 	// manifest (false under shoal.insecure=unsigned; docs/security.md).
