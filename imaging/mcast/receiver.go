@@ -173,7 +173,9 @@ type receiver struct {
 	seqOK      bool
 	lossExp    int64 // datagrams expected since the last status
 	lossGot    int64
-	lossNoRoom int64 // datagrams dropped for want of room since then
+	lossNoRoom int64        // datagrams dropped for want of room since then
+	have       []wire.Range // what the target held when opened, for the sender
+	haveSent   int          // have messages sent
 	writeQ     chan *partial
 	fatal      error
 	finished   chan struct{}

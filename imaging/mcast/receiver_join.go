@@ -140,6 +140,9 @@ func (r *receiver) manifest(p *partial) {
 	for _, c := range img.Chunks {
 		r.storedSize += c.StoredBytes
 	}
+	// Tell the sender what the target already holds (its scan found it),
+	// so that it need not send what every receiver has.
+	r.have = wire.HaveRanges(r.chunks, func(i int) bool { return r.written[i] })
 	r.stats.Image = img.ID
 	r.log.Info("manifest verified", "image", img.Manifest.Name, "chunks", r.chunks)
 	if r.nwritten == r.chunks {

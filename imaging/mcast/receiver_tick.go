@@ -56,6 +56,7 @@ func (r *receiver) tickLoop(ctx context.Context, start time.Time) error {
 		r.sendRequests(ctx, needs)
 		if now.Sub(lastStatus) >= 250*time.Millisecond {
 			lastStatus = now
+			r.sendHave()
 			r.mu.Lock()
 			state := uint8(wire.StateReceiving)
 			if r.img == nil {
@@ -86,6 +87,35 @@ func (r *receiver) seqSeen(seq uint32) {
 	r.lossExp += d
 	r.lossGot++
 	r.stats.LostBlocks += d - 1
+}
+
+// haveRepeats is how many times a have is sent, one per status: the
+// sender's first pass skips a chunk only once every receiver said it holds
+// it, and a have may be lost.
+const haveRepeats = 8
+
+// sendHave sends what the target held when it was opened, if anything,
+// with each of the first haveRepeats statuses.
+func (r *receiver) sendHave() {
+	r.mu.Lock()
+	if len(r.have) == 0 || r.haveSent >= haveRepeats {
+		r.mu.Unlock()
+		return
+	}
+	r.haveSent++
+	hv := wire.Have{Receiver: r.cfg.ID, Ranges: r.have}
+	hdr := r.hdr
+	r.mu.Unlock()
+	if err := r.stamps.Do(func(st fresh.Stamp) error {
+		b, err := wire.AppendHave(nil, hdr, &hv, st, r.cfg.Key)
+		if err != nil {
+			return err
+		}
+		_, err = r.ctrl.WriteTo(b, nil, udpAddr(r.cfg.Control))
+		return err
+	}); err != nil {
+		r.log.Debug("have", "err", err)
+	}
 }
 
 func (r *receiver) sendStatus(state uint8) {

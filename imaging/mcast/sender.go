@@ -10,6 +10,7 @@ import (
 	"log/slog"
 	"net"
 	"net/netip"
+	"slices"
 	"sync"
 	"time"
 
@@ -110,6 +111,9 @@ type SenderStats struct {
 	Done           int   // receivers that reported done
 	Dropped        int   // receivers forgotten (timed out or failed)
 	FirstPassDone  bool
+	// HeldChunks are the chunks the first pass did not send because every
+	// receiver said its target held them already.
+	HeldChunks     int
 	Chunk, Chunks  int // first pass position
 	RateBitsPerSec int64
 }
@@ -119,6 +123,24 @@ type rxInfo struct {
 	lastSeen time.Time
 	loss     int
 	status   wire.Status
+	have     []wire.Range // the chunks it said its target held (a have)
+}
+
+// holds reports whether r said it holds chunk i (or is done).
+func (r *rxInfo) holds(i int) bool {
+	if r.state == wire.StateDone {
+		return true
+	}
+	_, found := slices.BinarySearchFunc(r.have, uint64(i), func(rg wire.Range, c uint64) int {
+		switch {
+		case uint64(rg.Start)+uint64(rg.Count) <= c:
+			return -1
+		case uint64(rg.Start) > c:
+			return 1
+		}
+		return 0
+	})
+	return found
 }
 
 // sender is the state shared by Send's goroutines.

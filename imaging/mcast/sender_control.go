@@ -56,7 +56,7 @@ func (s *sender) handleControl(now time.Time, b []byte, needs []wire.Need) []wir
 	if st.Nonce == s.stamps.Nonce() {
 		return needs // our own announce
 	}
-	if h.Type != wire.TypeRequest && h.Type != wire.TypeStatus {
+	if h.Type != wire.TypeRequest && h.Type != wire.TypeStatus && h.Type != wire.TypeHave {
 		return needs
 	}
 	if err := s.guard.Check(st); err != nil {
@@ -77,6 +77,22 @@ func (s *sender) handleControl(now time.Time, b []byte, needs []wire.Need) []wir
 			s.request(n)
 		}
 		return r.Needs
+	case wire.TypeHave:
+		hv, err := wire.ParseHave(body)
+		if err != nil {
+			s.stats.Malformed++
+			return needs
+		}
+		s.lastHeard = now
+		r := s.seen(hv.Receiver, now)
+		if r.have == nil {
+			var n uint64
+			for _, rg := range hv.Ranges {
+				n += uint64(rg.Count)
+			}
+			s.log.Info("receiver holds chunks already", "receiver", hv.Receiver, "chunks", n)
+		}
+		r.have = hv.Ranges
 	case wire.TypeStatus:
 		st, err := wire.ParseStatus(body)
 		if err != nil {

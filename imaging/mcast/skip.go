@@ -1,5 +1,9 @@
 package mcast
 
+// skip.go: what the first pass need not send: what the source says to skip, and what every receiver said it holds.
+
+import "github.com/shoal-project/shoal/imaging/mcast/wire"
+
 // SkipSource is a Source that may tell the sender's first pass to skip
 // chunks: the peer session's leader after a takeover, whose receivers hold
 // most chunks already. A skipped chunk is still sent when a receiver asks
@@ -14,8 +18,32 @@ type SkipSource interface {
 
 // skips reports whether the first pass skips chunk i.
 func (s *sender) skips(i int) bool {
-	sk, ok := s.cfg.Source.(SkipSource)
-	return ok && sk.Skip(i)
+	if sk, ok := s.cfg.Source.(SkipSource); ok && sk.Skip(i) {
+		return true
+	}
+	if s.everyoneHolds(i) {
+		s.stats.HeldChunks++
+		return true
+	}
+	return false
+}
+
+// everyoneHolds reports whether every receiver the sender knows of said
+// that its target holds chunk i (a have), and there is one at least; s.mu
+// is held. A receiver that joins later and lacks it asks for the whole
+// chunk, as any late joiner does.
+func (s *sender) everyoneHolds(i int) bool {
+	n := 0
+	for _, r := range s.rx {
+		if r.state == wire.StateFailed {
+			continue
+		}
+		if !r.holds(i) {
+			return false
+		}
+		n++
+	}
+	return n > 0
 }
 
 // ReadySource is a Source that says whether a chunk is available without

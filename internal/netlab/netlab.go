@@ -217,8 +217,13 @@ func (l *LAN) AddNode(ctx context.Context) (*Node, error) {
 			[]string{"ip", "-n", n.Name, "link", "set", n.Iface, "mtu", strconv.Itoa(mtu)})
 	}
 	steps = append(steps, [][]string{
-		{"ip", "netns", "exec", l.Hub, "ethtool", "-K", n.HostIface, "tso", "off", "gso", "off", "gro", "off"},
-		{"ip", "netns", "exec", n.Name, "ethtool", "-K", n.Iface, "tso", "off", "gso", "off", "gro", onOff(l.cfg.GRO)},
+		// tx-udp-segmentation off too: with it a UDP_SEGMENT send crosses
+		// the veths and the bridge as one packet of up to 64 datagrams
+		// (gso off does not stop it), so tc and the loss rule would act
+		// on runs instead of frames. Off, the sender's eth0 segments it
+		// into wire-size frames, as a NIC does.
+		{"ip", "netns", "exec", l.Hub, "ethtool", "-K", n.HostIface, "tso", "off", "gso", "off", "gro", "off", "tx-udp-segmentation", "off"},
+		{"ip", "netns", "exec", n.Name, "ethtool", "-K", n.Iface, "tso", "off", "gso", "off", "gro", onOff(l.cfg.GRO), "tx-udp-segmentation", "off"},
 		{"ip", "-n", l.Hub, "link", "set", n.HostIface, "up"},
 		{"ip", "-n", n.Name, "link", "set", n.Iface, "up"},
 	}...)

@@ -24,7 +24,7 @@ var ErrUnauthenticated = errors.New("datagram not authenticated")
 
 // IsControl reports whether datagrams of type t carry the trailer.
 func IsControl(t Type) bool {
-	return t == TypeAnnounce || t == TypeRequest || t == TypeStatus
+	return t == TypeAnnounce || t == TypeRequest || t == TypeStatus || t == TypeHave
 }
 
 // seal appends st and the HMAC (with key; zeros without one) to the

@@ -56,6 +56,7 @@ const (
 	TypeData     Type = 2 // sender -> data group: one block (shard) of a chunk
 	TypeRequest  Type = 3 // receiver -> control group: what it misses
 	TypeStatus   Type = 4 // receiver -> control group: progress, loss, done
+	TypeHave     Type = 5 // receiver -> control group: the chunks it already holds
 )
 
 func (t Type) String() string {
@@ -68,6 +69,8 @@ func (t Type) String() string {
 		return "request"
 	case TypeStatus:
 		return "status"
+	case TypeHave:
+		return "have"
 	}
 	return fmt.Sprintf("type(%d)", uint8(t))
 }

@@ -2,6 +2,7 @@ package wire
 
 import (
 	"bytes"
+	"encoding/binary"
 	"errors"
 	"net/netip"
 	"testing"
@@ -48,6 +49,8 @@ func TestRoundTrip(t *testing.T) {
 			func(b []byte) (any, error) { return ParseData(b) }, Data{Chunk: 5, Group: 6, Shard: 7, Flags: DataFirstPass, Seq: 99, Block: []byte("hello")}},
 		{"request", req, TypeRequest, func(b []byte) (any, error) { return ParseRequest(b, nil) },
 			Request{Receiver: 9, Needs: []Need{{1, 2, 3}, {4, WholeChunk, 0}}}},
+		{"have", mustHave(t, &Have{Receiver: 4, Ranges: []Range{{0, 3}, {7, 1}, {1 << 31, 5}}}), TypeHave,
+			func(b []byte) (any, error) { return ParseHave(b) }, Have{Receiver: 4, Ranges: []Range{{0, 3}, {7, 1}, {1 << 31, 5}}}},
 		{"status", AppendStatus(nil, testHeader, &Status{Receiver: 3, State: StateDone, LossPermille: 12, ChunksDone: 5, Chunks: 6, ReceivedBytes: 1 << 40, DuplicateBytes: 7}, testStamp, testKey), TypeStatus,
 			func(b []byte) (any, error) { return ParseStatus(b) }, Status{Receiver: 3, State: StateDone, LossPermille: 12, ChunksDone: 5, Chunks: 6, ReceivedBytes: 1 << 40, DuplicateBytes: 7}},
 	}
@@ -184,6 +187,7 @@ func FuzzParse(f *testing.F) {
 	f.Add(AppendData(nil, testHeader, &Data{Chunk: ManifestChunk, Block: []byte{1, 2, 3}}), false)
 	f.Add(AppendStatus(nil, testHeader, &Status{Receiver: 1, State: StateReceiving}, testStamp, testKey), true)
 	f.Add(AppendStatus(nil, testHeader, &Status{Receiver: 1, State: StateReceiving}, testStamp, nil), false)
+	f.Add(mustHave(f, &Have{Receiver: 2, Ranges: []Range{{0, 3}, {9, 1}}}), true)
 	f.Add([]byte("SHOL"), false)
 	f.Add([]byte{}, false)
 	f.Fuzz(func(t *testing.T, b []byte, useKey bool) {
@@ -229,6 +233,15 @@ func FuzzParse(f *testing.F) {
 			if err != nil {
 				t.Fatalf("AppendRequest(%+v): %v", r, err)
 			}
+		case TypeHave:
+			hv, err := ParseHave(body)
+			if err != nil {
+				return
+			}
+			again, err = AppendHave(nil, h, &hv, st, key)
+			if err != nil {
+				t.Fatalf("AppendHave(%+v): %v", hv, err)
+			}
 		case TypeStatus:
 			s, err := ParseStatus(body)
 			if err != nil {
@@ -247,4 +260,57 @@ func FuzzParse(f *testing.F) {
 			t.Errorf("re-encoded %x, want %x", again, b)
 		}
 	})
+}
+
+func mustHave(t testing.TB, hv *Have) []byte {
+	t.Helper()
+	b, err := AppendHave(nil, testHeader, hv, testStamp, testKey)
+	if err != nil {
+		t.Fatal(err)
+	}
+	return b
+}
+
+func TestParseHaveRejects(t *testing.T) {
+	body := func(ranges ...uint32) []byte {
+		b := []byte{0, 0, 0, 1, 0, byte(len(ranges) / 2)}
+		for _, v := range ranges {
+			b = binary.BigEndian.AppendUint32(b, v)
+		}
+		return b
+	}
+	for _, tc := range []struct {
+		name string
+		body []byte
+	}{
+		{"short", []byte{0, 0, 0}},
+		{"no ranges", body()},
+		{"empty range", body(3, 0)},
+		{"out of order", body(5, 2, 1, 1)},
+		{"adjacent", body(0, 2, 2, 1)},
+		{"past the end", body(0xFFFFFFFF, 2)},
+		{"count lies", append(body(1, 1), 0)},
+	} {
+		t.Run(tc.name, func(t *testing.T) {
+			if _, err := ParseHave(tc.body); !errors.Is(err, ErrMalformed) {
+				t.Errorf("ParseHave(%x) = %v, want ErrMalformed", tc.body, err)
+			}
+		})
+	}
+}
+
+func TestHaveRanges(t *testing.T) {
+	held := map[int]bool{0: true, 1: true, 2: true, 5: true, 8: true, 9: true}
+	got := HaveRanges(10, func(i int) bool { return held[i] })
+	want := []Range{{0, 3}, {5, 1}, {8, 2}}
+	if diff := cmp.Diff(want, got); diff != "" {
+		t.Errorf("HaveRanges (-want +got):\n%s", diff)
+	}
+	alt := HaveRanges(1000, func(i int) bool { return i%2 == 0 })
+	if len(alt) != MaxHaveRanges {
+		t.Errorf("%d ranges of every other chunk, want the first %d", len(alt), MaxHaveRanges)
+	}
+	if b, err := AppendHave(nil, testHeader, &Have{Receiver: 1, Ranges: alt}, testStamp, testKey); err != nil || len(b) > 1472 {
+		t.Errorf("a full have is %d bytes (%v), want at most 1472", len(b), err)
+	}
 }
