@@ -72,6 +72,9 @@ func (s *server) ServeHTTP(w http.ResponseWriter, r *http.Request) {
 }
 
 type lab struct {
+	// prepare, when set, is called with each node's index and target path
+	// before the node starts (to put something on its target).
+	prepare func(i int, path string)
 	t       *testing.T
 	lan     *netlab.LAN
 	repoDir string
@@ -205,6 +208,9 @@ func (l *lab) start(ctx context.Context, i int, name string, mod func(*Config)) 
 	t := l.t
 	n := l.lan.Nodes[i]
 	p := &peer{node: n, path: filepath.Join(t.TempDir(), fmt.Sprintf("target%d.img", i)), done: make(chan struct{})}
+	if l.prepare != nil {
+		l.prepare(i, p.path)
+	}
 	var ifi *net.Interface
 	if err := n.Do(func() error {
 		var err error

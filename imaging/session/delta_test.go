@@ -1,0 +1,70 @@
+// delta_test.go: a session whose nodes' disks already hold different parts of the image: only what someone lacks moves.
+package session
+
+import (
+	"context"
+	"os"
+	"testing"
+	"time"
+
+	"github.com/shoal-project/shoal/imaging"
+)
+
+// TestDeltaSession: three nodes whose targets each hold all of the image
+// but four chunks (different ones) scan them first. The leader downloads
+// only what it lacks (and the commit region, always written last, and the
+// last chunk, whose end the wipe clears); its first pass skips what both
+// followers hold; everyone ends with the image.
+func TestDeltaSession(t *testing.T) {
+	l := newLab(t, 3, testSizeBytes, testChunkBytes, "img")
+	ti := l.images["img"]
+	ctx, cancel := context.WithTimeout(context.Background(), 2*time.Minute)
+	defer cancel()
+	lacks := map[int][2]int64{1: {20, 24}, 2: {30, 34}, 3: {40, 44}}
+	l.prepare = func(i int, path string) {
+		disk := append([]byte(nil), ti.disk...)
+		clear(disk[lacks[i][0]*testChunkBytes : lacks[i][1]*testChunkBytes])
+		if err := os.WriteFile(path, disk, 0o644); err != nil {
+			t.Fatal(err)
+		}
+	}
+	scan := func(c *Config) {
+		// Slow enough that the followers' haves come before the first
+		// pass passes the chunks they name.
+		c.RateBitsPerSec = 20e6
+		open := c.Open
+		c.Open = func(img *imaging.Image) (*imaging.Writer, error) {
+			w, err := open(img)
+			if err != nil {
+				return nil, err
+			}
+			if _, err := w.Scan(context.Background(), imaging.ScanOptions{}); err != nil {
+				return nil, err
+			}
+			return w, nil
+		}
+	}
+	var peers []*peer
+	for i := 1; i <= 3; i++ {
+		p := l.start(ctx, i, "img", scan)
+		peers = append(peers, p)
+		if i == 1 {
+			p.waitFor(t, "leading", 20*time.Second, func(s Status) bool { return s.Role == RoleLeader })
+		}
+	}
+	for _, p := range peers {
+		p.wait(t, 90*time.Second)
+		l.checkDone(t, p, "img")
+	}
+	chunkStored := ti.storedBytes() / int64(len(ti.img.Chunks))
+	// The leader's four, the commit region's, the last; two for a retry.
+	maxChunks := 4 + int64(imaging.CommitBytes/testChunkBytes) + 1 + 2
+	if got := l.srv.served.Load(); got > maxChunks*chunkStored {
+		t.Errorf("server served %d bytes, want at most %d (what the leader lacked) of %d", got, maxChunks*chunkStored, ti.storedBytes())
+	}
+	for _, p := range peers[1:] {
+		if p.st.BytesFromPeers > ti.storedBytes()/2 {
+			t.Errorf("follower %d received %d bytes from peers, want at most half the image (%d)", p.id, p.st.BytesFromPeers, ti.storedBytes()/2)
+		}
+	}
+}
