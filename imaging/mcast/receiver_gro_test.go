@@ -1,7 +1,6 @@
 package mcast
 
 import (
-	"context"
 	"encoding/binary"
 	"net/netip"
 	"testing"
@@ -34,21 +33,7 @@ func TestBatchReaderGRO(t *testing.T) {
 					t.Fatal("the kernel refused UDP_GRO on a UDP socket")
 				}
 				o := &output{p: ipv4.NewPacketConn(tx), dst: rx.LocalAddr(), rate: 1e9}
-				var want [][]byte
-				ctx := context.Background()
-				for i, n := range tc.sizes {
-					b := o.buf()
-					for j := range n {
-						b = append(b, byte(i*5+j))
-					}
-					want = append(want, append([]byte(nil), b...))
-					if err := o.add(ctx, b); err != nil {
-						t.Fatal(err)
-					}
-				}
-				if err := o.flush(ctx); err != nil {
-					t.Fatal(err)
-				}
+				want := sendSizes(t, o, tc.sizes)
 				var got [][]byte
 				for len(got) < len(want) {
 					if err := rx.SetReadDeadline(time.Now().Add(2 * time.Second)); err != nil {

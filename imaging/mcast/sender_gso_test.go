@@ -28,21 +28,7 @@ func TestPacerGSO(t *testing.T) {
 		t.Run(tc.name, func(t *testing.T) {
 			rx, tx := listenLoopback(t), listenLoopback(t)
 			o := &output{p: ipv4.NewPacketConn(tx), dst: rx.LocalAddr(), rate: 1e9}
-			var want [][]byte
-			ctx := context.Background()
-			for i, n := range tc.sizes {
-				b := o.buf()
-				for j := range n {
-					b = append(b, byte(i*7+j))
-				}
-				want = append(want, append([]byte(nil), b...))
-				if err := o.add(ctx, b); err != nil {
-					t.Fatal(err)
-				}
-			}
-			if err := o.flush(ctx); err != nil {
-				t.Fatal(err)
-			}
+			want := sendSizes(t, o, tc.sizes)
 			var got [][]byte
 			buf := make([]byte, 65536)
 			for range want {
@@ -69,6 +55,28 @@ func TestPacerGSO(t *testing.T) {
 			}
 		})
 	}
+}
+
+// sendSizes sends through o one datagram of each of sizes, of made-up
+// bytes, and flushes; it returns what it sent.
+func sendSizes(t *testing.T, o *output, sizes []int) [][]byte {
+	t.Helper()
+	var sent [][]byte
+	ctx := context.Background()
+	for i, n := range sizes {
+		b := o.buf()
+		for j := range n {
+			b = append(b, byte(i*7+j))
+		}
+		sent = append(sent, append([]byte(nil), b...))
+		if err := o.add(ctx, b); err != nil {
+			t.Fatal(err)
+		}
+	}
+	if err := o.flush(ctx); err != nil {
+		t.Fatal(err)
+	}
+	return sent
 }
 
 // BenchmarkPacer measures the sender's datagram output alone (no pacing
