@@ -20,7 +20,7 @@ import (
 
 const benchUsage = `shoal bench [--size 256MiB] [--rate 200Mbit] [--receivers 1,8] [--loss 0,1] [--tools shoal,udpcast,uftp,http] [--json bench.json]
             [--unlimited] [--mtu 1500|9000] [--shaping htb|tbf]
-shoal bench --session [--size 1GiB] [--rate 200Mbit] [--nodes 8] [--spread 10s] [--runs alone,session,unicast,leader-killed]
+shoal bench --session [--size 1GiB] [--rate 200Mbit] [--nodes 8] [--spread 10s] [--runs alone,session,unicast,leader-killed] [--delta 5]
 
 Builds a LAN of network namespaces (a bridge, one veth per node, tc htb at
 --rate on every link, nftables random loss on the receivers' links), makes an
@@ -47,8 +47,10 @@ With --session it measures the peer session instead: --nodes nodes started
 evenly over --spread run shoal fetch from a plain HTTP server, against one
 node alone, against every node downloading from the server (shoal image
 apply), and with the leader (the first node) killed once the server has
-sent half the image; it prints time and server egress for each (and writes
-them as JSON with --json; there is no plot of them).`
+sent half the image; with --delta P, also with every node's disk holding a
+v1 that differs from the image in P percent of its chunks (only what
+differs should move). It prints time, server egress and multicast data for
+each (and writes them as JSON with --json; there is no plot of them).`
 
 func splitInts(s string, scale float64) ([]int, error) {
 	var out []int
@@ -78,7 +80,8 @@ func runBench(ctx context.Context, args []string, stdout, stderr io.Writer) erro
 	session := fs.Bool("session", false, "measure the peer session (shoal fetch) instead of send/receive")
 	nodes := fs.Int("nodes", 8, "--session: number of nodes")
 	spread := fs.Duration("spread", 10*time.Second, "--session: nodes start evenly over this time")
-	runs := fs.String("runs", strings.Join(bench.SessionRuns, ","), "--session: runs, comma-separated")
+	runs := fs.String("runs", strings.Join(bench.SessionRuns, ","), "--session: runs, comma-separated (and delta, with --delta)")
+	delta := fs.Float64("delta", 0, "--session: also the delta run, every disk holding a v1 that differs from the image in this percent of its chunks")
 	unlimited := fs.Bool("unlimited", false, "no rate limit on the links; measure the platform's ceiling (iperf2) too")
 	mtu := fs.Int("mtu", 1500, "MTU of every link and the bridge (1500, or 9000 for jumbo frames)")
 	shaping := fs.String("shaping", "htb", "qdisc holding the links to --rate: htb or tbf")
@@ -125,8 +128,12 @@ func runBench(ctx context.Context, args []string, stdout, stderr io.Writer) erro
 		if !isSet(fs, "size") {
 			size = 1 << 30
 		}
-		return runSessionBench(ctx, bench.SessionConfig{SizeBytes: size, Nodes: *nodes, Spread: *spread,
-			Runs: strings.Split(*runs, ","), ShoalBin: *shoalBin, Dir: *dir, Log: stderr}, *rate, *jsonPath, stdout)
+		runList := strings.Split(*runs, ",")
+		if *delta > 0 && !isSet(fs, "runs") {
+			runList = append(runList, bench.RunDelta)
+		}
+		return runSessionBench(ctx, bench.SessionConfig{SizeBytes: size, Nodes: *nodes, Spread: *spread, DeltaPercent: *delta,
+			Runs: runList, ShoalBin: *shoalBin, Dir: *dir, Log: stderr}, *rate, *jsonPath, stdout)
 	}
 	if !isSet(fs, "json") {
 		*jsonPath = "bench.json"

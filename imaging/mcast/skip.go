@@ -30,12 +30,14 @@ func (s *sender) skips(i int) bool {
 
 // everyoneHolds reports whether every receiver the sender knows of said
 // that its target holds chunk i (a have), and there is one at least; s.mu
-// is held. A receiver that joins later and lacks it asks for the whole
-// chunk, as any late joiner does.
+// is held. A receiver still joining (no manifest yet, so no scan) does not
+// count: when it lacks the chunk it asks for it whole, as any late joiner
+// does, rather than make the first pass send to everyone what only it
+// might need. Its have comes before its first receiving status.
 func (s *sender) everyoneHolds(i int) bool {
 	n := 0
 	for _, r := range s.rx {
-		if r.state == wire.StateFailed {
+		if r.state == wire.StateFailed || (r.state == wire.StateJoining && r.have == nil) {
 			continue
 		}
 		if !r.holds(i) {

@@ -187,15 +187,20 @@ func TestSessionSmoke(t *testing.T) {
 	}
 	var log bytes.Buffer
 	rep, err := RunSession(context.Background(), SessionConfig{
-		SizeBytes: 4 << 20, RateBitsPerSec: 100e6, Nodes: 2, Spread: time.Second,
-		Runs: []string{"alone", "session"}, ShoalBin: bin, Dir: filepath.Join(dir, "work"), Log: &log,
+		SizeBytes: 32 << 20, RateBitsPerSec: 200e6, Nodes: 2, Spread: time.Second, DeltaPercent: 25,
+		Runs: []string{"alone", "session", RunDelta}, ShoalBin: bin, Dir: filepath.Join(dir, "work"), Log: &log,
 	})
 	t.Logf("log:\n%s", log.String())
 	if err != nil {
 		t.Fatalf("RunSession() = %v", err)
 	}
-	if len(rep.Results) != 2 {
-		t.Fatalf("%d results, want 2", len(rep.Results))
+	if len(rep.Results) != 3 {
+		t.Fatalf("%d results, want 3", len(rep.Results))
+	}
+	// v1 differs in 2 of 8 chunks (one of them the commit region's, always
+	// moved), and the wipe clears the last one's end: 3 of 8 move.
+	if d := rep.Results[2]; d.OK && (d.EgressRatio > 0.5 || d.MulticastRatio > 0.5) {
+		t.Errorf("delta run: egress %.3f, multicast %.3f of the image; want at most 0.5 each (3 of 8 chunks differ)", d.EgressRatio, d.MulticastRatio)
 	}
 	for _, r := range rep.Results {
 		if !r.OK {
