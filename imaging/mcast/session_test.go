@@ -81,25 +81,6 @@ func openTarget(path string, delay time.Duration, scan bool) func(img *imaging.I
 	}
 }
 
-// prefill writes to path the bytes of src's chunks i of img for which
-// hold(i): a target that holds part of the image already.
-func prefill(t *testing.T, src, path string, img *imaging.Image, hold func(i int) bool) {
-	t.Helper()
-	data, err := os.ReadFile(src)
-	if err != nil {
-		t.Fatal(err)
-	}
-	out := make([]byte, len(data))
-	for _, c := range img.Chunks {
-		if hold(c.Index) {
-			copy(out[c.OffsetBytes:c.OffsetBytes+c.SizeBytes], data[c.OffsetBytes:])
-		}
-	}
-	if err := os.WriteFile(path, out, 0o644); err != nil {
-		t.Fatal(err)
-	}
-}
-
 func listenIn(n *netlab.Node, group netip.AddrPort) (net.PacketConn, *net.Interface, error) {
 	var c net.PacketConn
 	var ifi *net.Interface
@@ -348,34 +329,6 @@ func TestSession(t *testing.T) {
 			}
 			t.Logf("sender: %+v (image stored %d bytes)", st, img.Manifest.StoredBytes)
 		})
-	}
-}
-
-// TestSendSkipsWhatAllHold: two receivers whose targets hold parts of the
-// image already (the even chunks; the first half) scan them and say so; the
-// sender's first pass skips the chunks both hold, and sends the rest; both
-// end with the image.
-func TestSendSkipsWhatAllHold(t *testing.T) {
-	netlabtest.RequireRoot(t)
-	src, repo, img := testImage(t, 8<<20, 512<<10)
-	n := len(img.Chunks)
-	both := 0
-	for i := range n {
-		if i%2 == 0 && i < n/2 && img.Chunks[i].OffsetBytes >= imaging.CommitBytes {
-			both++
-		}
-	}
-	// Slow enough that the haves come before the first pass passes them.
-	st, res := runSession(t, img, repo, sessionSpec{rateBitsPerSec: 20e6, src: src, rx: []rxSpec{
-		{hold: func(i int) bool { return i%2 == 0 }},
-		{hold: func(i int) bool { return i < n/2 }},
-	}})
-	checkAll(t, src, res)
-	t.Logf("sender: %+v; chunks %d, held by both %d", st, n, both)
-	// The last chunk of the disk is wiped before the scan, and one of the
-	// held may come before the haves: allow two fewer.
-	if st.HeldChunks < both-2 || st.HeldChunks > both {
-		t.Errorf("the first pass skipped %d chunks as held, want about %d", st.HeldChunks, both)
 	}
 }
 
