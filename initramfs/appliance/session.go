@@ -117,7 +117,7 @@ func Session(ctx context.Context, j Job) (Result, error) {
 		}
 		r := role
 		mu.Unlock()
-		j.Progress(Progress{State: state, Role: api.Role(r), Source: src, BytesDone: ww.WrittenBytes(),
+		j.Progress(Progress{State: state, Role: api.Role(r), Source: src, BytesDone: ww.WrittenBytes() + ww.Scanned().PresentBytes,
 			BytesTotal: im.Manifest.DataBytes, FromPeers: s.BytesFromPeers, FromServer: s.BytesFromServer})
 	}
 	st, err := session.Run(ctx, c)
