@@ -17,7 +17,7 @@ import (
 // ScanOptions tunes Writer.Scan.
 type ScanOptions struct {
 	// Workers is the number of chunks read and hashed at once (default:
-	// twice GOMAXPROCS, so that reads are in flight while others hash;
+	// twice GOMAXPROCS, at most 16, so that reads are in flight while others hash;
 	// faster here than one reader in disk order, or O_DIRECT reads).
 	Workers int
 	// ZeroRunBytes ends the scan early after this many bytes of chunks in
@@ -26,10 +26,10 @@ type ScanOptions struct {
 	// match (default 256 MiB; negative: never).
 	ZeroRunBytes int64
 	// Progress, when set, is called after each chunk with the bytes
-	// scanned so far and the total to scan.
+	// scanned so far and the total to scan; one call at a time.
 	Progress func(scannedBytes, totalBytes int64)
 	// Done, when set, is called once with what the scan found when it
-	// ends without an error.
+	// ends without an error, after the last Progress.
 	Done func(ScanStats)
 }
 
@@ -55,6 +55,9 @@ func (s ScanStats) String() string {
 		s.PresentChunks, s.ScannedChunks, s.PresentBytes>>20, s.ScannedBytes>>20, s.Elapsed.Round(time.Millisecond), early)
 }
 
+// maxScanWorkers bounds ScanOptions.Workers's default.
+const maxScanWorkers = 16
+
 // defaultZeroRunBytes is ScanOptions.ZeroRunBytes's default.
 const defaultZeroRunBytes = 256 << 20
 
@@ -69,7 +72,9 @@ func (w *Writer) Scan(ctx context.Context, opts ScanOptions) (ScanStats, error) 
 	start := time.Now()
 	workers := opts.Workers
 	if workers <= 0 {
-		workers = 2 * runtime.GOMAXPROCS(0)
+		// Each holds a chunk: bounded, so that a many-core machine
+		// running from RAM does not hold hundreds of MiB of them.
+		workers = min(2*runtime.GOMAXPROCS(0), maxScanWorkers)
 	}
 	zeroRun := opts.ZeroRunBytes
 	if zeroRun == 0 {

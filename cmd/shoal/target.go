@@ -6,7 +6,6 @@ import (
 	"flag"
 	"fmt"
 	"io"
-	"sync"
 
 	"github.com/shoal-project/shoal/imaging"
 	"github.com/shoal-project/shoal/internal/progress"
@@ -26,25 +25,18 @@ func (f *targetFlags) register(fs *flag.FlagSet) {
 func (f *targetFlags) options(stderr io.Writer) imaging.TargetOptions {
 	o := imaging.TargetOptions{Create: true, NoReuse: *f.noReuse, Logger: cmdLog(stderr)}
 	var (
-		mu   sync.Mutex
 		bar  *progress.Bar
 		last int64
 	)
+	// Scan calls these one at a time, Done last.
 	o.Scan.Progress = func(scanned, total int64) {
-		mu.Lock()
-		defer mu.Unlock()
 		if bar == nil {
 			bar = progress.New(stderr, "scan", total)
 		}
 		bar.Add(scanned - last)
 		last = scanned
-		if scanned >= total {
-			bar.Finish()
-		}
 	}
 	o.Scan.Done = func(imaging.ScanStats) {
-		mu.Lock()
-		defer mu.Unlock()
 		if bar != nil {
 			bar.Finish()
 		}
