@@ -9,8 +9,6 @@ import (
 
 	"golang.org/x/net/ipv4"
 	"golang.org/x/sys/unix"
-
-	"github.com/shoal-project/shoal/imaging/mcast/wire"
 )
 
 // socketBufferBytes is the kernel buffer asked for on every socket: about
@@ -99,14 +97,4 @@ func udpAddr(a netip.AddrPort) *net.UDPAddr { return net.UDPAddrFromAddrPort(a) 
 // returned function stops the watch.
 func closeOnDone(ctx context.Context, c net.PacketConn) func() bool {
 	return context.AfterFunc(ctx, func() { c.Close() })
-}
-
-// readBuffers returns n messages for ReadBatch, each with a buffer larger
-// than any datagram of the protocol.
-func readBuffers(n int) []ipv4.Message {
-	msgs := make([]ipv4.Message, n)
-	for i := range msgs {
-		msgs[i].Buffers = [][]byte{make([]byte, wire.MaxDatagramBytes+1)}
-	}
-	return msgs
 }

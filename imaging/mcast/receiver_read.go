@@ -58,16 +58,6 @@ func (r *receiver) readLoop(ctx context.Context, c net.PacketConn, data bool) {
 // socket buffer holds 8 MiB).
 const batchWait = 5 * time.Millisecond
 
-// addrOf is the IPv4 address of a datagram's source.
-func addrOf(a net.Addr) netip.Addr {
-	if u, ok := a.(*net.UDPAddr); ok {
-		if ip, ok := netip.AddrFromSlice(u.IP); ok {
-			return ip.Unmap()
-		}
-	}
-	return netip.Addr{}
-}
-
 // handle handles one datagram from src; r.mu is held.
 func (r *receiver) handle(now time.Time, b []byte, src netip.Addr, needs []wire.Need) []wire.Need {
 	r.stats.Datagrams++

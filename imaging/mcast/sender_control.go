@@ -1,39 +1,37 @@
 package mcast
 
-// sender_control.go: hearing the receivers: their requests and statuses, and the table of receivers.
+// sender_control.go: hearing the receivers: their requests, statuses and haves, and the table of receivers.
 
 import (
 	"context"
 	"errors"
 	"fmt"
 	"net"
+	"net/netip"
 	"slices"
 	"time"
-
-	"golang.org/x/net/ipv4"
 
 	"github.com/shoal-project/shoal/imaging/mcast/wire"
 )
 
-// readControl reads requests and statuses until conn is closed. It
+// readControl reads requests, statuses and haves until conn is closed. It
 // returns nil for the shutdown (ctx done), else the socket's error.
 func (s *sender) readControl(ctx context.Context, conn net.PacketConn) error {
-	p := ipv4.NewPacketConn(conn)
-	msgs := readBuffers(16)
+	br := newBatchReader(conn, 16, false)
 	var needs []wire.Need
+	var now time.Time
+	handle := func(b []byte, _ netip.Addr) { needs = s.handleControl(now, b, needs) }
 	for {
-		n, err := p.ReadBatch(msgs, 0)
+		n, err := br.read()
 		if err != nil {
 			if ctx.Err() != nil {
 				return nil
 			}
 			return fmt.Errorf("read control: %w", err)
 		}
-		now := time.Now()
+		now = time.Now()
 		s.mu.Lock()
-		for _, m := range msgs[:n] {
-			needs = s.handleControl(now, m.Buffers[0][:m.N], needs)
-		}
+		br.each(n, handle)
 		s.mu.Unlock()
 		s.poke()
 	}

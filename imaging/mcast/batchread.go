@@ -1,6 +1,6 @@
 package mcast
 
-// receiver_gro.go: reading datagrams in batches, with UDP generic receive offload where the kernel offers it: one read returns a run of equal-size datagrams (UDP_GRO), split here.
+// batchread.go: reading a socket's datagrams in batches (the receivers' data and control, the sender's control), with UDP generic receive offload where asked and offered: one read returns a run of equal-size datagrams (UDP_GRO), split here.
 
 import (
 	"encoding/binary"
@@ -43,11 +43,10 @@ func newBatchReader(c net.PacketConn, n int, gro bool) *batchReader {
 		size = groReadBytes
 	}
 	br.msgs = make([]ipv4.Message, n)
-	oob := make([]byte, n*GROCmsgBytes)
 	for i := range br.msgs {
 		br.msgs[i].Buffers = [][]byte{make([]byte, size)}
 		if br.gro {
-			br.msgs[i].OOB = oob[i*GROCmsgBytes : (i+1)*GROCmsgBytes]
+			br.msgs[i].OOB = make([]byte, GROCmsgBytes)
 		}
 	}
 	return br
@@ -133,4 +132,14 @@ func GROSize(oob []byte) int {
 		oob = oob[next:]
 	}
 	return 0
+}
+
+// addrOf is the IPv4 address of a datagram's source.
+func addrOf(a net.Addr) netip.Addr {
+	if u, ok := a.(*net.UDPAddr); ok {
+		if ip, ok := netip.AddrFromSlice(u.IP); ok {
+			return ip.Unmap()
+		}
+	}
+	return netip.Addr{}
 }
