@@ -18,8 +18,13 @@ import (
 	"github.com/shoal-project/shoal/partition"
 )
 
-// FormatVersion is the manifest version this package writes and reads.
-const FormatVersion = 1
+// FormatVersion is the newest manifest version this package reads and
+// writes. Version 2 adds the regions' free extents; a manifest without any
+// is written as version 1 (MinFormatVersion), which older shoal reads too.
+const (
+	FormatVersion    = 2
+	MinFormatVersion = 1
+)
 
 // Chunk size limits and default.
 const (
@@ -100,13 +105,37 @@ const (
 )
 
 // Region is an extent of the disk that the image defines: on apply, its
-// bytes are the chunks' bytes and zeros wherever no chunk lies.
+// bytes are the chunks' bytes, whatever the target holds in its free
+// extents, and zeros everywhere else.
 type Region struct {
 	Kind        string  `json:"kind"`
 	Partition   int     `json:"partition,omitempty"` // partition number, for kind partition
 	OffsetBytes int64   `json:"offsetBytes"`
 	SizeBytes   int64   `json:"sizeBytes"`
 	Chunks      []Chunk `json:"chunks"`
+	// Free lists, in order, the extents (offsets on the disk) that the
+	// region's file system does not use: no chunk lies in them, and apply
+	// neither writes nor zeroes them (it discards them where the target
+	// can). Version 2 only.
+	Free []Extent `json:"free,omitempty"`
+}
+
+// Extent is a run of bytes on the disk.
+type Extent struct {
+	OffsetBytes int64 `json:"offsetBytes"`
+	SizeBytes   int64 `json:"sizeBytes"`
+}
+
+// End returns the offset just past the extent.
+func (e Extent) End() int64 { return e.OffsetBytes + e.SizeBytes }
+
+// FreeBytes returns the sum of the region's free extents.
+func (r Region) FreeBytes() int64 {
+	var n int64
+	for _, e := range r.Free {
+		n += e.SizeBytes
+	}
+	return n
 }
 
 // End returns the offset just past the region.
@@ -190,8 +219,8 @@ func ValidName(name string) error {
 
 // Validate checks the manifest's internal consistency.
 func (m *Manifest) Validate() error {
-	if m.Version != FormatVersion {
-		return badf("version %d, this shoal reads version %d", m.Version, FormatVersion)
+	if m.Version < MinFormatVersion || m.Version > FormatVersion {
+		return badf("version %d, this shoal reads versions %d to %d", m.Version, MinFormatVersion, FormatVersion)
 	}
 	if err := ValidName(m.Name); err != nil {
 		return badf("%v", err)
@@ -247,6 +276,9 @@ func (m *Manifest) Validate() error {
 				return badf("region %d (%s at %d) overlaps the partition table at %d", i, r.Kind, r.OffsetBytes, te.OffsetBytes)
 			}
 		}
+		if err := m.validateFree(i, r); err != nil {
+			return err
+		}
 		next := r.OffsetBytes
 		for j, c := range r.Chunks {
 			if c.OffsetBytes < next || c.OffsetBytes > r.End() || c.SizeBytes <= 0 || c.SizeBytes > m.ChunkSizeBytes || c.SizeBytes > r.End()-c.OffsetBytes {
@@ -265,6 +297,32 @@ func (m *Manifest) Validate() error {
 	}
 	if got := m.ComputeContentHash(); got != m.ContentHash {
 		return badf("content hash %s does not match the content (%s)", m.ContentHash, got)
+	}
+	return nil
+}
+
+// validateFree checks region i's free extents: version 2, in order,
+// sector-aligned, inside the region and apart from every chunk.
+func (m *Manifest) validateFree(i int, r Region) error {
+	if len(r.Free) == 0 {
+		return nil
+	}
+	if m.Version < 2 {
+		return badf("region %d: free extents in a version %d manifest", i, m.Version)
+	}
+	next, k := r.OffsetBytes, 0
+	for j, e := range r.Free {
+		if e.OffsetBytes < next || e.SizeBytes <= 0 || e.OffsetBytes > r.End() || e.SizeBytes > r.End()-e.OffsetBytes || e.OffsetBytes%512 != 0 || e.SizeBytes%512 != 0 {
+			return badf("region %d free extent %d (at %d, %d bytes): out of order, overlapping, unaligned or outside the region", i, j, e.OffsetBytes, e.SizeBytes)
+		}
+		next = e.End()
+		// The chunks are in order too: skip those wholly before e.
+		for k < len(r.Chunks) && r.Chunks[k].OffsetBytes+r.Chunks[k].SizeBytes <= e.OffsetBytes {
+			k++
+		}
+		if k < len(r.Chunks) && r.Chunks[k].OffsetBytes < e.End() {
+			return badf("region %d free extent %d (at %d, %d bytes) overlaps chunk %d", i, j, e.OffsetBytes, e.SizeBytes, k)
+		}
 	}
 	return nil
 }
@@ -300,6 +358,14 @@ func (m *Manifest) ComputeContentHash() Hash {
 			put(c.OffsetBytes)
 			put(c.SizeBytes)
 			h.Write(c.Hash[:])
+		}
+		if len(r.Free) > 0 { // version 2: a version 1 hash is unchanged
+			h.Write([]byte("free"))
+			put(int64(len(r.Free)))
+			for _, e := range r.Free {
+				put(e.OffsetBytes)
+				put(e.SizeBytes)
+			}
 		}
 	}
 	var out Hash

@@ -26,6 +26,59 @@ func overflowChunk(m *Manifest) {
 	r.Chunks = append(r.Chunks, Chunk{OffsetBytes: math.MaxInt64 - 1000, SizeBytes: 4096, StoredBytes: 30, Hash: r.Chunks[0].Hash})
 }
 
+// withFree makes the seed a version 2 manifest whose root partition has
+// a free extent on each side of its chunk (at region start + MinChunkBytes).
+func withFree(m *Manifest) {
+	m.Version = FormatVersion
+	r := &m.Regions[2]
+	r.Free = []Extent{{OffsetBytes: r.OffsetBytes, SizeBytes: MinChunkBytes}, {OffsetBytes: r.OffsetBytes + 2*MinChunkBytes, SizeBytes: 1 << 20}}
+}
+
+func TestParseManifestFree(t *testing.T) {
+	m, err := ParseManifest(mutated(t, withFree))
+	if err != nil {
+		t.Fatalf("ParseManifest(version 2 with free extents) = %v", err)
+	}
+	if got, want := m.Regions[2].FreeBytes(), int64(MinChunkBytes+1<<20); got != want {
+		t.Errorf("FreeBytes = %d, want %d", got, want)
+	}
+	// The free extents are part of the content: the hash differs from the
+	// same manifest without them.
+	plain, err := ParseManifest(mutated(t, func(m *Manifest) { m.Version = FormatVersion }))
+	if err != nil {
+		t.Fatal(err)
+	}
+	if plain.ContentHash == m.ContentHash {
+		t.Error("free extents do not change the content hash")
+	}
+	for _, tc := range []struct {
+		name string
+		f    func(r *Region)
+	}{
+		{"overlaps a chunk", func(r *Region) { r.Free[1].OffsetBytes = r.Chunks[0].OffsetBytes + 512 }},
+		{"out of order", func(r *Region) { r.Free[0], r.Free[1] = r.Free[1], r.Free[0] }},
+		{"overlapping", func(r *Region) { r.Free[0].SizeBytes = 3 * MinChunkBytes }},
+		{"unaligned", func(r *Region) { r.Free[1].SizeBytes = 1000 }},
+		{"past the region", func(r *Region) { r.Free[1].SizeBytes = r.SizeBytes }},
+		{"before the region", func(r *Region) { r.Free[0].OffsetBytes -= 512 }},
+		{"empty", func(r *Region) { r.Free[1].SizeBytes = 0 }},
+		{"offset+size overflows", func(r *Region) { r.Free[1].SizeBytes = math.MaxInt64 - 511 }},
+	} {
+		t.Run(tc.name, func(t *testing.T) {
+			b := mutated(t, func(m *Manifest) { withFree(m); tc.f(&m.Regions[2]) })
+			if _, err := ParseManifest(b); !errors.Is(err, ErrBadManifest) {
+				t.Errorf("ParseManifest = %v, want %v", err, ErrBadManifest)
+			}
+		})
+	}
+	t.Run("in a version 1 manifest", func(t *testing.T) {
+		b := mutated(t, func(m *Manifest) { withFree(m); m.Version = MinFormatVersion })
+		if _, err := ParseManifest(b); !errors.Is(err, ErrBadManifest) {
+			t.Errorf("ParseManifest = %v, want %v", err, ErrBadManifest)
+		}
+	})
+}
+
 func TestParseManifestRejects(t *testing.T) {
 	for _, tc := range []struct {
 		name string
