@@ -16,6 +16,7 @@ import (
 	"strconv"
 	"sync"
 
+	"github.com/klauspost/compress/zstd"
 	"golang.org/x/sync/errgroup"
 	"golang.org/x/sys/unix"
 
@@ -38,11 +39,23 @@ type CreateOptions struct {
 	Workers int
 	// Progress, when set, is called with the source bytes of each chunk read.
 	Progress func(bytes int64)
-	Codec    *Codec
-	// Log gets one line per damaged chunk found and replaced (default
-	// slog.Default()).
+	// Codec compresses the chunks (default NewCodec(CreateLevel)).
+	Codec *Codec
+	// Log gets one line per damaged chunk found and replaced and one per
+	// partition whose free blocks are left out (default slog.Default()).
 	Log *slog.Logger
+	// AllBlocks stores every block of every partition, as for a file
+	// system this shoal does not know, rather than leave out the blocks
+	// that an ext2/3/4 or FAT file system does not use.
+	AllBlocks bool
 }
+
+// CreateLevel is the zstd level Create compresses with by default: better
+// than zstd's default (about its level 7 rather than 3). An image is
+// compressed once and sent to every LAN and written by every machine, whose
+// decoding costs the same at any level, so the extra CPU of create buys
+// bytes that every transfer saves.
+const CreateLevel = zstd.SpeedBetterCompression
 
 // CreateStats says what Create did.
 type CreateStats struct {
@@ -52,6 +65,9 @@ type CreateStats struct {
 	// RepairedChunks counts chunk files the repository held that did not
 	// decode to their name (damaged) and were written again.
 	RepairedChunks int
+	// FreeBytes counts the bytes of free blocks left out: not read, not
+	// stored (whole chunks), or stored as zeros (within a chunk).
+	FreeBytes int64
 }
 
 // Create reads the disk (image file or block device) at src and writes
@@ -70,7 +86,7 @@ func Create(ctx context.Context, src, repoDir, name string, opts CreateOptions) 
 		return nil, stats, fmt.Errorf("chunk size %d: want a multiple of 4096 between %d and %d", opts.ChunkSizeBytes, MinChunkBytes, MaxChunkBytes)
 	}
 	if opts.Codec == nil {
-		opts.Codec = NewCodec(0)
+		opts.Codec = NewCodec(CreateLevel)
 	}
 	log := opts.Log
 	if log == nil {
@@ -92,7 +108,13 @@ func Create(ctx context.Context, src, repoDir, name string, opts CreateOptions) 
 	if err := os.MkdirAll(filepath.Join(repoDir, "images", name), 0o755); err != nil {
 		return nil, stats, fmt.Errorf("repository %s: %w", repoDir, err)
 	}
-	chunked, st, err := chunkRegions(ctx, f, repoDir, regions, opts)
+	var free [][]Extent
+	if !opts.AllBlocks {
+		if free, err = freeExtents(f, regions, log); err != nil {
+			return nil, stats, fmt.Errorf("source %s: %w", src, err)
+		}
+	}
+	chunked, st, err := chunkRegions(ctx, f, repoDir, regions, free, opts)
 	stats = st
 	if err != nil {
 		return nil, stats, fmt.Errorf("source %s: %w", src, err)
@@ -102,7 +124,7 @@ func Create(ctx context.Context, src, repoDir, name string, opts CreateOptions) 
 		return nil, stats, err
 	}
 	m := &Manifest{
-		Version:        FormatVersion,
+		Version:        MinFormatVersion,
 		Name:           name,
 		Serial:         serial,
 		DiskSizeBytes:  sizeBytes,
@@ -115,6 +137,9 @@ func Create(ctx context.Context, src, repoDir, name string, opts CreateOptions) 
 			continue // zeros outside partitions are not recorded
 		}
 		m.Regions = append(m.Regions, r)
+		if len(r.Free) > 0 {
+			m.Version = FormatVersion
+		}
 		dataEnd = max(dataEnd, r.End())
 		for _, c := range r.Chunks {
 			m.DataBytes += c.SizeBytes
@@ -270,8 +295,11 @@ type createResult struct {
 }
 
 // chunkRegions reads the regions, stores their non-zero chunks and fills in
-// each region's chunk list.
-func chunkRegions(ctx context.Context, src io.ReaderAt, repoDir string, regions []Region, opts CreateOptions) ([]Region, CreateStats, error) {
+// each region's chunk list. free[i], when given, lists region i's free
+// extents: a chunk wholly inside them is neither read nor stored but
+// becomes one of the region's free extents; within a chunk their bytes
+// are stored as zeros.
+func chunkRegions(ctx context.Context, src io.ReaderAt, repoDir string, regions []Region, free [][]Extent, opts CreateOptions) ([]Region, CreateStats, error) {
 	var stats CreateStats
 	log := opts.Log
 	if log == nil {
@@ -289,21 +317,44 @@ func chunkRegions(ctx context.Context, src io.ReaderAt, repoDir string, regions 
 	g, ctx := errgroup.WithContext(ctx)
 	jobs := make(chan createJob, workers)
 	results := make(chan createResult, workers)
+	var mu sync.Mutex
+	freeChunks := make([][]Extent, len(regions))
 	g.Go(func() error {
 		defer close(jobs)
 		seq := 0
 		for ri, r := range regions {
+			var mask freeMask
+			if ri < len(free) {
+				mask.free = free[ri]
+			}
 			for off := r.OffsetBytes; off < r.End(); off += opts.ChunkSizeBytes {
+				n := min(opts.ChunkSizeBytes, r.End()-off)
+				inside, whole := mask.cover(off, n)
+				if whole {
+					mu.Lock()
+					stats.FreeBytes += n
+					freeChunks[ri] = appendExtent(freeChunks[ri], Extent{OffsetBytes: off, SizeBytes: n})
+					mu.Unlock()
+					if opts.Progress != nil {
+						opts.Progress(n)
+					}
+					continue
+				}
 				var bp *[]byte
 				select {
 				case bp = <-bufs:
 				case <-ctx.Done():
 					return ctx.Err()
 				}
-				n := min(opts.ChunkSizeBytes, r.End()-off)
 				b := (*bp)[:n]
 				if _, err := src.ReadAt(b, off); err != nil {
 					return fmt.Errorf("read at offset %d: %w", off, err)
+				}
+				for _, e := range inside {
+					clear(b[e.OffsetBytes-off : e.End()-off])
+					mu.Lock()
+					stats.FreeBytes += e.SizeBytes
+					mu.Unlock()
 				}
 				*bp = b
 				select {
@@ -316,7 +367,6 @@ func chunkRegions(ctx context.Context, src io.ReaderAt, repoDir string, regions 
 		}
 		return nil
 	})
-	var mu sync.Mutex
 	var wg sync.WaitGroup
 	for range workers {
 		wg.Add(1)
@@ -387,6 +437,7 @@ func chunkRegions(ctx context.Context, src io.ReaderAt, repoDir string, regions 
 		for _, x := range rs {
 			r.Chunks = append(r.Chunks, x.chunk)
 		}
+		r.Free = freeChunks[i]
 		out[i] = r
 	}
 	return out, stats, nil
