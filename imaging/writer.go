@@ -49,7 +49,9 @@ type Writer struct {
 }
 
 // NewWriter prepares t for img: it wipes the old partition tables at both
-// ends of t and zeroes the parts of the image's regions that hold no chunk.
+// ends of t, zeroes the parts of the image's regions that hold no chunk and
+// discards their free blocks (the file system does not use them: they are
+// left as they are where the target cannot discard).
 // t must have passed partition.OpenTarget's checks for img.Requirements().
 func NewWriter(img *Image, t *partition.Target, codec *Codec) (*Writer, error) {
 	if codec == nil {
@@ -64,14 +66,7 @@ func NewWriter(img *Image, t *partition.Target, codec *Codec) (*Writer, error) {
 		return nil, err
 	}
 	for _, r := range img.Manifest.Regions {
-		next := r.OffsetBytes
-		for _, c := range r.Chunks {
-			if err := t.Zero(partition.Extent{OffsetBytes: next, SizeBytes: c.OffsetBytes - next}); err != nil {
-				return nil, err
-			}
-			next = c.OffsetBytes + c.SizeBytes
-		}
-		if err := t.Zero(partition.Extent{OffsetBytes: next, SizeBytes: r.End() - next}); err != nil {
+		if err := prepareRegion(t, r); err != nil {
 			return nil, err
 		}
 	}
@@ -284,4 +279,35 @@ func Fetch(ctx context.Context, w *Writer, repo Repo, refs []ChunkRef, opts Appl
 		})
 	}
 	return g.Wait()
+}
+
+// prepareRegion zeroes the gaps between r's chunks, except its free
+// extents, which it discards.
+func prepareRegion(t *partition.Target, r Region) error {
+	next := r.OffsetBytes
+	gap := func(end int64) error {
+		err := t.Zero(partition.Extent{OffsetBytes: next, SizeBytes: end - next})
+		if err != nil {
+			return fmt.Errorf("region at %d: %w", r.OffsetBytes, err)
+		}
+		return nil
+	}
+	ci, fi := 0, 0
+	for ci < len(r.Chunks) || fi < len(r.Free) {
+		var start, end int64
+		if fi == len(r.Free) || (ci < len(r.Chunks) && r.Chunks[ci].OffsetBytes < r.Free[fi].OffsetBytes) {
+			start, end = r.Chunks[ci].OffsetBytes, r.Chunks[ci].OffsetBytes+r.Chunks[ci].SizeBytes
+			ci++
+		} else {
+			e := r.Free[fi]
+			start, end = e.OffsetBytes, e.End()
+			fi++
+			t.Discard(partition.Extent{OffsetBytes: start, SizeBytes: end - start})
+		}
+		if err := gap(start); err != nil {
+			return err
+		}
+		next = end
+	}
+	return gap(r.End())
 }

@@ -214,6 +214,18 @@ func (t *Target) Zero(e Extent) error {
 	return nil
 }
 
+// Discard tells a block device that the extent's contents are no longer
+// needed (BLKDISCARD), and reports whether it did. It is best effort: on a
+// regular file, or a device that cannot discard, the extent is left as it
+// is. What a discarded extent reads as afterwards is the device's choice.
+func (t *Target) Discard(e Extent) bool {
+	if !t.IsDevice || e.SizeBytes <= 0 || e.OffsetBytes%512 != 0 || e.SizeBytes%512 != 0 {
+		return false
+	}
+	r := [2]uint64{uint64(e.OffsetBytes), uint64(e.SizeBytes)}
+	return ioctlRange(t.File, unix.BLKDISCARD, &r) == nil
+}
+
 // WriteTable writes l's partition table to the target with go-diskfs, fitted
 // to the target's size (the growing partition stretched to the end, the GPT
 // backup at the real end of the disk), then flushes the target.

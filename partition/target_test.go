@@ -190,3 +190,42 @@ func TestBlockDeviceRoundTrip(t *testing.T) {
 		t.Errorf("sgdisk -v %s:\n%s", dev, out)
 	}
 }
+
+func TestDiscard(t *testing.T) {
+	// A loop device passes BLKDISCARD to its file as a punched hole, which
+	// reads as zeros; a regular file target is left as it is.
+	const fill = 0x5a
+	p := fileOf(t, 16<<20, fill)
+	dev := testdisk.Loop(t, p, 512)
+	req := partition.Requirements{MinSizeBytes: 8 << 20, LogicalSectorBytes: 512}
+	e := partition.Extent{OffsetBytes: 4 << 20, SizeBytes: 4 << 20}
+	for _, tc := range []struct {
+		name, path string
+		want       bool
+		reads      byte
+	}{
+		{"loop device", dev, true, 0},
+		{"regular file", fileOf(t, 16<<20, fill), false, fill},
+	} {
+		t.Run(tc.name, func(t *testing.T) {
+			tg, err := partition.OpenTarget(tc.path, req, partition.TargetOptions{})
+			if err != nil {
+				t.Fatal(err)
+			}
+			defer tg.Close()
+			if got := tg.Discard(e); got != tc.want {
+				t.Fatalf("Discard(%+v) on %s = %v, want %v", e, tc.path, got, tc.want)
+			}
+			if got := tg.Discard(partition.Extent{OffsetBytes: 100, SizeBytes: 512}); got {
+				t.Errorf("Discard of an unaligned extent = true, want false")
+			}
+			tg.File.Sync()
+			if got := testdisk.Bytes(t, tc.path, e.OffsetBytes, e.SizeBytes); !bytes.Equal(got, bytes.Repeat([]byte{tc.reads}, int(e.SizeBytes))) {
+				t.Errorf("discarded extent of %s does not read as %#x", tc.path, tc.reads)
+			}
+			if got := testdisk.Bytes(t, tc.path, e.End(), 4096); !bytes.Equal(got, bytes.Repeat([]byte{fill}, 4096)) {
+				t.Errorf("bytes past the discarded extent of %s changed", tc.path)
+			}
+		})
+	}
+}
