@@ -66,6 +66,7 @@ func runImageCreate(ctx context.Context, args []string, stdout, stderr io.Writer
 	chunk := int64(imaging.DefaultChunkBytes)
 	fs.Var(bytesFlag{&chunk}, "chunk-size", "logical chunk size (default 4MiB)")
 	grow := fs.String("grow", "auto", "partition that grows on a larger disk: auto (the last, if it fills the source), none, or a number")
+	allBlocks := fs.Bool("all-blocks", false, "store every block, also those an ext2/3/4 or FAT file system does not use (by default they are left out: not stored, sent or written)")
 	pos, err := parseInterspersed(fs, args)
 	if err != nil {
 		return err
@@ -77,7 +78,7 @@ func runImageCreate(ctx context.Context, args []string, stdout, stderr io.Writer
 	if strings.Contains(*repo, "://") {
 		return usageErr("image create: --repo must be a local directory, not %s", *repo)
 	}
-	opts := imaging.CreateOptions{ChunkSizeBytes: chunk, Grow: *grow}
+	opts := imaging.CreateOptions{ChunkSizeBytes: chunk, Grow: *grow, AllBlocks: *allBlocks}
 	if opts.SignKey, err = sf.privateKey(cmdLog(stderr)); err != nil {
 		return fmt.Errorf("image create: %w", err)
 	}
@@ -102,6 +103,9 @@ func runImageCreate(ctx context.Context, args []string, stdout, stderr io.Writer
 	fmt.Fprintf(stdout, "  source        %s read in %s (%.0f MB/s)\n", progress.Bytes(stats.SourceBytes), el.Round(time.Millisecond), float64(stats.SourceBytes)/1e6/el.Seconds())
 	fmt.Fprintf(stdout, "  data          %s in %d chunks, stored as %s (%d new chunks, %s new)\n",
 		progress.Bytes(m.DataBytes), len(img.Chunks), progress.Bytes(m.StoredBytes), stats.NewChunks, progress.Bytes(stats.NewStoredBytes))
+	if stats.FreeBytes > 0 {
+		fmt.Fprintf(stdout, "  free blocks   %s left out (not stored, sent or written; --all-blocks keeps them)\n", progress.Bytes(stats.FreeBytes))
+	}
 	fmt.Fprintf(stdout, "  signed        %v\n", img.Sig != nil)
 	return nil
 }
@@ -177,7 +181,7 @@ func runImageInspect(ctx context.Context, args []string, stdout, stderr io.Write
 	}
 	fmt.Fprintln(stdout, "\nregions:")
 	tw = tabwriter.NewWriter(stdout, 0, 4, 2, ' ', 0)
-	fmt.Fprintln(tw, "  kind\toffset\tsize\tchunks\tstored")
+	fmt.Fprintln(tw, "  kind\toffset\tsize\tchunks\tstored\tfree")
 	for _, r := range m.Regions {
 		kind := r.Kind
 		if r.Kind == imaging.RegionPartition {
@@ -187,7 +191,7 @@ func runImageInspect(ctx context.Context, args []string, stdout, stderr io.Write
 		for _, c := range r.Chunks {
 			stored += c.StoredBytes
 		}
-		fmt.Fprintf(tw, "  %s\t%d\t%s\t%d\t%s\n", kind, r.OffsetBytes, progress.Bytes(r.SizeBytes), len(r.Chunks), progress.Bytes(stored))
+		fmt.Fprintf(tw, "  %s\t%d\t%s\t%d\t%s\t%s\n", kind, r.OffsetBytes, progress.Bytes(r.SizeBytes), len(r.Chunks), progress.Bytes(stored), progress.Bytes(r.FreeBytes()))
 	}
 	return tw.Flush()
 }
