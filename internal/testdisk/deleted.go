@@ -50,8 +50,8 @@ func WithDeleted(t testing.TB, dir string, sizeBytes, usedBytes, deletedBytes in
 	// The ext4 partition starts as zeros, as a disk's blocks do before
 	// their first file system; its old data is the deleted file's. (Old
 	// data under mkfs would also sit in blocks that mke2fs marks used but
-	// does not write, such as the reserved GDT blocks: shoal copies those,
-	// and partclone does not.)
+	// may not write, and shoal copies every block the bitmap marks used;
+	// partclone's image was 1 MiB smaller at 1 GiB that way.)
 	root := filepath.Join(dir, "deleted-root.fs")
 	if err := os.WriteFile(root, nil, 0o644); err != nil {
 		t.Fatal(err)
