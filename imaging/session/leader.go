@@ -237,11 +237,13 @@ func (s leaderSource) Chunk(ctx context.Context, i int, buf []byte) ([]byte, err
 		return append(buf[:0], b...), nil
 	}
 	ref := img.Chunks[i]
-	plain, err := w.ReadPlain(i, nil)
-	if err == nil {
-		out, cerr := codec.Compress(buf[:0], plain)
-		if cerr == nil && int64(len(out)) == ref.StoredBytes {
-			return out, nil
+	if plain, err := w.ReadPlain(i, nil); err == nil {
+		for _, c := range codecs {
+			out, cerr := c.Compress(buf[:0], plain)
+			if cerr == nil && int64(len(out)) == ref.StoredBytes {
+				return out, nil
+			}
+			buf = out
 		}
 	}
 	out, err := n.cfg.Server.Chunk(ctx, ref.Chunk, buf[:0])
@@ -252,8 +254,12 @@ func (s leaderSource) Chunk(ctx context.Context, i int, buf []byte) ([]byte, err
 	return out, nil
 }
 
-// codec compresses chunks read back from a target as imaging.Create does.
-var codec = imaging.NewCodec(0)
+// codecs compress chunks read back from a target as imaging.Create may
+// have: at its default level first, then at zstd's default (the level of
+// images made before Create's changed). The transport carries a chunk's
+// stored size, so a frame of another size cannot stand in for it; one of
+// the same size is as good, since receivers check the decoded hash.
+var codecs = []*imaging.Codec{imaging.NewCodec(imaging.CreateLevel), imaging.NewCodec(0)}
 
 // download fetches the chunks the target misses from the server, Workers at
 // a time, in order, keeping the latest in the cache for the multicast. A
