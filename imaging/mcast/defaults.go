@@ -122,6 +122,9 @@ func (c *SenderConfig) defaults() error {
 	orDefault(&c.Linger, d.Linger)
 	orDefault(&c.ReceiverTimeout, d.ReceiverTimeout)
 	orDefault(&c.AnnounceInterval, d.AnnounceInterval)
+	if c.GatherQuiet > 0 {
+		orDefault(&c.GatherMax, 4*c.GatherQuiet)
+	}
 	if c.Logger == nil {
 		c.Logger = d.Logger
 	}

@@ -65,6 +65,12 @@ type SenderConfig struct {
 	// MinReceivers makes the sender wait, up to MaxWait, for that many
 	// receivers before the first pass.
 	MinReceivers int
+	// GatherQuiet, when set, holds a short first pass (at most a quarter
+	// of the image once the receivers said what they hold) after the
+	// manifest blob until no receiver has joined for GatherQuiet, for at
+	// most GatherMax (default 4 GatherQuiet): one pass then serves
+	// receivers that arrive close together (gather.go). Off by default.
+	GatherQuiet, GatherMax time.Duration
 	// MaxWait bounds the wait for MinReceivers, and ends the sender when it
 	// has heard nothing from any receiver for that long (default 60 s).
 	MaxWait time.Duration
@@ -173,6 +179,7 @@ type sender struct {
 	annErr   error // the announce loop's failure
 	wake     chan struct{}
 	stats    SenderStats
+	gather   gatherState
 }
 
 // ManifestBlob is what the sender sends as chunk wire.ManifestChunk: the

@@ -89,6 +89,7 @@ func (s *sender) handleControl(now time.Time, b []byte, needs []wire.Need) []wir
 				n += uint64(rg.Count)
 			}
 			s.log.Info("receiver holds chunks already", "receiver", hv.Receiver, "chunks", n)
+			s.joined(now)
 		}
 		r.have = hv.Ranges
 	case wire.TypeStatus:
@@ -101,6 +102,9 @@ func (s *sender) handleControl(now time.Time, b []byte, needs []wire.Need) []wir
 		r := s.seen(st.Receiver, now)
 		if r.state != st.State && st.State == wire.StateDone {
 			s.log.Info("receiver done", "receiver", st.Receiver)
+		}
+		if r.state == wire.StateJoining && st.State != wire.StateJoining {
+			s.joined(now)
 		}
 		r.state, r.loss, r.status = st.State, int(st.LossPermille), st
 	}
@@ -115,6 +119,7 @@ func (s *sender) seen(id uint32, now time.Time) *rxInfo {
 		}
 		r = &rxInfo{state: wire.StateJoining}
 		s.rx[id] = r
+		s.joined(now)
 		s.log.Info("receiver joined", "receiver", id)
 	}
 	r.lastSeen = now

@@ -78,7 +78,7 @@ func (s *sender) nextJob(pos *sendPos, start time.Time) job {
 		need := s.hiNeed[k]
 		delete(s.hiNeed, k)
 		return job{key: k, shards: s.repairShards(k, need)}
-	case !pos.firstPassDone && (pos.cur.group > 0 || s.ready(pos.cur.chunk)):
+	case !pos.firstPassDone && (pos.cur.group > 0 || s.ready(pos.cur.chunk)) && !s.holding(time.Now(), pos):
 		return s.firstPassJob(pos, start)
 	case pos.loCur != -2 || len(s.lo) > 0:
 		return s.loJob(pos)
@@ -89,24 +89,38 @@ func (s *sender) nextJob(pos *sendPos, start time.Time) job {
 // firstPassJob returns the first pass's next group and moves the first
 // pass on; s.mu is held.
 func (s *sender) firstPassJob(pos *sendPos, start time.Time) job {
+	if pos.cur.group == 0 && pos.cur.chunk >= 0 && s.skips(pos.cur.chunk) {
+		// Not skipped when the pass came to it, but every receiver has
+		// said since that it holds it (a have comes after the manifest
+		// blob, or during a gather).
+		s.advance(pos, start)
+		return job{} // the next call sends it, once it is ready
+	}
 	l := s.layout(pos.cur.chunk)
 	j := job{key: pos.cur, shards: s.groupShards(l, pos.cur.group), firstPass: true}
 	s.stats.Chunk = max(pos.cur.chunk, 0)
 	pos.cur.group++
 	if pos.cur.group >= l.groups() {
-		pos.cur = groupKey{pos.cur.chunk + 1, 0}
-		for pos.cur.chunk < s.chunks && s.skips(pos.cur.chunk) {
-			pos.cur.chunk++
-		}
-		if pos.cur.chunk >= s.chunks {
-			pos.firstPassDone = true
-			s.stats.FirstPassDone = true
-			s.annFlags |= wire.FlagFirstPassDone
-			s.stats.Chunk = s.chunks
-			s.log.Info("first pass done", "elapsed", time.Since(start))
-		}
+		s.advance(pos, start)
 	}
 	return j
+}
+
+// advance moves the first pass to the next chunk it does not skip, and
+// reports whether the pass is done; s.mu is held.
+func (s *sender) advance(pos *sendPos, start time.Time) bool {
+	pos.cur = groupKey{pos.cur.chunk + 1, 0}
+	for pos.cur.chunk < s.chunks && s.skips(pos.cur.chunk) {
+		pos.cur.chunk++
+	}
+	if pos.cur.chunk >= s.chunks {
+		pos.firstPassDone = true
+		s.stats.FirstPassDone = true
+		s.annFlags |= wire.FlagFirstPassDone
+		s.stats.Chunk = s.chunks
+		s.log.Info("first pass done", "elapsed", time.Since(start))
+	}
+	return pos.firstPassDone
 }
 
 // loJob returns the next group of the whole-chunk queue; s.mu is held.

@@ -147,6 +147,8 @@ type sessionSpec struct {
 	// mtu, when set, is every link's MTU, and the sender's blocks fill it
 	// (BlockBytesForInterface).
 	mtu int
+	// gatherQuiet is the sender's GatherQuiet.
+	gatherQuiet time.Duration
 }
 
 // runSession runs a sender and receivers on a netlab LAN and returns the
@@ -257,6 +259,7 @@ func runSession(t *testing.T, img *imaging.Image, repo imaging.Repo, spec sessio
 		ReceiverTimeout: 2 * time.Second,
 		BlockBytes:      BlockBytesForInterface(sifi),
 		Progress:        spec.progress,
+		GatherQuiet:     spec.gatherQuiet,
 		Logger:          testLogger(t, "tx"),
 	})
 	if err != nil {
