@@ -113,6 +113,12 @@ type Config struct {
 	// Linger is how long a leader that holds the whole image stays while
 	// nobody asks (default 2 s).
 	Linger time.Duration
+	// GatherQuiet: a leader whose data session would send little (its
+	// receivers hold most of the image: a delta) holds the first pass
+	// until no receiver has joined for GatherQuiet (default 1.5 s,
+	// negative: never), for at most DataTimeout less 1 s (a follower
+	// waits no longer for data); see imaging/mcast's gather.
+	GatherQuiet time.Duration
 	// ServerTimeout: fetching from the server may fail for that long
 	// before the node gives up (default 60 s); ServerRetry is the wait
 	// between tries (default 1 s).
@@ -158,6 +164,7 @@ func DefaultConfig() Config {
 		ElectionWindow:   time.Second,
 		DataTimeout:      5 * time.Second,
 		Linger:           2 * time.Second,
+		GatherQuiet:      1500 * time.Millisecond,
 		ServerTimeout:    60 * time.Second,
 		ServerRetry:      time.Second,
 		Workers:          4,
@@ -216,6 +223,9 @@ func (c *Config) defaults() error {
 	def(&c.ElectionWindow, d.ElectionWindow)
 	def(&c.DataTimeout, d.DataTimeout)
 	def(&c.Linger, d.Linger)
+	if c.GatherQuiet == 0 {
+		c.GatherQuiet = d.GatherQuiet
+	}
 	def(&c.ServerTimeout, d.ServerTimeout)
 	def(&c.ServerRetry, d.ServerRetry)
 	if c.RateBitsPerSec <= 0 {
