@@ -51,8 +51,10 @@ func (s *sender) holding(now time.Time, pos *sendPos) bool {
 			g.lastJoin = now
 		}
 	}
+	s.annFlags |= wire.FlagGathering
 	end := func(why string) bool {
 		g.over = true
+		s.annFlags &^= wire.FlagGathering
 		s.log.Info("first pass: gathering over", "why", why, "waited", now.Sub(g.since).Round(time.Millisecond),
 			"receivers", len(s.rx), "passBytes", g.passBytes, "imageBytes", g.imageBytes)
 		return false

@@ -117,6 +117,9 @@ type ReceiverStats struct {
 	Suppressed     int64 // needs not sent because another receiver asked
 	LostBlocks     int64 // datagrams lost (from gaps in their numbers)
 	CoalescedReads int64 // data reads that carried a run of datagrams (UDP GRO)
+	// SenderGathering: the sender's last announce said its first pass
+	// waits for more receivers (SenderConfig.GatherQuiet).
+	SenderGathering bool
 }
 
 // ErrSenderGone is returned when the sender stops or stays silent before
@@ -141,46 +144,47 @@ type receiver struct {
 	stamps *fresh.Stamper
 	guard  *fresh.Guard
 
-	mu         sync.Mutex
-	ann        wire.Announce
-	hdr        wire.Header // the session's header, set by the first announce
-	joined     bool
-	src        netip.Addr    // the sender's address: announces and data come from it
-	nonce      uint64        // the sender's nonce: its announces carry it
-	annCh      chan struct{} // closed at the first announce
-	heard      time.Time     // last datagram of the session
-	ending     bool
-	img        *imaging.Image
-	opening    bool // the sink is being opened
-	sink       Sink
-	chunks     int
-	partials   map[int]*partial
-	writing    map[int]bool
-	written    []bool
-	nwritten   int
-	wholeDue   map[int]time.Time // whole-chunk requests: when due next
-	cursor     groupKey          // first pass position seen in data
-	seq        int64             // data datagrams of the session received
-	lastData   time.Time         // when the last one came
-	fpDoneAt   time.Time         // when the first announce saying the first pass is done came
-	sendingAt  time.Time         // when the first announce saying data flows came
-	free       [][]byte          // chunk buffers to reuse
-	blocks     [][]byte          // parity block buffers to reuse
-	rsShards   [][]byte          // decode's scratch: a group's shards
-	dataRaw    syscall.RawConn   // the data socket, to see whether data waits in it
-	backlog    bool              // data was waiting in the socket at this tick
-	seqHi      uint32            // highest data datagram number seen
-	seqOK      bool
-	lossExp    int64 // datagrams expected since the last status
-	lossGot    int64
-	lossNoRoom int64        // datagrams dropped for want of room since then
-	have       []wire.Range // what the target held when opened, for the sender
-	haveSent   int          // have messages sent
-	writeQ     chan *partial
-	fatal      error
-	finished   chan struct{}
-	stats      ReceiverStats
-	storedSize int64
+	mu          sync.Mutex
+	ann         wire.Announce
+	hdr         wire.Header // the session's header, set by the first announce
+	joined      bool
+	src         netip.Addr    // the sender's address: announces and data come from it
+	nonce       uint64        // the sender's nonce: its announces carry it
+	annCh       chan struct{} // closed at the first announce
+	heard       time.Time     // last datagram of the session
+	ending      bool
+	img         *imaging.Image
+	opening     bool // the sink is being opened
+	sink        Sink
+	chunks      int
+	partials    map[int]*partial
+	writing     map[int]bool
+	written     []bool
+	nwritten    int
+	wholeDue    map[int]time.Time // whole-chunk requests: when due next
+	cursor      groupKey          // first pass position seen in data
+	seq         int64             // data datagrams of the session received
+	lastData    time.Time         // when the last one came
+	fpDoneAt    time.Time         // when the first announce saying the first pass is done came
+	sendingAt   time.Time         // when the first announce saying data flows came
+	gatherHeard time.Time         // the last announce saying the first pass gathers
+	free        [][]byte          // chunk buffers to reuse
+	blocks      [][]byte          // parity block buffers to reuse
+	rsShards    [][]byte          // decode's scratch: a group's shards
+	dataRaw     syscall.RawConn   // the data socket, to see whether data waits in it
+	backlog     bool              // data was waiting in the socket at this tick
+	seqHi       uint32            // highest data datagram number seen
+	seqOK       bool
+	lossExp     int64 // datagrams expected since the last status
+	lossGot     int64
+	lossNoRoom  int64        // datagrams dropped for want of room since then
+	have        []wire.Range // what the target held when opened, for the sender
+	haveSent    int          // have messages sent
+	writeQ      chan *partial
+	fatal       error
+	finished    chan struct{}
+	stats       ReceiverStats
+	storedSize  int64
 }
 
 // Receive waits for the sender's announce on ctrl (a socket listening on
@@ -259,6 +263,7 @@ func (r *receiver) snapshot(start time.Time) ReceiverStats {
 	st := r.stats
 	st.Elapsed = time.Since(start)
 	st.Chunks, st.ChunksDone, st.StoredBytes = r.chunks, r.nwritten, r.storedSize
+	st.SenderGathering = r.ann.Flags&wire.FlagGathering != 0
 	return st
 }
 

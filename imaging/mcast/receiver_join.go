@@ -64,6 +64,9 @@ func (r *receiver) accept(now time.Time, a wire.Announce) {
 	if a.Flags&wire.FlagSending != 0 && r.sendingAt.IsZero() {
 		r.sendingAt = now
 	}
+	if a.Flags&wire.FlagGathering != 0 {
+		r.gatherHeard = now // no data is due yet
+	}
 	if a.Flags&wire.FlagEnding != 0 {
 		r.ending = true
 	}

@@ -40,7 +40,8 @@ func (r *receiver) tickLoop(ctx context.Context, start time.Time) error {
 			r.mu.Unlock()
 			return fmt.Errorf("%w: nothing heard for %v", ErrSenderGone, r.cfg.SenderTimeout)
 		}
-		if !r.sendingAt.IsZero() && now.Sub(r.sendingAt) > r.cfg.SenderTimeout && now.Sub(r.lastData) > r.cfg.SenderTimeout {
+		if !r.sendingAt.IsZero() && now.Sub(r.sendingAt) > r.cfg.SenderTimeout && now.Sub(r.lastData) > r.cfg.SenderTimeout &&
+			now.Sub(r.gatherHeard) > r.cfg.SenderTimeout {
 			group := r.ann.Data
 			r.mu.Unlock()
 			r.sendStatus(wire.StateFailed)

@@ -115,10 +115,11 @@ type Config struct {
 	Linger time.Duration
 	// GatherQuiet: a leader whose data session would send little (its
 	// receivers hold most of the image: a delta) holds the first pass
-	// until no receiver has joined for GatherQuiet (default 1.5 s,
-	// negative: never), for at most DataTimeout less 1 s (a follower
-	// waits no longer for data); see imaging/mcast's gather.
-	GatherQuiet time.Duration
+	// until no receiver has joined for GatherQuiet (default 2 s,
+	// negative: never), for at most GatherMax (default 15 s); its
+	// announces say so, and its followers wait for it that long more
+	// than DataTimeout. See imaging/mcast's gather.
+	GatherQuiet, GatherMax time.Duration
 	// ServerTimeout: fetching from the server may fail for that long
 	// before the node gives up (default 60 s); ServerRetry is the wait
 	// between tries (default 1 s).
@@ -164,7 +165,8 @@ func DefaultConfig() Config {
 		ElectionWindow:   time.Second,
 		DataTimeout:      5 * time.Second,
 		Linger:           2 * time.Second,
-		GatherQuiet:      1500 * time.Millisecond,
+		GatherQuiet:      2 * time.Second,
+		GatherMax:        15 * time.Second,
 		ServerTimeout:    60 * time.Second,
 		ServerRetry:      time.Second,
 		Workers:          4,
@@ -226,6 +228,7 @@ func (c *Config) defaults() error {
 	if c.GatherQuiet == 0 {
 		c.GatherQuiet = d.GatherQuiet
 	}
+	def(&c.GatherMax, d.GatherMax)
 	def(&c.ServerTimeout, d.ServerTimeout)
 	def(&c.ServerRetry, d.ServerRetry)
 	if c.RateBitsPerSec <= 0 {

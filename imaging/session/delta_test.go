@@ -68,3 +68,75 @@ func TestDeltaSession(t *testing.T) {
 		}
 	}
 }
+
+// TestDeltaGather: four nodes whose targets hold the image but the same
+// four chunks (v1 where v2 changed them) start 0.8 s apart. The leader's
+// first pass gathers its followers (GatherQuiet 1.5 s) for longer than
+// their DataTimeout (1 s): its announces say so and they wait, none
+// falls back to the server, and what it multicasts is about once the
+// chunks they lack.
+func TestDeltaGather(t *testing.T) {
+	l := newLab(t, 4, testSizeBytes, testChunkBytes, "img")
+	ti := l.images["img"]
+	ctx, cancel := context.WithTimeout(context.Background(), 2*time.Minute)
+	defer cancel()
+	const lackFrom, lackTo = 20, 24
+	l.prepare = func(i int, path string) {
+		disk := append([]byte(nil), ti.disk...)
+		clear(disk[lackFrom*testChunkBytes : lackTo*testChunkBytes])
+		if err := os.WriteFile(path, disk, 0o644); err != nil {
+			t.Fatal(err)
+		}
+	}
+	// What every node lacks: the four, the commit region's chunks and
+	// the last (see TestDeltaSession).
+	var needBytes int64
+	for _, c := range ti.img.Chunks {
+		if c.Index >= lackFrom && c.Index < lackTo || c.OffsetBytes < imaging.CommitBytes || c.Index == len(ti.img.Chunks)-1 {
+			needBytes += c.StoredBytes
+		}
+	}
+	mod := func(c *Config) {
+		c.RateBitsPerSec = 20e6
+		c.DataTimeout = time.Second
+		c.GatherQuiet, c.GatherMax = 1500*time.Millisecond, 8*time.Second
+		open := c.Open
+		c.Open = func(img *imaging.Image) (*imaging.Writer, error) {
+			w, err := open(img)
+			if err != nil {
+				return nil, err
+			}
+			if _, err := w.Scan(context.Background(), imaging.ScanOptions{}); err != nil {
+				return nil, err
+			}
+			return w, nil
+		}
+	}
+	var peers []*peer
+	for i := 1; i <= 4; i++ {
+		p := l.start(ctx, i, "img", mod)
+		peers = append(peers, p)
+		if i == 1 {
+			p.waitFor(t, "leading", 20*time.Second, func(s Status) bool { return s.Role == RoleLeader })
+		}
+		time.Sleep(800 * time.Millisecond)
+	}
+	var multicast int64
+	for _, p := range peers {
+		p.wait(t, 90*time.Second)
+		l.checkDone(t, p, "img")
+		multicast += p.st.BytesToPeers
+		if p.st.Fallbacks != 0 {
+			t.Errorf("node %d fell back to the server %d times (the gather outlasted its DataTimeout)", p.id, p.st.Fallbacks)
+		}
+	}
+	for _, p := range peers[1:] {
+		if p.st.BytesFromServer != 0 {
+			t.Errorf("follower %d took %d bytes from the server, want none", p.id, p.st.BytesFromServer)
+		}
+	}
+	t.Logf("multicast %d bytes; every node lacked %d", multicast, needBytes)
+	if float64(multicast) > 1.3*float64(needBytes) {
+		t.Errorf("multicast %d bytes, want about once what the nodes lack (%d, at most 1.3x)", multicast, needBytes)
+	}
+}

@@ -91,7 +91,7 @@ func (n *node) follow(ctx context.Context, l leaderInfo) (nx next, failed bool, 
 		}
 	}
 	start := time.Now()
-	var lastReq, sendingSince time.Time
+	var lastReq, sendingSince, gatherSince time.Time
 	lastRx, lastRxAt := int64(0), start
 	lastHeld, lastProgress := l.held, start
 	tick := time.NewTicker(n.cfg.AnnounceInterval / 4)
@@ -105,6 +105,16 @@ func (n *node) follow(ctx context.Context, l leaderInfo) (nx next, failed bool, 
 		cur, ok := n.leader(l.nonce)
 		if ok && cur.held != lastHeld {
 			lastHeld, lastProgress = cur.held, now
+		}
+		// A leader gathering receivers for its first pass sends no data
+		// yet: that is progress, for as long as its gather may last.
+		if p := rxStats.Load(); p != nil && p.SenderGathering {
+			if gatherSince.IsZero() {
+				gatherSince = now
+			}
+			if now.Sub(gatherSince) < n.cfg.GatherMax+n.cfg.DataTimeout {
+				lastRxAt, lastProgress = now, now
+			}
 		}
 		// Request until data flows, echoing the leader's last announce.
 		if rx == 0 && now.Sub(lastReq) >= n.cfg.AnnounceInterval {

@@ -182,7 +182,7 @@ func (n *node) multicast(ctx context.Context, img *imaging.Image, group netip.Ad
 		// Late requesters start a new data session: the transport
 		// need not wait long once its receivers are done.
 		Linger:      n.cfg.AnnounceInterval,
-		GatherQuiet: max(n.cfg.GatherQuiet, 0), GatherMax: n.gatherMax(),
+		GatherQuiet: max(n.cfg.GatherQuiet, 0), GatherMax: n.cfg.GatherMax,
 		Logger: n.log.With("part", "sender"),
 		Progress: func(s mcast.SenderStats) {
 			n.toPeers.Add(s.DataBytes - last)
@@ -194,12 +194,6 @@ func (n *node) multicast(ctx context.Context, img *imaging.Image, group netip.Ad
 	}
 	n.log.Info("multicast session over", "receivers", st.Receivers, "done", st.Done, "sentBytes", st.DataBytes, "elapsed", st.Elapsed.Round(time.Millisecond))
 	return nil
-}
-
-// gatherMax bounds the first pass's gather below the followers'
-// DataTimeout, with a second to spare.
-func (n *node) gatherMax() time.Duration {
-	return max(n.cfg.DataTimeout-time.Second, n.cfg.DataTimeout/2)
 }
 
 // leaderSource gives the multicast the chunks the leader holds, waiting for

@@ -142,6 +142,7 @@ const (
 	FlagFirstPassDone = 1 << 0 // every chunk was sent once
 	FlagEnding        = 1 << 1 // the sender is about to stop
 	FlagSending       = 1 << 2 // the first pass has started: data is flowing
+	FlagGathering     = 1 << 3 // the first pass waits for more receivers (gather)
 )
 
 // Announce is the sender's repeated description of its session.
