@@ -24,8 +24,18 @@ type manifestEntry struct {
 	fetched  time.Time
 }
 
+// sigGrace is how much longer than ManifestTTL a signature is served from
+// the manifest in memory: a client asks for the manifest, then for its
+// signature, and must get the signature of the manifest it got even when
+// the TTL ran out in between.
+const sigGrace = time.Minute
+
 func (c *Cache) serveManifest(w http.ResponseWriter, r *http.Request, name, file string) {
-	e, err := c.manifest(r.Context(), name)
+	maxAge := c.cfg.ManifestTTL
+	if file == "manifest.sig" {
+		maxAge += sigGrace
+	}
+	e, err := c.manifest(r.Context(), name, maxAge)
 	if err != nil {
 		c.fail(w, err)
 		return
@@ -45,12 +55,12 @@ func (c *Cache) serveManifest(w http.ResponseWriter, r *http.Request, name, file
 }
 
 // manifest returns image name's verified manifest: the one in memory
-// while younger than ManifestTTL, else the upstream's.
-func (c *Cache) manifest(ctx context.Context, name string) (*manifestEntry, error) {
+// while younger than maxAge, else the upstream's.
+func (c *Cache) manifest(ctx context.Context, name string, maxAge time.Duration) (*manifestEntry, error) {
 	c.mu.Lock()
 	e := c.manifests[name]
 	c.mu.Unlock()
-	if e != nil && time.Since(e.fetched) < c.cfg.ManifestTTL {
+	if e != nil && time.Since(e.fetched) < maxAge {
 		c.hits.Add(1)
 		return e, nil
 	}
@@ -111,6 +121,16 @@ func (c *Cache) fetchManifest(ctx context.Context, name string, old *manifestEnt
 		c.sizes[ch.Hash] = ch.StoredBytes
 	}
 	c.mu.Unlock()
+	for _, ch := range img.Chunks {
+		// A chunk stored before at another size (the repository's file
+		// was replaced): the manifest's clients would refuse it.
+		if n, ok := c.store.size(ch.Hash); ok && n != ch.StoredBytes {
+			c.log.Warn("repocache: stored chunk is not the size the manifest gives; removed", "chunk", ch.Hash.String(), "image", name, "storedBytes", n, "manifestBytes", ch.StoredBytes)
+			if err := c.store.remove(ch.Hash); err != nil {
+				c.log.Warn("repocache: remove", "chunk", ch.Hash.String(), "err", err)
+			}
+		}
+	}
 	c.log.Debug("repocache: fetched from the upstream", "image", name, "serial", img.Manifest.Serial, "manifestBytes", len(raw))
 	return e, nil
 }

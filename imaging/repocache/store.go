@@ -165,6 +165,32 @@ func (s *store) removeLocked(el *list.Element) {
 	s.sizeBytes -= e.sizeBytes
 }
 
+// size returns the stored size of chunk h, if stored.
+func (s *store) size(h imaging.Hash) (int64, bool) {
+	s.mu.Lock()
+	defer s.mu.Unlock()
+	el, ok := s.entries[h]
+	if !ok {
+		return 0, false
+	}
+	return el.Value.(*entry).sizeBytes, true
+}
+
+// remove removes chunk h, if stored.
+func (s *store) remove(h imaging.Hash) error {
+	s.mu.Lock()
+	defer s.mu.Unlock()
+	el, ok := s.entries[h]
+	if !ok {
+		return nil
+	}
+	s.removeLocked(el)
+	if err := os.Remove(s.path(h)); err != nil && !errors.Is(err, fs.ErrNotExist) {
+		return fmt.Errorf("remove chunk %s: %w", h, err)
+	}
+	return nil
+}
+
 // stats returns the number of chunks stored and their bytes.
 func (s *store) stats() (chunks int, sizeBytes int64) {
 	s.mu.Lock()
