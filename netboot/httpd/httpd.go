@@ -5,7 +5,7 @@
 //
 // Routes:
 //
-//	GET  /repo/...                           the repository directory
+//	GET  /repo/...                           the repository directory (or Config.Repo: the cache)
 //	GET  /boot/...                           kernel, initramfs, iPXE binaries
 //	GET  /ipxe/{mac}                         the machine's iPXE script
 //	GET  /api/v1/machines                    every machine as JSON (api.Machine)
