@@ -15,6 +15,7 @@ import (
 	"path/filepath"
 	"strconv"
 	"strings"
+	"sync"
 	"syscall"
 	"testing"
 	"time"
@@ -139,9 +140,9 @@ http {
 }
 
 // TestNginxProxyCache: docs/netboot.md's nginx proxy_cache in front of
-// shoal serve --repo; the image verified twice through it with shoal
-// image verify; the origin served each chunk once and the manifest and
-// signature at each fetch (no-cache).
+// shoal serve --repo; 16 clients ask for one chunk at once, then the image
+// is verified twice through it with shoal image verify; the origin served
+// each chunk once and the manifest and signature at each fetch (no-cache).
 func TestNginxProxyCache(t *testing.T) {
 	dir := t.TempDir()
 	state, repo, boot := filepath.Join(dir, "state"), filepath.Join(dir, "repo"), filepath.Join(dir, "boot")
@@ -175,6 +176,30 @@ func TestNginxProxyCache(t *testing.T) {
 	}
 	origin := startServe(t, "--state", state, "--repo", repo, "--boot", boot)
 	proxy := startNginx(t, origin)
+	// Many machines asking for one chunk at once: proxy_cache_lock.
+	const clients = 16
+	var wg sync.WaitGroup
+	codes := make([]int, clients)
+	for i := range clients {
+		wg.Add(1)
+		go func() {
+			defer wg.Done()
+			resp, err := http.Get(proxy + "/repo/" + imaging.ChunkPath(img.Chunks[len(img.Chunks)/2].Hash))
+			if err != nil {
+				t.Errorf("client %d: %v", i, err)
+				return
+			}
+			io.Copy(io.Discard, resp.Body)
+			resp.Body.Close()
+			codes[i] = resp.StatusCode
+		}()
+	}
+	wg.Wait()
+	for i, code := range codes {
+		if code != http.StatusOK {
+			t.Errorf("client %d: %d, want 200", i, code)
+		}
+	}
 	for i := range 2 {
 		var out strings.Builder
 		if err := run(ctx, []string{"image", "verify", "--state", state, "--repo", proxy + "/repo/", "--name", "img"}, &out, &out); err != nil {
@@ -182,7 +207,8 @@ func TestNginxProxyCache(t *testing.T) {
 		}
 	}
 	if got, want := metric(t, origin, `shoal_serve_http_requests_total{code="200",route="repo"}`), float64(len(unique)+2*2); got != want {
-		t.Errorf("origin served %v repository files over two fetches through nginx, want %v (%d chunks once, manifest and signature twice)", got, want, len(unique))
+		t.Errorf("origin served %v repository files over %d clients of one chunk at once and two fetches of the image through nginx, want %v (%d chunks once, manifest and signature twice)",
+			got, clients, want, len(unique))
 	}
 	// A chunk through nginx: a hit, with the origin's Cache-Control.
 	resp, err := http.Get(proxy + "/repo/" + imaging.ChunkPath(img.Chunks[0].Hash))
