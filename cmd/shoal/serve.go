@@ -23,7 +23,7 @@ func runServe(ctx context.Context, args []string, stdout, stderr io.Writer) erro
 	state := stateFlag(fs)
 	fs.Usage = func() {
 		fmt.Fprintln(stderr, "usage: shoal serve [--config FILE] [--iface IF] [--dhcp full|proxy|off] [--range FIRST-LAST]\n"+
-			"                   [--http ADDR] [--repo DIR] [--boot DIR] [--inventory FILE] [--unknown ignore|IMAGE] [--insecure-open-api] [flags]")
+			"                   [--http ADDR] [--repo DIR | --upstream URL [--cache-dir DIR] [--cache-bytes N]] [--boot DIR] [--inventory FILE] [--unknown ignore|IMAGE] [--insecure-open-api] [flags]")
 		fs.PrintDefaults()
 	}
 	if err := fs.Parse(args); err != nil {
@@ -52,6 +52,8 @@ func runServe(ctx context.Context, args []string, stdout, stderr io.Writer) erro
 	}
 	// Credentials carry each image's session key, derived from the secret.
 	cfg.SessionSecret = keys.SessionSecret
+	// A repository cache (--upstream) serves the manifests the site signed.
+	cfg.SigningPub = keys.SigningPub
 	ls, err := serve.Listen(cfg)
 	if err != nil {
 		return fmt.Errorf("serve: %w", err)

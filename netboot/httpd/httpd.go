@@ -5,7 +5,7 @@
 //
 // Routes:
 //
-//	GET  /repo/...                           the repository directory
+//	GET  /repo/...                           the repository directory (or Config.Repo: the cache)
 //	GET  /boot/...                           kernel, initramfs, iPXE binaries
 //	GET  /ipxe/{mac}                         the machine's iPXE script
 //	GET  /api/v1/machines                    every machine as JSON (api.Machine)
@@ -47,6 +47,7 @@ import (
 	"github.com/prometheus/client_golang/prometheus"
 	"github.com/prometheus/client_golang/prometheus/promhttp"
 
+	"github.com/shoal-project/shoal/imaging/repocache"
 	"github.com/shoal-project/shoal/netboot/api"
 	"github.com/shoal-project/shoal/netboot/inventory"
 	"github.com/shoal-project/shoal/netboot/ipxe"
@@ -55,6 +56,9 @@ import (
 // Config configures a Server.
 type Config struct {
 	RepoDir string // served under /repo/
+	// Repo, when set, serves /repo/ instead of RepoDir (the repository
+	// cache, imaging/repocache), with the paths below /repo/.
+	Repo    http.Handler
 	BootDir string // served under /boot/
 	// BaseURL is how machines reach this server, e.g. "http://10.0.0.1:8080";
 	// empty: taken from each request's Host.
@@ -160,11 +164,13 @@ func New(cfg Config) (*Server, error) {
 		s.log = slog.New(slog.DiscardHandler)
 	}
 	var err error
-	if s.repo, err = os.OpenRoot(cfg.RepoDir); err != nil {
-		return nil, fmt.Errorf("httpd: repository: %w", err)
+	if cfg.Repo == nil {
+		if s.repo, err = os.OpenRoot(cfg.RepoDir); err != nil {
+			return nil, fmt.Errorf("httpd: repository: %w", err)
+		}
 	}
 	if s.boot, err = os.OpenRoot(cfg.BootDir); err != nil {
-		s.repo.Close()
+		s.Close()
 		return nil, fmt.Errorf("httpd: boot files: %w", err)
 	}
 	s.requests = prometheus.NewCounterVec(prometheus.CounterOpts{
@@ -185,7 +191,11 @@ func New(cfg Config) (*Server, error) {
 			return nil, fmt.Errorf("httpd: metrics: %w", err)
 		}
 	}
-	s.route("GET /repo/", "repo", http.StripPrefix("/repo/", http.FileServerFS(rootFS{s.repo.FS()})))
+	repo := cfg.Repo
+	if repo == nil {
+		repo = repocache.WithCacheControl(http.FileServerFS(rootFS{s.repo.FS()}))
+	}
+	s.route("GET /repo/", "repo", http.StripPrefix("/repo/", repo))
 	s.route("GET /boot/", "boot", http.StripPrefix("/boot/", http.FileServerFS(rootFS{s.boot.FS()})))
 	s.route("GET /ipxe/{mac}", "ipxe", http.HandlerFunc(s.script))
 	s.route("GET /api/v1/machines", "machines", http.HandlerFunc(s.machines))
@@ -199,7 +209,13 @@ func New(cfg Config) (*Server, error) {
 
 // Close releases the served directories.
 func (s *Server) Close() error {
-	return errors.Join(s.repo.Close(), s.boot.Close())
+	var errs []error
+	for _, r := range []*os.Root{s.repo, s.boot} {
+		if r != nil {
+			errs = append(errs, r.Close())
+		}
+	}
+	return errors.Join(errs...)
 }
 
 // Handler returns the server's routes.

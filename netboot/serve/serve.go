@@ -9,10 +9,12 @@ package serve
 import (
 	"bufio"
 	"context"
+	"crypto/ed25519"
 	"flag"
 	"fmt"
 	"log/slog"
 	"net"
+	"net/http"
 	"os"
 	"strconv"
 	"strings"
@@ -22,6 +24,8 @@ import (
 	"github.com/prometheus/client_golang/prometheus"
 	"golang.org/x/sync/errgroup"
 
+	"github.com/shoal-project/shoal/imaging/repocache"
+	"github.com/shoal-project/shoal/internal/units"
 	"github.com/shoal-project/shoal/netboot/dhcpd"
 	"github.com/shoal-project/shoal/netboot/httpd"
 	"github.com/shoal-project/shoal/netboot/inventory"
@@ -30,8 +34,8 @@ import (
 )
 
 // Config is everything shoal serve can be told. Each field but
-// SessionSecret is a flag of the same name (see RegisterFlags) and a key
-// of the config file.
+// SessionSecret and SigningPub is a flag of the same name (see
+// RegisterFlags) and a key of the config file.
 type Config struct {
 	Iface     string // provisioning interface (needed for DHCP)
 	DHCP      string // full, proxy or off
@@ -60,21 +64,35 @@ type Config struct {
 	Kernel        string        // kernel file name in Boot
 	Initrd        string        // initramfs file name in Boot
 	RA            bool          // answer IPv6 router solicitations (saves iPXE's wait for them)
+	// Upstream, when set, is the URL of a repository this server does not
+	// hold: /repo/ is then a cache of it (imaging/repocache) in CacheDir,
+	// bounded to CacheBytes, instead of Repo.
+	Upstream   string
+	CacheDir   string
+	CacheBytes int64
+	// InsecureUpstream serves the upstream's unsigned manifests; logged
+	// loudly.
+	InsecureUpstream bool
+	// SigningPub is the site's signing public key (sitekeys; not a flag):
+	// the cache serves only manifests it signed.
+	SigningPub ed25519.PublicKey
 }
 
 // Default returns the defaults.
 func Default() Config {
 	return Config{
-		DHCP:      "off",
-		HTTP:      "", // the boot interface's address, port DefaultHTTPPort
-		TFTP:      "", // the boot interface's address, port DefaultTFTPPort
-		Repo:      "repo",
-		Boot:      "out",
-		Unknown:   inventory.Ignore,
-		LeaseTime: time.Hour,
-		Kernel:    "vmlinuz",
-		Initrd:    "shoal-initramfs.cpio.zst",
-		RA:        true,
+		DHCP:       "off",
+		HTTP:       "", // the boot interface's address, port DefaultHTTPPort
+		TFTP:       "", // the boot interface's address, port DefaultTFTPPort
+		Repo:       "repo",
+		Boot:       "out",
+		Unknown:    inventory.Ignore,
+		LeaseTime:  time.Hour,
+		Kernel:     "vmlinuz",
+		Initrd:     "shoal-initramfs.cpio.zst",
+		RA:         true,
+		CacheDir:   "cache",
+		CacheBytes: repocache.DefaultMaxBytes,
 	}
 }
 
@@ -100,6 +118,20 @@ func (c *Config) RegisterFlags(fs *flag.FlagSet) {
 	fs.StringVar(&c.Cmdline, "cmdline", c.Cmdline, `extra kernel arguments for the appliance, e.g. "console=ttyS0"`)
 	fs.StringVar(&c.Kernel, "kernel", c.Kernel, "kernel file name in --boot")
 	fs.StringVar(&c.Initrd, "initrd", c.Initrd, "initramfs file name in --boot")
+	fs.StringVar(&c.Upstream, "upstream", c.Upstream, "URL of a repository to serve at /repo/ through a cache in --cache-dir, instead of --repo")
+	fs.StringVar(&c.CacheDir, "cache-dir", c.CacheDir, "directory of the --upstream cache")
+	fs.Func("cache-bytes", fmt.Sprintf("bound of the --upstream cache's chunks, e.g. 200G (default %d)", c.CacheBytes), func(v string) error {
+		n, err := units.ParseBytes(v)
+		if err != nil {
+			return err
+		}
+		if n <= 0 {
+			return fmt.Errorf("%q: want a size above 0", v)
+		}
+		c.CacheBytes = n
+		return nil
+	})
+	fs.BoolVar(&c.InsecureUpstream, "insecure-upstream", c.InsecureUpstream, "INSECURE: serve --upstream's manifests without a valid signature of the site's key")
 	fs.BoolVar(&c.RA, "ra", c.RA, "answer IPv6 router solicitations on --iface with an empty advertisement (iPXE otherwise waits ~13 s for one)")
 }
 
@@ -184,8 +216,23 @@ func New(cfg Config, ls *Listeners, log *slog.Logger) (_ *Server, err error) {
 	if cfg.Cmdline != "" {
 		cmdline = strings.Fields(cfg.Cmdline)
 	}
+	var repo http.Handler
+	if cfg.Upstream != "" {
+		if repo, err = repocache.New(repocache.Config{
+			Upstream:         cfg.Upstream,
+			Dir:              cfg.CacheDir,
+			MaxBytes:         cfg.CacheBytes,
+			Pub:              cfg.SigningPub,
+			InsecureUnsigned: cfg.InsecureUpstream,
+			Registry:         s.reg,
+			Log:              log,
+		}); err != nil {
+			return nil, err
+		}
+	}
 	if s.http, err = httpd.New(httpd.Config{
 		RepoDir:         cfg.Repo,
+		Repo:            repo,
 		BootDir:         cfg.Boot,
 		BaseURL:         s.baseU,
 		Inventory:       s.inv,
@@ -311,8 +358,16 @@ func (s *Server) Serve(ctx context.Context) error {
 		s.log.Warn("INSECURE: --insecure-open-api: unsigned status reports are accepted for machines without a credential; anyone who reaches the HTTP port can mark such a machine done and make it boot its local disk")
 	}
 	s.log.Info("serving", "http", s.ls.HTTP.Addr().String(), "server", s.baseU,
-		"dhcp", s.cfg.DHCP, "tftp", s.tftp != nil, "repo", s.cfg.Repo, "boot", s.cfg.Boot)
+		"dhcp", s.cfg.DHCP, "tftp", s.tftp != nil, "repo", s.repoDesc(), "boot", s.cfg.Boot)
 	return g.Wait()
+}
+
+// repoDesc says where /repo/ comes from.
+func (s *Server) repoDesc() string {
+	if s.cfg.Upstream != "" {
+		return "cache of " + s.cfg.Upstream + " in " + s.cfg.CacheDir
+	}
+	return s.cfg.Repo
 }
 
 func tftpAddr(c net.PacketConn) net.Addr {

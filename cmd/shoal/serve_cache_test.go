@@ -1,0 +1,121 @@
+package main
+
+import (
+	"bufio"
+	"context"
+	"crypto/rand"
+	"io"
+	"net/http"
+	"os"
+	"path/filepath"
+	"strconv"
+	"strings"
+	"testing"
+
+	"github.com/shoal-project/shoal/imaging"
+)
+
+// startServe runs `shoal serve` with args (and --dhcp off --tftp off
+// --http 127.0.0.1:0) until the test ends and returns its base URL.
+func startServe(t *testing.T, args ...string) string {
+	t.Helper()
+	ctx, cancel := context.WithCancel(context.Background())
+	pr, pw := io.Pipe()
+	done := make(chan error, 1)
+	go func() {
+		err := run(ctx, append([]string{"serve", "--dhcp", "off", "--tftp", "off", "--http", "127.0.0.1:0"}, args...), pw, io.Discard)
+		pw.CloseWithError(err)
+		done <- err
+	}()
+	t.Cleanup(func() {
+		cancel()
+		go io.Copy(io.Discard, pr)
+		if err := <-done; err != nil {
+			t.Errorf("shoal serve %v: %v", args, err)
+		}
+	})
+	line, err := bufio.NewReader(pr).ReadString('\n')
+	if err != nil {
+		t.Fatalf("shoal serve %v: %v", args, err)
+	}
+	return "http://" + strings.TrimSpace(strings.TrimPrefix(line, "shoal serve: http on "))
+}
+
+// metric returns the value of the sample named exactly so (with its
+// labels) on the server's /metrics.
+func metric(t *testing.T, base, sample string) float64 {
+	t.Helper()
+	resp, err := http.Get(base + "/metrics")
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer resp.Body.Close()
+	sc := bufio.NewScanner(resp.Body)
+	for sc.Scan() {
+		if v, ok := strings.CutPrefix(sc.Text(), sample+" "); ok {
+			f, err := strconv.ParseFloat(v, 64)
+			if err != nil {
+				t.Fatalf("%s: %v", sample, err)
+			}
+			return f
+		}
+	}
+	t.Fatalf("%s/metrics has no %s", base, sample)
+	return 0
+}
+
+// TestServeUpstreamCache: `shoal serve --upstream` in front of another
+// `shoal serve` serves an image that `shoal image verify` checks (signed
+// with the site's key, which both share); verified twice, the origin
+// served each chunk once, and the cache's metrics count its hits.
+func TestServeUpstreamCache(t *testing.T) {
+	dir := t.TempDir()
+	state, repo, boot, cacheDir := filepath.Join(dir, "state"), filepath.Join(dir, "repo"), filepath.Join(dir, "boot"), filepath.Join(dir, "cache")
+	for _, d := range []string{repo, boot} {
+		if err := os.Mkdir(d, 0o755); err != nil {
+			t.Fatal(err)
+		}
+	}
+	disk := filepath.Join(dir, "disk.img")
+	data := make([]byte, 8<<20)
+	if _, err := rand.Read(data[1<<20 : 5<<20]); err != nil {
+		t.Fatal(err)
+	}
+	if err := os.WriteFile(disk, data, 0o644); err != nil {
+		t.Fatal(err)
+	}
+	ctx := context.Background()
+	if err := run(ctx, []string{"key", "ensure", "--state", state}, io.Discard, io.Discard); err != nil {
+		t.Fatalf("key ensure: %v", err)
+	}
+	if err := run(ctx, []string{"image", "create", "--state", state, "--repo", repo, "--name", "img", "--chunk-size", "256KiB", disk}, io.Discard, io.Discard); err != nil {
+		t.Fatalf("image create: %v", err)
+	}
+	img, err := imaging.LoadImage(ctx, imaging.DirRepo(repo), "img", nil)
+	if err != nil {
+		t.Fatal(err)
+	}
+	unique := map[imaging.Hash]bool{}
+	for _, c := range img.Chunks {
+		unique[c.Hash] = true
+	}
+	origin := startServe(t, "--state", state, "--repo", repo, "--boot", boot)
+	cache := startServe(t, "--state", state, "--upstream", origin+"/repo/", "--cache-dir", cacheDir, "--cache-bytes", "64M", "--boot", boot)
+	for i := range 2 {
+		var out strings.Builder
+		if err := run(ctx, []string{"image", "verify", "--state", state, "--repo", cache + "/repo/", "--name", "img"}, &out, &out); err != nil {
+			t.Fatalf("image verify %d through the cache: %v\n%s", i, err, out.String())
+		}
+	}
+	// Each chunk once, the manifest and its signature once (the second
+	// verify comes within the manifest's TTL).
+	if got, want := metric(t, origin, `shoal_serve_http_requests_total{code="200",route="repo"}`), float64(len(unique)+2); got != want {
+		t.Errorf("origin served %v repository files, want %v (%d chunks, manifest, signature)", got, want, len(unique))
+	}
+	if got, want := metric(t, cache, "shoal_serve_repocache_misses_total"), float64(len(unique)+1); got != want {
+		t.Errorf("cache misses = %v, want %v", got, want)
+	}
+	if got := metric(t, cache, "shoal_serve_repocache_hits_total"); got < float64(len(unique)) {
+		t.Errorf("cache hits = %v, want at least %d", got, len(unique))
+	}
+}
