@@ -47,6 +47,8 @@ func runFetch(ctx context.Context, args []string, stdout, stderr io.Writer) erro
 	fs.DurationVar(&c.LeaderTimeout, "leader-timeout", 0, fmt.Sprintf("a leader silent this long is gone (takeover) (default %d x --announce-interval: %v)", def.LeaderTimeout/def.AnnounceInterval, def.LeaderTimeout))
 	fs.DurationVar(&c.ElectionWindow, "election", def.ElectionWindow, "how long takeover claims are collected")
 	fs.DurationVar(&c.DataTimeout, "data-timeout", def.DataTimeout, "fall back to the server when the multicast data stops this long")
+	fs.DurationVar(&c.GatherQuiet, "gather", def.GatherQuiet, "leading a short pass (a delta): hold it until no follower joined for this long (negative: never)")
+	fs.DurationVar(&c.GatherMax, "gather-max", def.GatherMax, "the longest such hold; followers wait for it that much past --data-timeout")
 	fs.DurationVar(&c.Linger, "linger", def.Linger, "when leading with the whole image, stay this long after the last request")
 	fs.DurationVar(&c.ServerTimeout, "server-timeout", def.ServerTimeout, "give up when the server gives nothing for this long")
 	fs.DurationVar(&c.ServerRetry, "server-retry", def.ServerRetry, "wait between tries of a failing server")
