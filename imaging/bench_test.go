@@ -3,6 +3,7 @@ package imaging
 import (
 	"context"
 	"crypto/rand"
+	"io"
 	"os"
 	"path/filepath"
 	"strconv"
@@ -74,17 +75,9 @@ func BenchmarkScan(b *testing.B) {
 					dropPages(b, dst)
 				}
 				t0 := time.Now()
-				f, err := os.Open(dst)
-				if err != nil {
+				if err := catFile(dst); err != nil {
 					b.Fatal(err)
 				}
-				buf := make([]byte, 128<<10)
-				for {
-					if _, err := f.Read(buf); err != nil {
-						break
-					}
-				}
-				f.Close()
 				catTime += time.Since(t0)
 
 				pt, err := partition.OpenTarget(dst, img.Requirements(), partition.TargetOptions{})
@@ -115,6 +108,79 @@ func BenchmarkScan(b *testing.B) {
 			b.ReportMetric(float64(scanTime)/float64(catTime), "scan/cat")
 			b.ReportMetric(scanCPU.Seconds()/float64(b.N)/(float64(size)/(1<<30)), "cpu-s/GiB")
 		})
+	}
+	// An empty disk (zeros written, read cold): the scan ends after
+	// ZeroRunBytes of zero chunks that are not the image's.
+	empty := filepath.Join(b.TempDir(), "empty")
+	writeZeros(b, empty, size)
+	b.Run("empty", func(b *testing.B) {
+		var catTime, scanTime time.Duration
+		var scanned int64
+		for range b.N {
+			dropPages(b, empty)
+			t0 := time.Now()
+			if err := catFile(empty); err != nil {
+				b.Fatal(err)
+			}
+			catTime += time.Since(t0)
+			pt, err := partition.OpenTarget(empty, img.Requirements(), partition.TargetOptions{})
+			if err != nil {
+				b.Fatal(err)
+			}
+			w, err := NewWriter(img, pt, nil)
+			if err != nil {
+				b.Fatal(err)
+			}
+			dropPages(b, empty)
+			t0 = time.Now()
+			st, err := w.Scan(context.Background(), ScanOptions{})
+			scanTime += time.Since(t0)
+			pt.Close()
+			if err != nil {
+				b.Fatal(err)
+			}
+			if st.PresentChunks != 0 || (size > 2*defaultZeroRunBytes && !st.StoppedEarly) {
+				b.Fatalf("empty disk: %v", st)
+			}
+			scanned += st.ScannedBytes
+		}
+		b.ReportMetric(float64(scanTime)/float64(catTime), "scan/cat")
+		b.ReportMetric(float64(scanned)/float64(b.N)/(1<<20), "scanned-MiB")
+	})
+}
+
+// catFile reads path to its end in 128 KiB reads, as cat does.
+func catFile(path string) error {
+	f, err := os.Open(path)
+	if err != nil {
+		return err
+	}
+	defer f.Close()
+	buf := make([]byte, 128<<10)
+	for {
+		if _, err := f.Read(buf); err != nil {
+			if err == io.EOF {
+				return nil
+			}
+			return err
+		}
+	}
+}
+
+// writeZeros writes sizeBytes of zeros to path (not a sparse file: its
+// reads come from the disk).
+func writeZeros(b *testing.B, path string, sizeBytes int64) {
+	b.Helper()
+	f, err := os.Create(path)
+	if err != nil {
+		b.Fatal(err)
+	}
+	defer f.Close()
+	zero := make([]byte, 1<<20)
+	for off := int64(0); off < sizeBytes; off += int64(len(zero)) {
+		if _, err := f.Write(zero[:min(int64(len(zero)), sizeBytes-off)]); err != nil {
+			b.Fatal(err)
+		}
 	}
 }
 
