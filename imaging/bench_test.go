@@ -62,12 +62,16 @@ func BenchmarkScan(b *testing.B) {
 		b.Fatal(err)
 	}
 	data = nil
-	for _, cold := range []bool{true, false} {
-		name := "cached"
-		if cold {
-			name = "cold"
-		}
-		b.Run(name, func(b *testing.B) {
+	for _, tc := range []struct {
+		name         string
+		cold, direct bool
+	}{
+		{"cold", true, false},
+		{"cold-direct", true, true},
+		{"cached", false, false},
+	} {
+		cold := tc.cold
+		b.Run(tc.name, func(b *testing.B) {
 			var catTime, scanTime, scanCPU time.Duration
 			b.SetBytes(size)
 			for range b.N {
@@ -93,9 +97,12 @@ func BenchmarkScan(b *testing.B) {
 				}
 				cpu0 := cpuTime()
 				t0 = time.Now()
-				st, err := w.Scan(context.Background(), ScanOptions{})
+				st, err := w.Scan(context.Background(), ScanOptions{Direct: tc.direct})
 				scanTime += time.Since(t0)
 				scanCPU += cpuTime() - cpu0
+				if st.Direct != tc.direct {
+					b.Fatalf("scan read with O_DIRECT: %v, want %v", st.Direct, tc.direct)
+				}
 				pt.Close()
 				if err != nil {
 					b.Fatal(err)

@@ -31,6 +31,9 @@ type ScanOptions struct {
 	// Done, when set, is called once with what the scan found when it
 	// ends without an error, after the last Progress.
 	Done func(ScanStats)
+	// Direct reads the target with O_DIRECT where it can (aligned chunks;
+	// a file system or device that refuses is read through the page cache).
+	Direct bool
 }
 
 // ScanStats says what Scan found.
@@ -43,7 +46,9 @@ type ScanStats struct {
 	PresentBytes  int64
 	// StoppedEarly: the scan ended on a run of zero chunks (ZeroRunBytes).
 	StoppedEarly bool
-	Elapsed      time.Duration
+	// Direct: the reads went around the page cache (ScanOptions.Direct).
+	Direct  bool
+	Elapsed time.Duration
 }
 
 func (s ScanStats) String() string {
@@ -99,6 +104,8 @@ func (w *Writer) Scan(ctx context.Context, opts ScanOptions) (ScanStats, error) 
 		st       ScanStats
 		stopped  bool
 	)
+	rd := openScanReader(w.t.Path, w.t.File, opts.Direct)
+	defer rd.Close()
 	g, gctx := errgroup.WithContext(ctx)
 	scanCtx, stop := context.WithCancel(gctx)
 	defer stop()
@@ -128,14 +135,14 @@ func (w *Writer) Scan(ctx context.Context, opts ScanOptions) (ScanStats, error) 
 	}
 	for range workers {
 		g.Go(func() error {
-			buf := make([]byte, w.img.Manifest.ChunkSizeBytes)
+			buf := alignedBuf(w.img.Manifest.ChunkSizeBytes)
 			for k := range next {
 				ref := refs[k]
 				if int64(cap(buf)) < ref.SizeBytes {
-					buf = make([]byte, ref.SizeBytes)
+					buf = alignedBuf(ref.SizeBytes)
 				}
 				b := buf[:ref.SizeBytes]
-				n, err := w.t.File.ReadAt(b, ref.OffsetBytes)
+				n, err := rd.ReadAt(b, ref.OffsetBytes)
 				if err != nil && err != io.EOF {
 					return fmt.Errorf("scan chunk %d at offset %d of %s: %w", ref.Index, ref.OffsetBytes, w.t.Path, err)
 				}
@@ -183,6 +190,7 @@ func (w *Writer) Scan(ctx context.Context, opts ScanOptions) (ScanStats, error) 
 		return st, err
 	}
 	st.StoppedEarly = stopped && st.ScannedChunks < len(refs)
+	st.Direct = rd.usesDirect()
 	st.Elapsed = time.Since(start)
 	w.mu.Lock()
 	w.scan = st

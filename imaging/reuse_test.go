@@ -5,12 +5,14 @@ import (
 	"context"
 	"crypto/rand"
 	"errors"
+	"fmt"
 	"os"
 	"path/filepath"
 	"sync"
 	"testing"
 
 	"github.com/google/go-cmp/cmp"
+	"golang.org/x/sys/unix"
 )
 
 // countingRepo counts the chunks fetched from a repository and, with
@@ -145,26 +147,46 @@ func TestScanRewritesCorruptChunk(t *testing.T) {
 	if err != nil {
 		t.Fatal(err)
 	}
-	disk := bytes.Clone(v2)
-	const bad = 21
-	disk[bad<<16+777] ^= 0x40
-	dst, st, cr, err := applyOver(t, disk, img, repo, TargetOptions{}, 0)
+	for _, direct := range []bool{false, true} {
+		t.Run(fmt.Sprintf("direct=%v", direct), func(t *testing.T) {
+			disk := bytes.Clone(v2)
+			const bad = 21
+			disk[bad<<16+777] ^= 0x40
+			dst, st, cr, err := applyOver(t, disk, img, repo, TargetOptions{Scan: ScanOptions{Direct: direct}}, 0)
+			if err != nil {
+				t.Fatalf("apply: %v", err)
+			}
+			if want := direct && directWorks(t, filepath.Dir(dst)); st.Direct != want {
+				t.Errorf("scan read with O_DIRECT: %v, want %v", st.Direct, want)
+			}
+			if cr.fetched[bad<<16] != 1 {
+				t.Errorf("the corrupt chunk was fetched %d times, want 1", cr.fetched[bad<<16])
+			}
+			// Not the commit region, not the bad chunk, and not the last:
+			// the wipe of the old tables zeroes the disk's last 33 sectors
+			// (a backup GPT's place) before the scan.
+			if want := chunks - 16 - 1 - 1; st.PresentChunks != want {
+				t.Errorf("present %d, want %d", st.PresentChunks, want)
+			}
+			got, _ := os.ReadFile(dst)
+			if !bytes.Equal(got[:len(v2)], v2) {
+				t.Errorf("the corrupt chunk was not rewritten")
+			}
+		})
+	}
+}
+
+// directWorks reports whether files in dir open with O_DIRECT (tmpfs
+// before Linux 6.6 refuses).
+func directWorks(t *testing.T, dir string) bool {
+	t.Helper()
+	f, err := os.OpenFile(filepath.Join(dir, "direct-probe"), os.O_CREATE|os.O_RDWR|unix.O_DIRECT, 0o600)
 	if err != nil {
-		t.Fatalf("apply: %v", err)
+		t.Logf("O_DIRECT in %s: %v", dir, err)
+		return false
 	}
-	if cr.fetched[bad<<16] != 1 {
-		t.Errorf("the corrupt chunk was fetched %d times, want 1", cr.fetched[bad<<16])
-	}
-	// Not the commit region, not the bad chunk, and not the last: the wipe
-	// of the old tables zeroes the disk's last 33 sectors (a backup GPT's
-	// place) before the scan.
-	if want := chunks - 16 - 1 - 1; st.PresentChunks != want {
-		t.Errorf("present %d, want %d", st.PresentChunks, want)
-	}
-	got, _ := os.ReadFile(dst)
-	if !bytes.Equal(got[:len(v2)], v2) {
-		t.Errorf("the corrupt chunk was not rewritten")
-	}
+	f.Close()
+	return true
 }
 
 // TestResumeAfterLostLink: an apply that loses its repository part way
