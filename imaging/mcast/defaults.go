@@ -78,16 +78,17 @@ func DefaultSenderConfig() SenderConfig {
 // defaults to ListenGroup on Iface). Open is for the caller to set.
 func DefaultReceiverConfig() ReceiverConfig {
 	return ReceiverConfig{
-		Control:       DefaultControl,
-		BufferChunks:  16,
-		Writers:       2,
-		JoinTimeout:   0, // wait for ever
-		SenderTimeout: 10 * time.Second,
-		MaxCorrupt:    3,
-		Backoff:       4 * time.Millisecond,
-		Retry:         40 * time.Millisecond,
-		Logger:        slog.New(slog.DiscardHandler),
-		Clock:         time.Now,
+		Control:        DefaultControl,
+		BufferChunks:   16,
+		Writers:        2,
+		JoinTimeout:    0, // wait for ever
+		SenderTimeout:  10 * time.Second,
+		MaxCorrupt:     3,
+		StatusesPerSec: 500,
+		Backoff:        4 * time.Millisecond,
+		Retry:          40 * time.Millisecond,
+		Logger:         slog.New(slog.DiscardHandler),
+		Clock:          time.Now,
 	}
 }
 
@@ -150,6 +151,7 @@ func (c *ReceiverConfig) defaults() error {
 	orDefault(&c.Writers, d.Writers)
 	orDefault(&c.SenderTimeout, d.SenderTimeout)
 	orDefault(&c.MaxCorrupt, d.MaxCorrupt)
+	orDefault(&c.StatusesPerSec, d.StatusesPerSec)
 	orDefault(&c.Backoff, d.Backoff)
 	orDefault(&c.Retry, d.Retry)
 	if c.Logger == nil {

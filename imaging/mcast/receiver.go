@@ -95,6 +95,11 @@ type ReceiverConfig struct {
 	Progress func(ReceiverStats)
 	// ID names the receiver to the sender (random when 0).
 	ID uint32
+	// StatusesPerSec is the receivers' statuses the LAN may carry each
+	// second (default 500): a receiver that hears N others sends one every
+	// (N+1)/StatusesPerSec seconds, from 250 ms to 1.5 s (status_rate.go).
+	// A change of state (joined, done, failed) is sent at once.
+	StatusesPerSec int
 }
 
 // ReceiverStats counts what a receiver did.
@@ -185,6 +190,7 @@ type receiver struct {
 	finished    chan struct{}
 	stats       ReceiverStats
 	storedSize  int64
+	peers       map[uint32]time.Time // other receivers, by their last status
 }
 
 // Receive waits for the sender's announce on ctrl (a socket listening on
@@ -206,6 +212,7 @@ func Receive(ctx context.Context, ctrl net.PacketConn, cfg ReceiverConfig) (Rece
 		annCh: make(chan struct{}), partials: make(map[int]*partial), writing: make(map[int]bool),
 		wholeDue: make(map[int]time.Time), cursor: groupKey{-1, 0},
 		writeQ: make(chan *partial, cfg.BufferChunks), finished: make(chan struct{}),
+		peers: make(map[uint32]time.Time),
 	}
 	start := time.Now()
 	ctx, cancel := context.WithCancel(ctx)

@@ -121,7 +121,11 @@ func (r *receiver) handle(now time.Time, b []byte, src netip.Addr, needs []wire.
 		}
 		return q.Needs
 	case wire.TypeStatus:
-		// Other receivers' statuses are for the sender.
+		// Other receivers' statuses are for the sender; they count, to
+		// share the LAN's status budget.
+		if s, err := wire.ParseStatus(body); err == nil {
+			r.peerHeard(now, s.Receiver)
+		}
 	}
 	return needs
 }

@@ -15,7 +15,8 @@ import (
 func (r *receiver) tickLoop(ctx context.Context, start time.Time) error {
 	tick := time.NewTicker(10 * time.Millisecond)
 	defer tick.Stop()
-	lastStatus := time.Time{}
+	var nextStatus time.Time
+	lastState := uint8(0)
 	lastProg := time.Now()
 	var needs []wire.Need
 	for {
@@ -55,15 +56,19 @@ func (r *receiver) tickLoop(ctx context.Context, start time.Time) error {
 		needs = r.collectNeeds(now, needs[:0])
 		r.mu.Unlock()
 		r.sendRequests(ctx, needs)
-		if now.Sub(lastStatus) >= 250*time.Millisecond {
-			lastStatus = now
+		r.mu.Lock()
+		state := uint8(wire.StateReceiving)
+		if r.img == nil {
+			state = wire.StateJoining
+		}
+		due := !now.Before(nextStatus) || state != lastState
+		if due {
+			nextStatus = now.Add(r.statusInterval(now))
+		}
+		r.mu.Unlock()
+		if due {
+			lastState = state
 			r.sendHave()
-			r.mu.Lock()
-			state := uint8(wire.StateReceiving)
-			if r.img == nil {
-				state = wire.StateJoining
-			}
-			r.mu.Unlock()
 			r.sendStatus(state)
 		}
 		if r.cfg.Progress != nil && now.Sub(lastProg) >= 250*time.Millisecond {

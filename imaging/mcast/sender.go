@@ -111,6 +111,7 @@ type SenderStats struct {
 	RepairBytes    int64
 	Datagrams      int64
 	Requests       int64 // request datagrams heard
+	Statuses       int64 // status datagrams heard
 	Malformed      int64 // control datagrams that did not parse
 	Refused        int64 // control datagrams unauthenticated, stale or replayed
 	Receivers      int   // receivers heard of

@@ -99,6 +99,7 @@ func (s *sender) handleControl(now time.Time, b []byte, needs []wire.Need) []wir
 			return needs
 		}
 		s.lastHeard = now
+		s.stats.Statuses++
 		r := s.seen(st.Receiver, now)
 		if r.state != st.State && st.State == wire.StateDone {
 			s.log.Info("receiver done", "receiver", st.Receiver)

@@ -149,6 +149,8 @@ type sessionSpec struct {
 	mtu int
 	// gatherQuiet is the sender's GatherQuiet.
 	gatherQuiet time.Duration
+	// statusesPerSec is every receiver's StatusesPerSec.
+	statusesPerSec int
 }
 
 // runSession runs a sender and receivers on a netlab LAN and returns the
@@ -216,10 +218,11 @@ func runSession(t *testing.T, img *imaging.Image, repo imaging.Repo, spec sessio
 					c, _, err := listenIn(n, g)
 					return c, err
 				},
-				SenderTimeout: senderTimeout(rs),
-				Logger:        testLogger(t, fmt.Sprintf("rx%d", i)),
-				BufferChunks:  rs.bufferChunks,
-				MaxCorrupt:    rs.maxCorrupt,
+				SenderTimeout:  senderTimeout(rs),
+				Logger:         testLogger(t, fmt.Sprintf("rx%d", i)),
+				BufferChunks:   rs.bufferChunks,
+				MaxCorrupt:     rs.maxCorrupt,
+				StatusesPerSec: spec.statusesPerSec,
 			})
 		}()
 	}

@@ -100,6 +100,9 @@ func TestDeltaGather(t *testing.T) {
 		c.RateBitsPerSec = 20e6
 		c.DataTimeout = time.Second
 		c.GatherQuiet, c.GatherMax = 1500*time.Millisecond, 8*time.Second
+		// The leader holds so little to fetch that it would be done, and
+		// gone, before the second node asks.
+		c.Linger = 3 * time.Second
 		open := c.Open
 		c.Open = func(img *imaging.Image) (*imaging.Writer, error) {
 			w, err := open(img)
@@ -118,6 +121,7 @@ func TestDeltaGather(t *testing.T) {
 		peers = append(peers, p)
 		if i == 1 {
 			p.waitFor(t, "leading", 20*time.Second, func(s Status) bool { return s.Role == RoleLeader })
+			continue
 		}
 		time.Sleep(800 * time.Millisecond)
 	}
