@@ -288,6 +288,7 @@ func (n *node) elect(ctx context.Context, gone leaderInfo) (next, error) {
 	defer tick.Stop()
 	var lastClaim time.Time
 	deadline := start.Add(n.cfg.ElectionWindow)
+	firstClaim := start.Add(n.claimDelay())
 	decided := false
 	for {
 		now := time.Now()
@@ -301,9 +302,13 @@ func (n *node) elect(ctx context.Context, gone leaderInfo) (next, error) {
 		if e := n.maxClaim(start, gone.nonce); e > epoch {
 			epoch = e
 		}
-		if !decided && canLead && now.Sub(lastClaim) >= n.cfg.AnnounceInterval {
-			lastClaim = now
-			n.send(Msg{Type: TypeTakeover, Epoch: epoch, EchoNonce: gone.nonce, EchoSeq: gone.seq})
+		// A node claims once its delay is over, and again every interval,
+		// while no claim heard beats its own: a better one silences it.
+		if !decided && canLead && !now.Before(firstClaim) && now.Sub(lastClaim) >= n.cfg.AnnounceInterval {
+			if w, _ := n.winner(start, epoch, gone.nonce, true); w == n.cfg.NodeID {
+				lastClaim = now
+				n.send(Msg{Type: TypeTakeover, Epoch: epoch, EchoNonce: gone.nonce, EchoSeq: gone.seq})
+			}
 		}
 		if !decided && !now.Before(deadline) {
 			winner, held := n.winner(start, epoch, gone.nonce, canLead)
@@ -328,6 +333,19 @@ func (n *node) elect(ctx context.Context, gone leaderInfo) (next, error) {
 		case <-tick.C:
 		}
 	}
+}
+
+// claimDelay is how long a node waits, into an election, before its
+// first takeover claim: up to half the ElectionWindow, less the more of
+// the image it holds, and half of it at random. The nodes holding most
+// claim first and the others, hearing them, never do (elect): an
+// election among N followers sends a few claims, not N each interval.
+func (n *node) claimDelay() time.Duration {
+	missing := 1.0
+	if img := n.image(); img != nil && len(img.Chunks) > 0 {
+		missing = 1 - float64(n.held())/float64(len(img.Chunks))
+	}
+	return time.Duration((0.5*missing + 0.5*mrand.Float64()) * float64(n.cfg.ElectionWindow/2))
 }
 
 // fallback fetches the missing chunks from the server itself.
