@@ -147,7 +147,7 @@ type Server struct {
 	ls  *Listeners
 	log *slog.Logger
 
-	inv   *inventory.Store
+	inv   inventory.Backend
 	http  *httpd.Server
 	tftp  *tftpd.Server
 	dhcp  *dhcpd.Server
@@ -270,6 +270,11 @@ func (s *Server) close() {
 	}
 	if s.tftp != nil {
 		s.tftp.Close()
+	}
+	if s.inv != nil {
+		if err := s.inv.Close(); err != nil {
+			s.log.Warn("inventory: close", "err", err)
+		}
 	}
 }
 
