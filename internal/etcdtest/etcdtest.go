@@ -9,6 +9,7 @@ package etcdtest
 import (
 	"bytes"
 	"context"
+	"encoding/json"
 	"fmt"
 	"net"
 	"net/http"
@@ -199,18 +200,65 @@ func (c *Cluster) WaitHealthy() {
 	}
 }
 
-// Etcdctl runs etcdctl (API v3) against the cluster and returns its
-// output, failing the test on an error.
+// Etcdctl runs etcdctl (API v3) against the cluster (or the --endpoints
+// that args start with) and returns its output, failing the test on an
+// error.
 func (c *Cluster) Etcdctl(args ...string) string {
 	c.t.Helper()
 	ctl := netlabtest.RequireTool(c.t, "etcdctl")
 	ctx, cancel := context.WithTimeout(context.Background(), 10*time.Second)
 	defer cancel()
-	cmd := exec.CommandContext(ctx, ctl, append([]string{"--endpoints", strings.Join(c.Endpoints(), ",")}, args...)...)
+	if len(args) == 0 || args[0] != "--endpoints" {
+		args = append([]string{"--endpoints", strings.Join(c.Endpoints(), ",")}, args...)
+	}
+	cmd := exec.CommandContext(ctx, ctl, args...)
 	cmd.Env = append(cmd.Environ(), "ETCDCTL_API=3")
 	out, err := cmd.CombinedOutput()
 	if err != nil {
 		c.t.Fatalf("etcdctl %s: %v\n%s", strings.Join(args, " "), err, out)
 	}
 	return string(out)
+}
+
+// Leader returns the index of the running member that leads the cluster
+// (as etcdctl endpoint status tells), waiting up to StartTimeout for one
+// to be elected.
+func (c *Cluster) Leader() int {
+	c.t.Helper()
+	var eps []string
+	for i := range c.Members {
+		if c.PID(i) != 0 {
+			eps = append(eps, c.Members[i].ClientURL)
+		}
+	}
+	deadline := time.Now().Add(StartTimeout)
+	for {
+		out := c.Etcdctl("--endpoints", strings.Join(eps, ","), "endpoint", "status", "-w", "json")
+		var st []struct {
+			Endpoint string
+			Status   struct {
+				Header struct {
+					MemberID uint64 `json:"member_id"`
+				} `json:"header"`
+				Leader uint64 `json:"leader"`
+			}
+		}
+		if err := json.Unmarshal([]byte(out), &st); err != nil {
+			c.t.Fatalf("etcdtest: endpoint status: %v\n%s", err, out)
+		}
+		for _, s := range st {
+			if s.Status.Header.MemberID != s.Status.Leader {
+				continue
+			}
+			for i, m := range c.Members {
+				if m.ClientURL == s.Endpoint {
+					return i
+				}
+			}
+		}
+		if time.Now().After(deadline) {
+			c.t.Fatalf("etcdtest: no leader among the running members after %v: %s", StartTimeout, out)
+		}
+		time.Sleep(50 * time.Millisecond)
+	}
 }

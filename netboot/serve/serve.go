@@ -40,7 +40,8 @@ type Config struct {
 	TFTP      string // TFTP listen address; "off" disables TFTP
 	Repo      string // repository directory, served at /repo/
 	Boot      string // boot files directory, served at /boot/ and over TFTP
-	Inventory string // machines file
+	Inventory string // machines file (Store "file")
+	Store     string // "file" (Inventory) or etcd://HOST:PORT,… (store.go)
 	Unknown   string // ignore, or the image unknown machines get
 	Key       string // refused: the site key is gone (see ErrKeyFlag)
 	// InsecureOpenAPI accepts unsigned status reports of machines without
@@ -70,6 +71,7 @@ func Default() Config {
 		TFTP:      "", // the boot interface's address, port DefaultTFTPPort
 		Repo:      "repo",
 		Boot:      "out",
+		Store:     StoreFile,
 		Unknown:   inventory.Ignore,
 		LeaseTime: time.Hour,
 		Kernel:    "vmlinuz",
@@ -89,6 +91,7 @@ func (c *Config) RegisterFlags(fs *flag.FlagSet) {
 	fs.StringVar(&c.Repo, "repo", c.Repo, "image repository directory, served at /repo/")
 	fs.StringVar(&c.Boot, "boot", c.Boot, "directory with vmlinuz, the initramfs, undionly.kpxe and ipxe.efi")
 	fs.StringVar(&c.Inventory, "inventory", c.Inventory, "machines file (format: docs/netboot.md)")
+	fs.StringVar(&c.Store, "store", c.Store, `where the inventory is: "file" (the --inventory file) or etcd://HOST[:PORT][,HOST[:PORT]…], shared by every server on the cluster (docs/netboot.md, "Inventory on etcd")`)
 	fs.StringVar(&c.Unknown, "unknown", c.Unknown, `what unknown machines get: "ignore" or an image name to reimage them with`)
 	fs.StringVar(&c.Key, "key", c.Key, "removed: refused (reports are signed with a per-boot credential, docs/security.md)")
 	fs.BoolVar(&c.InsecureOpenAPI, "insecure-open-api", c.InsecureOpenAPI, "INSECURE: accept unsigned status reports from machines without a credential (appliances older than the credential); anyone reaching the server can then mark them done")
@@ -173,7 +176,7 @@ func New(cfg Config, ls *Listeners, log *slog.Logger) (_ *Server, err error) {
 	if cfg.Key != "" || hasKeyArg(cfg.Cmdline) {
 		return nil, ErrKeyFlag
 	}
-	if s.inv, err = inventory.Open(cfg.Inventory, cfg.Unknown); err != nil {
+	if s.inv, err = openInventory(cfg, log); err != nil {
 		return nil, err
 	}
 	port := ls.HTTP.Addr().(*net.TCPAddr).Port

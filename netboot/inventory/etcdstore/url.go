@@ -51,6 +51,9 @@ func ParseURL(s string) ([]string, error) {
 		if host == "" {
 			return nil, fmt.Errorf("store %q: empty host in %q", s, hp)
 		}
+		if !validHost(host) {
+			return nil, fmt.Errorf("store %q: host %q: want a name (letters, digits, '-', '.') or an IP address", s, host)
+		}
 		if n, err := strconv.Atoi(port); err != nil || n < 1 || n > 65535 || strconv.Itoa(n) != port {
 			return nil, fmt.Errorf("store %q: port %q: want 1-65535", s, port)
 		}
@@ -62,4 +65,17 @@ func ParseURL(s string) ([]string, error) {
 		eps = append(eps, ep)
 	}
 	return eps, nil
+}
+
+// validHost accepts an IP address or a DNS name's characters.
+func validHost(h string) bool {
+	if strings.Contains(h, ":") {
+		return net.ParseIP(h) != nil
+	}
+	for _, r := range h {
+		if !(r >= 'a' && r <= 'z' || r >= 'A' && r <= 'Z' || r >= '0' && r <= '9' || r == '-' || r == '.' || r == '_') {
+			return false
+		}
+	}
+	return true
 }

@@ -1,0 +1,126 @@
+package etcdstore
+
+import (
+	"context"
+	"fmt"
+	"log/slog"
+	"testing"
+	"time"
+
+	clientv3 "go.etcd.io/etcd/client/v3"
+
+	"github.com/shoal-project/shoal/internal/etcdtest"
+	"github.com/shoal-project/shoal/internal/testlog"
+	"github.com/shoal-project/shoal/netboot/api"
+)
+
+// TestMemberKilled: 300 reports (10 machines, 30 each) while one of the
+// three etcd members, the leader, is killed by PID at the 100th: every report lands
+// in its machine's history, and each status key holds the last report.
+func TestMemberKilled(t *testing.T) {
+	c := etcdtest.Start(t, 3)
+	cli := newClient(t, c.Endpoints())
+	const machines, perMachine = 10, 30
+	mac := func(i int) string { return fmt.Sprintf("52:54:00:00:01:%02x", i) }
+	for i := range machines {
+		put(t, cli, Layout{DefaultPrefix}.Machine(mac(i)), MachineRecord{Image: "debian-12", Action: api.Reimage}.Encode())
+	}
+	s, err := Open(Config{Endpoints: c.Endpoints(), Server: "a", Log: testlog.New(t, "store", slog.LevelInfo)})
+	if err != nil {
+		t.Fatal(err)
+	}
+	t.Cleanup(func() { s.Close() })
+	t0 := time.Now()
+	for n := range machines * perMachine {
+		if n == 100 {
+			c.Kill(c.Leader())
+		}
+		i, r := n%machines, n/machines
+		st := api.Status{State: api.StateWriting, Progress: float64(r+1) / perMachine}
+		if _, err := s.Report(mac(i), st, t0.Add(time.Duration(n)*time.Millisecond)); err != nil {
+			t.Fatalf("report %d: %v", n, err)
+		}
+		time.Sleep(time.Millisecond) // about 300 reports a second, as many machines at work
+	}
+	start := time.Now()
+	for s.Queued() > 0 {
+		if time.Since(start) > 20*time.Second {
+			t.Fatalf("after 20 s, %d writes still queued", s.Queued())
+		}
+		time.Sleep(10 * time.Millisecond)
+	}
+	t.Logf("queue empty %v after the last report", time.Since(start).Round(time.Millisecond))
+	ctx, cancel := context.WithTimeout(context.Background(), 5*time.Second)
+	defer cancel()
+	keys := Layout{DefaultPrefix}
+	for i := range machines {
+		resp, err := cli.Get(ctx, keys.History(mac(i)), clientv3.WithPrefix())
+		if err != nil {
+			t.Fatal(err)
+		}
+		if len(resp.Kvs) != perMachine {
+			t.Errorf("%s: %d events in etcd, want %d", mac(i), len(resp.Kvs), perMachine)
+		}
+		for j, kv := range resp.Kvs {
+			e, err := DecodeEvent(kv.Value)
+			if err != nil {
+				t.Fatal(err)
+			}
+			if want := float64(j+1) / perMachine; e.Status.Progress != want {
+				t.Errorf("%s: event %d has progress %v, want %v (in order)", mac(i), j, e.Status.Progress, want)
+			}
+		}
+		sr, err := cli.Get(ctx, keys.Status(mac(i)))
+		if err != nil || len(sr.Kvs) != 1 {
+			t.Fatalf("%s: status key: %v %v", mac(i), sr, err)
+		}
+		rec, err := DecodeStatus(sr.Kvs[0].Value)
+		if err != nil {
+			t.Fatal(err)
+		}
+		if rec.Status.Progress != 1 {
+			t.Errorf("%s: status in etcd has progress %v, want the last report's 1", mac(i), rec.Status.Progress)
+		}
+	}
+}
+
+// TestHistoryTrimmed: past EventsKept, the oldest events of a machine go.
+func TestHistoryTrimmed(t *testing.T) {
+	c := etcdtest.Start(t, 1)
+	cli := newClient(t, c.Endpoints())
+	keys := Layout{DefaultPrefix}
+	const mac = "52:54:00:00:02:01"
+	put(t, cli, keys.Machine(mac), MachineRecord{Image: "debian-12", Action: api.Reimage}.Encode())
+	s, err := Open(Config{Endpoints: c.Endpoints(), Server: "a", EventsKept: 5})
+	if err != nil {
+		t.Fatal(err)
+	}
+	t.Cleanup(func() { s.Close() })
+	t0 := time.Now()
+	for n := range 12 {
+		if _, err := s.Report(mac, api.Status{State: api.StateWriting, Progress: float64(n) / 100}, t0.Add(time.Duration(n)*time.Second)); err != nil {
+			t.Fatal(err)
+		}
+	}
+	ctx, cancel := context.WithTimeout(context.Background(), 5*time.Second)
+	defer cancel()
+	deadline := time.Now().Add(5 * time.Second)
+	for {
+		resp, err := cli.Get(ctx, keys.History(mac), clientv3.WithPrefix())
+		if err != nil {
+			t.Fatal(err)
+		}
+		var got []float64
+		for _, kv := range resp.Kvs {
+			e, _ := DecodeEvent(kv.Value)
+			got = append(got, e.Status.Progress)
+		}
+		if fmt.Sprint(got) == "[0.07 0.08 0.09 0.1 0.11]" {
+			return
+		}
+		if time.Now().After(deadline) {
+			t.Fatalf("history = %v, want the 5 newest [0.07 … 0.11]", got)
+		}
+		time.Sleep(20 * time.Millisecond)
+	}
+}

@@ -1,0 +1,39 @@
+// store.go opens the inventory --store names: the machines file
+// (--inventory) or etcd.
+
+package serve
+
+import (
+	"errors"
+	"fmt"
+	"log/slog"
+	"strings"
+
+	"github.com/shoal-project/shoal/netboot/inventory"
+	"github.com/shoal-project/shoal/netboot/inventory/etcdstore"
+)
+
+// StoreFile is --store's default: the machines file --inventory names.
+const StoreFile = "file"
+
+// ErrInventoryWithEtcd says that --inventory (the file store's) was given
+// with --store etcd://.
+var ErrInventoryWithEtcd = errors.New("--inventory names the machines file of --store file; with --store etcd:// the machines are in etcd (docs/netboot.md, \"Inventory on etcd\")")
+
+// openInventory opens cfg's inventory.
+func openInventory(cfg Config, log *slog.Logger) (inventory.Backend, error) {
+	switch {
+	case cfg.Store == "" || cfg.Store == StoreFile:
+		return inventory.Open(cfg.Inventory, cfg.Unknown)
+	case strings.HasPrefix(cfg.Store, "etcd://") || strings.HasPrefix(cfg.Store, "etcds://"):
+		if cfg.Inventory != "" {
+			return nil, ErrInventoryWithEtcd
+		}
+		eps, err := etcdstore.ParseURL(cfg.Store)
+		if err != nil {
+			return nil, fmt.Errorf("--store: %w", err)
+		}
+		return etcdstore.Open(etcdstore.Config{Endpoints: eps, Unknown: cfg.Unknown, Log: log})
+	}
+	return nil, fmt.Errorf("--store %q: want %q or etcd://HOST[:PORT][,HOST[:PORT]…]", cfg.Store, StoreFile)
+}
