@@ -176,7 +176,7 @@ func New(cfg Config, ls *Listeners, log *slog.Logger) (_ *Server, err error) {
 	if cfg.Key != "" || hasKeyArg(cfg.Cmdline) {
 		return nil, ErrKeyFlag
 	}
-	if s.inv, err = openInventory(cfg, log); err != nil {
+	if s.inv, err = openInventory(cfg, ls.HTTP.Addr().String(), log); err != nil {
 		return nil, err
 	}
 	port := ls.HTTP.Addr().(*net.TCPAddr).Port

@@ -7,6 +7,7 @@ import (
 	"errors"
 	"fmt"
 	"log/slog"
+	"os"
 	"strings"
 
 	"github.com/shoal-project/shoal/netboot/inventory"
@@ -20,8 +21,10 @@ const StoreFile = "file"
 // with --store etcd://.
 var ErrInventoryWithEtcd = errors.New("--inventory names the machines file of --store file; with --store etcd:// the machines are in etcd (docs/netboot.md, \"Inventory on etcd\")")
 
-// openInventory opens cfg's inventory.
-func openInventory(cfg Config, log *slog.Logger) (inventory.Backend, error) {
+// openInventory opens cfg's inventory; httpAddr (the HTTP listener's)
+// names this server in etcd's status records and history, with the host's
+// name.
+func openInventory(cfg Config, httpAddr string, log *slog.Logger) (inventory.Backend, error) {
 	switch {
 	case cfg.Store == "" || cfg.Store == StoreFile:
 		return inventory.Open(cfg.Inventory, cfg.Unknown)
@@ -33,7 +36,8 @@ func openInventory(cfg Config, log *slog.Logger) (inventory.Backend, error) {
 		if err != nil {
 			return nil, fmt.Errorf("--store: %w", err)
 		}
-		return etcdstore.Open(etcdstore.Config{Endpoints: eps, Unknown: cfg.Unknown, Log: log})
+		host, _ := os.Hostname()
+		return etcdstore.Open(etcdstore.Config{Endpoints: eps, Unknown: cfg.Unknown, Server: host + "@" + httpAddr, Log: log})
 	}
 	return nil, fmt.Errorf("--store %q: want %q or etcd://HOST[:PORT][,HOST[:PORT]…]", cfg.Store, StoreFile)
 }

@@ -130,9 +130,11 @@ type Store struct {
 	status  map[string]StatusRecord // from etcd and from this server's reports
 	booted  map[string]bootedWith
 	q       queue
-	down    bool
-	seq     uint64
-	dropped int // events dropped from a full queue since the store went down
+	// inflight is how much of the queue a flush is writing now.
+	inflight int
+	down     bool
+	seq      uint64
+	dropped  int // events dropped from a full queue since the store went down
 }
 
 type knownMachine struct {
@@ -392,7 +394,7 @@ func (s *Store) Down() bool {
 func (s *Store) Queued() int {
 	s.mu.Lock()
 	defer s.mu.Unlock()
-	return s.q.len()
+	return s.q.len() + s.inflight
 }
 
 func (s *Store) kick() {

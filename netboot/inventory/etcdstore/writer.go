@@ -116,7 +116,13 @@ func (s *Store) flush(ctx context.Context) error {
 	s.mu.Lock()
 	q := s.q
 	s.q = newQueue()
+	s.inflight = q.len()
 	s.mu.Unlock()
+	defer func() {
+		s.mu.Lock()
+		s.inflight = 0
+		s.mu.Unlock()
+	}()
 
 	// The statuses first, then the events: written counts both.
 	var ops []clientv3.Op
