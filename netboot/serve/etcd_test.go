@@ -154,7 +154,8 @@ func TestTwoServersOnEtcd(t *testing.T) {
 // TestStoreDown: with every etcd member stopped, the server still answers
 // the iPXE script of known machines from its cache (reimage and local),
 // issues credentials and accepts signed reports, which are queued; once
-// the members are back the reports and the turn to local land in etcd.
+// the members are back the reports and the turn to local land in etcd,
+// and an etcdctl edit reaches the server again within 1 s.
 func TestStoreDown(t *testing.T) {
 	c := etcdtest.Start(t, 3)
 	const reimage, local = "52:54:00:00:04:01", "52:54:00:00:04:02"
@@ -215,4 +216,8 @@ func TestStoreDown(t *testing.T) {
 	if n := strings.Count(c.Etcdctl("get", "--prefix", "--keys-only", keys.History(reimage)), keys.History(reimage)); n != 3 {
 		t.Errorf("%d events in etcd after the store is back, want the 3 reports", n)
 	}
+	// The watch follows again: an edit reaches the server.
+	putMachine(c, local, "debian-13", api.Reimage)
+	took := waitMachine(t, a, local, time.Second, func(m api.Machine) bool { return m.Image == "debian-13" && m.Action == api.Reimage })
+	t.Logf("an etcdctl put after the store is back seen within %v", took.Round(time.Millisecond))
 }

@@ -2,6 +2,7 @@ package etcdstore
 
 import (
 	"context"
+	"errors"
 	"fmt"
 	"log/slog"
 	"testing"
@@ -12,6 +13,7 @@ import (
 	"github.com/shoal-project/shoal/internal/etcdtest"
 	"github.com/shoal-project/shoal/internal/testlog"
 	"github.com/shoal-project/shoal/netboot/api"
+	"github.com/shoal-project/shoal/netboot/inventory"
 )
 
 // TestMemberKilled: 300 reports (10 machines, 30 each) while one of the
@@ -123,4 +125,34 @@ func TestHistoryTrimmed(t *testing.T) {
 		}
 		time.Sleep(20 * time.Millisecond)
 	}
+}
+
+// TestBadValueLeftOut: a machine whose value an operator mistyped (an
+// unknown field) is no machine, at the load and through the watch; fixed,
+// it boots again.
+func TestBadValueLeftOut(t *testing.T) {
+	c := etcdtest.Start(t, 1)
+	cli := newClient(t, c.Endpoints())
+	keys := Layout{DefaultPrefix}
+	const atLoad, byWatch = "52:54:00:00:05:01", "52:54:00:00:05:02"
+	put(t, cli, keys.Machine(atLoad), []byte(`{"imgae":"debian-12","action":"reimage"}`))
+	put(t, cli, keys.Machine(byWatch), MachineRecord{Image: "debian-12", Action: api.Reimage}.Encode())
+	s, err := Open(Config{Endpoints: c.Endpoints(), Server: "a", Log: testlog.New(t, "store", slog.LevelInfo)})
+	if err != nil {
+		t.Fatal(err)
+	}
+	t.Cleanup(func() { s.Close() })
+	if _, err := s.Lookup(atLoad); !errors.Is(err, inventory.ErrUnknown) {
+		t.Errorf("Lookup of a bad value at the load = %v, want ErrUnknown", err)
+	}
+	put(t, cli, keys.Machine(byWatch), []byte(`{"image":"debian-12","action":"wipe"}`))
+	deadline := time.Now().Add(5 * time.Second)
+	for _, err := s.Lookup(byWatch); !errors.Is(err, inventory.ErrUnknown); _, err = s.Lookup(byWatch) {
+		if time.Now().After(deadline) {
+			t.Fatalf("5 s after a bad put, Lookup = %v, want ErrUnknown", err)
+		}
+		time.Sleep(5 * time.Millisecond)
+	}
+	put(t, cli, keys.Machine(atLoad), MachineRecord{Image: "debian-12", Action: api.Local}.Encode())
+	waitFor(t, s, atLoad, func(m api.Machine) bool { return m.Action == api.Local })
 }

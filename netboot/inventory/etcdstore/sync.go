@@ -142,6 +142,8 @@ func (s *Store) apply(evs []*clientv3.Event) {
 			if mac, k, ok := s.decodeMachine(ev.Kv); ok {
 				s.known[mac] = k
 				delete(s.admitted, mac)
+			} else if mac, err := MACOfKey(s.keys.Machines(), key); err == nil {
+				delete(s.known, mac) // as at a load: a bad value is no machine
 			}
 		case ev.Type == clientv3.EventTypePut:
 			mac, r, ok := s.decodeStatus(ev.Kv)
