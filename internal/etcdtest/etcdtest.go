@@ -1,6 +1,7 @@
 // Package etcdtest runs a real etcd cluster for tests: Debian's etcd-server
 // (/usr/bin/etcd), one member per loopback address 127.0.0.11, .12, .13 …,
-// on free ports, each with its data directory in t.TempDir(). Members are
+// on free ports (or on one address inside a network namespace the test
+// made, StartWith), each with its data directory in t.TempDir(). Members are
 // started and ended by PID (only the processes this package started); the
 // test's cleanup kills what is still running. Without etcd a test is
 // skipped on a laptop and fails in CI (netlabtest.RequireTool).
@@ -12,7 +13,6 @@ import (
 	"encoding/json"
 	"fmt"
 	"net"
-	"net/http"
 	"os/exec"
 	"strconv"
 	"strings"
@@ -28,7 +28,24 @@ import (
 type Cluster struct {
 	t       testing.TB
 	etcd    string
+	command Command
 	Members []*Member
+}
+
+// Command makes the command that runs a program: exec.CommandContext, or
+// netlab's Node.Command to run it inside a network namespace.
+type Command func(ctx context.Context, name string, args ...string) *exec.Cmd
+
+// Options says where the members run; the zero value is Start's.
+type Options struct {
+	// Host is the address every member listens on, each on ports of its
+	// own (2379+2i for clients, 2380+2i for peers); empty: member i on
+	// 127.0.0.(11+i), on free ports.
+	Host string
+	// Command runs etcd and etcdctl; nil: exec.CommandContext. Members
+	// are ended by their PID, so it must exec the program itself (as
+	// `ip netns exec` does).
+	Command Command
 }
 
 // Member is one etcd process of a Cluster.
@@ -48,16 +65,30 @@ type Member struct {
 // StartTimeout bounds how long a cluster takes to answer its health check.
 const StartTimeout = 20 * time.Second
 
-// Start runs a cluster of n members and waits until each answers healthy.
-func Start(t testing.TB, n int) *Cluster {
+// Start runs a cluster of n members on loopback and waits until each
+// answers healthy.
+func Start(t testing.TB, n int) *Cluster { t.Helper(); return StartWith(t, n, Options{}) }
+
+// StartWith runs a cluster of n members as o says and waits until each
+// answers healthy.
+func StartWith(t testing.TB, n int, o Options) *Cluster {
 	t.Helper()
 	etcd := netlabtest.RequireTool(t, "etcd")
-	c := &Cluster{t: t, etcd: etcd}
+	netlabtest.RequireTool(t, "etcdctl")
+	c := &Cluster{t: t, etcd: etcd, command: o.Command}
+	if c.command == nil {
+		c.command = exec.CommandContext
+	}
 	var initial []string
 	for i := range n {
-		ip := fmt.Sprintf("127.0.0.%d", 11+i)
-		m := &Member{Name: fmt.Sprintf("m%d", i+1), ClientURL: "http://" + freeAddr(t, ip), PeerURL: "http://" + freeAddr(t, ip),
-			dataDir: t.TempDir()}
+		m := &Member{Name: fmt.Sprintf("m%d", i+1), dataDir: t.TempDir()}
+		if o.Host == "" {
+			ip := fmt.Sprintf("127.0.0.%d", 11+i)
+			m.ClientURL, m.PeerURL = "http://"+freeAddr(t, ip), "http://"+freeAddr(t, ip)
+		} else {
+			m.ClientURL = "http://" + net.JoinHostPort(o.Host, strconv.Itoa(2379+2*i))
+			m.PeerURL = "http://" + net.JoinHostPort(o.Host, strconv.Itoa(2380+2*i))
+		}
 		c.Members = append(c.Members, m)
 		initial = append(initial, m.Name+"="+m.PeerURL)
 	}
@@ -126,7 +157,7 @@ func (c *Cluster) Restart(i int) {
 	if m.cmd != nil {
 		return
 	}
-	cmd := exec.Command(c.etcd, m.args...)
+	cmd := c.command(context.Background(), c.etcd, m.args...)
 	m.logs = &bytes.Buffer{}
 	cmd.Stdout, cmd.Stderr = m.logs, m.logs
 	if err := cmd.Start(); err != nil {
@@ -164,12 +195,11 @@ func (m *Member) kill() {
 	m.cmd = nil
 }
 
-// WaitHealthy waits until every running member answers its /health with
-// true, failing the test after StartTimeout.
+// WaitHealthy waits until every running member answers etcdctl's
+// endpoint health, failing the test after StartTimeout.
 func (c *Cluster) WaitHealthy() {
 	c.t.Helper()
 	deadline := time.Now().Add(StartTimeout)
-	hc := &http.Client{Timeout: time.Second}
 	for _, m := range c.Members {
 		m.mu.Lock()
 		running := m.cmd != nil
@@ -178,22 +208,15 @@ func (c *Cluster) WaitHealthy() {
 			continue
 		}
 		for {
-			resp, err := hc.Get(m.ClientURL + "/health")
-			var body []byte
+			out, err := c.etcdctl("--endpoints", m.ClientURL, "--command-timeout", "1s", "endpoint", "health")
 			if err == nil {
-				var b bytes.Buffer
-				b.ReadFrom(resp.Body)
-				resp.Body.Close()
-				body = b.Bytes()
-			}
-			if err == nil && bytes.Contains(body, []byte(`"health":"true"`)) {
 				break
 			}
 			if time.Now().After(deadline) {
 				m.mu.Lock()
 				logs := m.logs.String()
 				m.mu.Unlock()
-				c.t.Fatalf("etcdtest: %s not healthy after %v: %v %s\n%s", m.Name, StartTimeout, err, body, logs)
+				c.t.Fatalf("etcdtest: %s not healthy after %v: %v %s\n%s", m.Name, StartTimeout, err, out, logs)
 			}
 			time.Sleep(50 * time.Millisecond)
 		}
@@ -205,19 +228,23 @@ func (c *Cluster) WaitHealthy() {
 // error.
 func (c *Cluster) Etcdctl(args ...string) string {
 	c.t.Helper()
-	ctl := netlabtest.RequireTool(c.t, "etcdctl")
+	out, err := c.etcdctl(args...)
+	if err != nil {
+		c.t.Fatalf("etcdctl %s: %v\n%s", strings.Join(args, " "), err, out)
+	}
+	return out
+}
+
+func (c *Cluster) etcdctl(args ...string) (string, error) {
 	ctx, cancel := context.WithTimeout(context.Background(), 10*time.Second)
 	defer cancel()
 	if len(args) == 0 || args[0] != "--endpoints" {
 		args = append([]string{"--endpoints", strings.Join(c.Endpoints(), ",")}, args...)
 	}
-	cmd := exec.CommandContext(ctx, ctl, args...)
+	cmd := c.command(ctx, "etcdctl", args...)
 	cmd.Env = append(cmd.Environ(), "ETCDCTL_API=3")
 	out, err := cmd.CombinedOutput()
-	if err != nil {
-		c.t.Fatalf("etcdctl %s: %v\n%s", strings.Join(args, " "), err, out)
-	}
-	return string(out)
+	return string(out), err
 }
 
 // Leader returns the index of the running member that leads the cluster

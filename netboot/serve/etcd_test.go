@@ -53,7 +53,11 @@ func putMachine(c *etcdtest.Cluster, mac, img string, a api.Action) {
 // script fetches mac's iPXE script from c's server.
 func script(t *testing.T, c *api.Client, mac string) string {
 	t.Helper()
-	resp, err := http.Get(c.BaseURL + "/ipxe/" + mac)
+	hc := c.HTTP
+	if hc == nil {
+		hc = http.DefaultClient
+	}
+	resp, err := hc.Get(c.BaseURL + "/ipxe/" + mac)
 	if err != nil {
 		t.Fatal(err)
 	}
