@@ -45,7 +45,7 @@ func (q *queue) len() int { return len(q.status) + len(q.events) + len(q.local) 
 
 func (q *queue) addEvent(key string, val []byte, max int, dropped *int) {
 	q.events = append(q.events, queuedEvent{key, val})
-	if n := len(q.events) - max; n > 0 {
+	if n := len(q.events) - max; n > 0 { // the oldest go
 		q.events = q.events[n:]
 		*dropped += n
 	}
@@ -94,7 +94,6 @@ func (s *Store) setDown(err error) {
 	defer s.mu.Unlock()
 	if !s.down {
 		s.down = true
-		s.dropped = 0
 		s.log.Warn("inventory store down: booting from the cache, reports queued in memory", "endpoints", fmt.Sprint(s.cfg.Endpoints), "err", err)
 	}
 }
@@ -105,6 +104,7 @@ func (s *Store) setUp() {
 	if s.down {
 		s.down = false
 		s.log.Info("inventory store back: queued reports written", "dropped", s.dropped)
+		s.dropped = 0
 	}
 }
 

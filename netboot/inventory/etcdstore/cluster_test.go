@@ -156,3 +156,63 @@ func TestBadValueLeftOut(t *testing.T) {
 	put(t, cli, keys.Machine(atLoad), MachineRecord{Image: "debian-12", Action: api.Local}.Encode())
 	waitFor(t, s, atLoad, func(m api.Machine) bool { return m.Action == api.Local })
 }
+
+// TestQueueBounded: with the cluster down, 12 reports against a bound of
+// 5 queued events: once it is back, the history holds the newest 5 in
+// order and the status the last report.
+func TestQueueBounded(t *testing.T) {
+	c := etcdtest.Start(t, 1)
+	cli := newClient(t, c.Endpoints())
+	keys := Layout{DefaultPrefix}
+	const mac = "52:54:00:00:07:01"
+	put(t, cli, keys.Machine(mac), MachineRecord{Image: "debian-12", Action: api.Reimage}.Encode())
+	s, err := Open(Config{Endpoints: c.Endpoints(), Server: "a", MaxQueuedEvents: 5, RequestTimeout: 500 * time.Millisecond,
+		Log: testlog.New(t, "store", slog.LevelInfo)})
+	if err != nil {
+		t.Fatal(err)
+	}
+	t.Cleanup(func() { s.Close() })
+	c.Kill(0)
+	t0 := time.Now()
+	for n := range 12 {
+		if _, err := s.Report(mac, api.Status{State: api.StateWriting, Progress: float64(n) / 100}, t0.Add(time.Duration(n)*time.Second)); err != nil {
+			t.Fatal(err)
+		}
+	}
+	if q := s.Queued(); q > 5+1 {
+		t.Errorf("%d writes queued, want at most 5 events and 1 status", q)
+	}
+	c.Restart(0)
+	c.WaitHealthy()
+	deadline := time.Now().Add(10 * time.Second)
+	for s.Queued() > 0 {
+		if time.Now().After(deadline) {
+			t.Fatalf("10 s after the cluster is back, %d writes queued", s.Queued())
+		}
+		time.Sleep(20 * time.Millisecond)
+	}
+	ctx, cancel := context.WithTimeout(context.Background(), 5*time.Second)
+	defer cancel()
+	resp, err := cli.Get(ctx, keys.History(mac), clientv3.WithPrefix())
+	if err != nil {
+		t.Fatal(err)
+	}
+	var got []float64
+	for _, kv := range resp.Kvs {
+		e, err := DecodeEvent(kv.Value)
+		if err != nil {
+			t.Fatal(err)
+		}
+		got = append(got, e.Status.Progress)
+	}
+	if want := []float64{0.07, 0.08, 0.09, 0.1, 0.11}; fmt.Sprint(got) != fmt.Sprint(want) {
+		t.Errorf("history after the queue overflowed = %v, want the newest 5 %v", got, want)
+	}
+	sr, err := cli.Get(ctx, keys.Status(mac))
+	if err != nil || len(sr.Kvs) != 1 {
+		t.Fatalf("status key: %v %v", sr, err)
+	}
+	if rec, err := DecodeStatus(sr.Kvs[0].Value); err != nil || rec.Status.Progress != 0.11 {
+		t.Errorf("status after the store is back = %+v %v, want the last report's progress 0.11", rec, err)
+	}
+}
