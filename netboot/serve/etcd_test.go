@@ -197,6 +197,9 @@ func TestStoreDown(t *testing.T) {
 	if n := store.Queued(); n == 0 {
 		t.Fatal("nothing queued while the store is down, want the reports")
 	}
+	if m := metrics(t, a); !strings.Contains(m, "shoal_serve_inventory_store_up 0\n") || strings.Contains(m, "shoal_serve_inventory_store_queued 0\n") {
+		t.Errorf("metrics with the store down: want store_up 0 and writes queued, got\n%s", grepLines(m, "inventory_store"))
+	}
 	for i := range c.Members {
 		c.Restart(i)
 	}
@@ -209,6 +212,9 @@ func TestStoreDown(t *testing.T) {
 		time.Sleep(20 * time.Millisecond)
 	}
 	t.Logf("queue written %v after the cluster was healthy again", time.Since(back).Round(time.Millisecond))
+	if m := metrics(t, a); !strings.Contains(m, "shoal_serve_inventory_store_up 1\n") || !strings.Contains(m, "shoal_serve_inventory_store_queued 0\n") {
+		t.Errorf("metrics with the store back: want store_up 1 and nothing queued, got\n%s", grepLines(m, "inventory_store"))
+	}
 	keys := etcdstore.Layout{Prefix: etcdstore.DefaultPrefix}
 	if got := c.Etcdctl("get", "--print-value-only", keys.Machine(reimage)); !strings.Contains(got, `"action":"local"`) {
 		t.Errorf("machine key after the store is back = %s, want action local", got)
@@ -224,4 +230,30 @@ func TestStoreDown(t *testing.T) {
 	putMachine(c, local, "debian-13", api.Reimage)
 	took := waitMachine(t, a, local, time.Second, func(m api.Machine) bool { return m.Image == "debian-13" && m.Action == api.Reimage })
 	t.Logf("an etcdctl put after the store is back seen within %v", took.Round(time.Millisecond))
+}
+
+// metrics returns c's server's /metrics text.
+func metrics(t *testing.T, c *api.Client) string {
+	t.Helper()
+	resp, err := http.Get(c.BaseURL + "/metrics")
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer resp.Body.Close()
+	b, err := io.ReadAll(resp.Body)
+	if err != nil {
+		t.Fatal(err)
+	}
+	return string(b)
+}
+
+// grepLines returns the lines of s that contain sub.
+func grepLines(s, sub string) string {
+	var out []string
+	for _, l := range strings.Split(s, "\n") {
+		if strings.Contains(l, sub) {
+			out = append(out, l)
+		}
+	}
+	return strings.Join(out, "\n")
 }

@@ -179,6 +179,9 @@ func New(cfg Config, ls *Listeners, log *slog.Logger) (_ *Server, err error) {
 	if s.inv, err = openInventory(cfg, ls.HTTP.Addr().String(), log); err != nil {
 		return nil, err
 	}
+	if err := storeMetrics(s.reg, s.inv); err != nil {
+		return nil, err
+	}
 	port := ls.HTTP.Addr().(*net.TCPAddr).Port
 	if ls.ServerIP != nil {
 		s.baseU = fmt.Sprintf("http://%s:%d", ls.ServerIP, port)

@@ -10,6 +10,8 @@ import (
 	"os"
 	"strings"
 
+	"github.com/prometheus/client_golang/prometheus"
+
 	"github.com/shoal-project/shoal/netboot/inventory"
 	"github.com/shoal-project/shoal/netboot/inventory/etcdstore"
 )
@@ -40,4 +42,37 @@ func openInventory(cfg Config, httpAddr string, log *slog.Logger) (inventory.Bac
 		return etcdstore.Open(etcdstore.Config{Endpoints: eps, Unknown: cfg.Unknown, Server: host + "@" + httpAddr, Log: log})
 	}
 	return nil, fmt.Errorf("--store %q: want %q or etcd://HOST[:PORT][,HOST[:PORT]…]", cfg.Store, StoreFile)
+}
+
+// remoteStore is an inventory kept elsewhere (etcdstore): it can be
+// unreachable, and writes wait for it.
+type remoteStore interface {
+	Down() bool
+	Queued() int
+}
+
+// storeMetrics exports whether inv's store answers and what waits for it,
+// when inv is a remoteStore.
+func storeMetrics(reg *prometheus.Registry, inv inventory.Backend) error {
+	rs, ok := inv.(remoteStore)
+	if !ok {
+		return nil
+	}
+	up := prometheus.NewGaugeFunc(prometheus.GaugeOpts{Name: "shoal_serve_inventory_store_up",
+		Help: "1 while the inventory store (etcd) answers, 0 while it is down and boots are answered from the cache."},
+		func() float64 {
+			if rs.Down() {
+				return 0
+			}
+			return 1
+		})
+	queued := prometheus.NewGaugeFunc(prometheus.GaugeOpts{Name: "shoal_serve_inventory_store_queued",
+		Help: "Writes (statuses, history entries, turns to local) waiting for the inventory store."},
+		func() float64 { return float64(rs.Queued()) })
+	for _, c := range []prometheus.Collector{up, queued} {
+		if err := reg.Register(c); err != nil {
+			return fmt.Errorf("inventory store metrics: %w", err)
+		}
+	}
+	return nil
 }
