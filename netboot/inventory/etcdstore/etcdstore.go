@@ -130,8 +130,8 @@ type Store struct {
 	status  map[string]StatusRecord // from etcd and from this server's reports
 	booted  map[string]bootedWith
 	q       queue
-	// inflight is how much of the queue a flush is writing now.
-	inflight int
+	// flushing is the part of the queue a flush is writing now.
+	flushing queue
 	down     bool
 	seq      uint64
 	dropped  int // events dropped from a full queue since the store went down
@@ -176,7 +176,7 @@ func Open(cfg Config) (*Store, error) {
 	ctx, cancel := context.WithCancel(context.Background())
 	s := &Store{cfg: cfg, keys: Layout{cfg.Prefix}, cli: cli, log: cfg.Log, cancel: cancel, wake: make(chan struct{}, 1),
 		known: map[string]*knownMachine{}, admitted: map[string]*api.Machine{}, pending: map[string]api.Machine{},
-		status: map[string]StatusRecord{}, booted: map[string]bootedWith{}, q: newQueue()}
+		status: map[string]StatusRecord{}, booted: map[string]bootedWith{}, q: newQueue(), flushing: newQueue()}
 	for _, ep := range cfg.Endpoints {
 		if strings.HasPrefix(ep, "http://") {
 			s.log.Warn("INSECURE: the inventory store is reached without TLS: anyone on the path to etcd can read and change which machines are reimaged (docs/security.md)",
@@ -394,7 +394,7 @@ func (s *Store) Down() bool {
 func (s *Store) Queued() int {
 	s.mu.Lock()
 	defer s.mu.Unlock()
-	return s.q.len() + s.inflight
+	return s.q.len() + s.flushing.len()
 }
 
 func (s *Store) kick() {

@@ -40,13 +40,15 @@ func (s *Store) load(ctx context.Context) (int64, error) {
 	defer s.mu.Unlock()
 	// What this server changed and has not written yet stays as it is
 	// here until the writer gets there.
-	for mac, op := range s.q.local {
-		if k, ok := known[mac]; ok && k.Image == op.Image && k.Disk == op.Disk {
-			k.Action = op.Action
+	for _, q := range []queue{s.flushing, s.q} {
+		for mac, op := range q.local {
+			if k, ok := known[mac]; ok && k.Image == op.Image && k.Disk == op.Disk {
+				k.Action = op.Action
+			}
 		}
-	}
-	for mac, r := range s.q.status {
-		status[mac] = r
+		for mac, r := range q.status {
+			status[mac] = newer(r, status[mac]) // ours, unless etcd has newer
+		}
 	}
 	s.known, s.status = known, status
 	for mac := range known {

@@ -115,12 +115,11 @@ func (s *Store) setUp() {
 func (s *Store) flush(ctx context.Context) error {
 	s.mu.Lock()
 	q := s.q
-	s.q = newQueue()
-	s.inflight = q.len()
+	s.q, s.flushing = newQueue(), q
 	s.mu.Unlock()
 	defer func() {
 		s.mu.Lock()
-		s.inflight = 0
+		s.flushing = newQueue()
 		s.mu.Unlock()
 	}()
 
