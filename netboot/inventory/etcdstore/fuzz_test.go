@@ -136,4 +136,3 @@ func FuzzParseURL(f *testing.F) {
 		}
 	})
 }
-

@@ -41,4 +41,3 @@ func TestParseURL(t *testing.T) {
 		})
 	}
 }
-
