@@ -5,6 +5,7 @@ import (
 	"errors"
 	"fmt"
 	"log/slog"
+	"slices"
 	"testing"
 	"time"
 
@@ -215,4 +216,44 @@ func TestQueueBounded(t *testing.T) {
 	if rec, err := DecodeStatus(sr.Kvs[0].Value); err != nil || rec.Status.Progress != 0.11 {
 		t.Errorf("status after the store is back = %+v %v, want the last report's progress 0.11", rec, err)
 	}
+}
+
+// TestEditLatency: 100 edits put through a client of a 3-member cluster,
+// each seen by two servers' caches within 1 s; logs the median and the
+// slowest from the put's return to the second server's Lookup.
+func TestEditLatency(t *testing.T) {
+	c := etcdtest.Start(t, 3)
+	cli := newClient(t, c.Endpoints())
+	keys := Layout{DefaultPrefix}
+	const mac = "52:54:00:00:0a:01"
+	put(t, cli, keys.Machine(mac), MachineRecord{Image: "img-0", Action: api.Reimage}.Encode())
+	var stores []*Store
+	for _, name := range []string{"a", "b"} {
+		s, err := Open(Config{Endpoints: c.Endpoints(), Server: name})
+		if err != nil {
+			t.Fatal(err)
+		}
+		t.Cleanup(func() { s.Close() })
+		stores = append(stores, s)
+	}
+	var took []time.Duration
+	for i := 1; i <= 100; i++ {
+		img := fmt.Sprintf("img-%d", i)
+		put(t, cli, keys.Machine(mac), MachineRecord{Image: img, Action: api.Reimage}.Encode())
+		start := time.Now()
+		for _, s := range stores {
+			for {
+				if m, err := s.Lookup(mac); err == nil && m.Image == img {
+					break
+				}
+				if time.Since(start) > time.Second {
+					t.Fatalf("edit %d not seen by %s within 1 s", i, s.cfg.Server)
+				}
+				time.Sleep(100 * time.Microsecond)
+			}
+		}
+		took = append(took, time.Since(start))
+	}
+	slices.Sort(took)
+	t.Logf("100 edits, both servers: median %v, 99th %v, slowest %v", took[49], took[98], took[99])
 }
