@@ -80,11 +80,19 @@ func StartWith(t testing.TB, n int, o Options) *Cluster {
 		c.command = exec.CommandContext
 	}
 	var initial []string
+	var held []net.Listener // until every port is chosen: no port twice
+	defer func() {
+		for _, l := range held {
+			l.Close()
+		}
+	}()
 	for i := range n {
 		m := &Member{Name: fmt.Sprintf("m%d", i+1), dataDir: t.TempDir()}
 		if o.Host == "" {
 			ip := fmt.Sprintf("127.0.0.%d", 11+i)
-			m.ClientURL, m.PeerURL = "http://"+freeAddr(t, ip), "http://"+freeAddr(t, ip)
+			client, peer := listen(t, ip), listen(t, ip)
+			held = append(held, client, peer)
+			m.ClientURL, m.PeerURL = "http://"+client.Addr().String(), "http://"+peer.Addr().String()
 		} else {
 			m.ClientURL = "http://" + net.JoinHostPort(o.Host, strconv.Itoa(2379+2*i))
 			m.PeerURL = "http://" + net.JoinHostPort(o.Host, strconv.Itoa(2380+2*i))
@@ -110,6 +118,9 @@ func StartWith(t testing.TB, n int, o Options) *Cluster {
 			m.kill()
 		}
 	})
+	for _, l := range held {
+		l.Close()
+	}
 	for i := range c.Members {
 		c.Restart(i)
 	}
@@ -117,15 +128,15 @@ func StartWith(t testing.TB, n int, o Options) *Cluster {
 	return c
 }
 
-// freeAddr returns ip:port with a port free now on ip.
-func freeAddr(t testing.TB, ip string) string {
+// listen opens a listener on a free port of ip; its port is free again
+// once it is closed.
+func listen(t testing.TB, ip string) net.Listener {
 	t.Helper()
 	l, err := net.Listen("tcp", ip+":0")
 	if err != nil {
 		t.Fatalf("etcdtest: %v", err)
 	}
-	defer l.Close()
-	return ip + ":" + strconv.Itoa(l.Addr().(*net.TCPAddr).Port)
+	return l
 }
 
 // Endpoints returns the members' client URLs.
