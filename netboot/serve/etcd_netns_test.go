@@ -2,8 +2,10 @@ package serve
 
 import (
 	"context"
+	"fmt"
 	"net"
 	"net/http"
+	"os/exec"
 	"strings"
 	"testing"
 	"time"
@@ -29,17 +31,43 @@ func nodeClient(n *netlab.Node, base string) *api.Client {
 	return &api.Client{BaseURL: base, HTTP: &http.Client{Timeout: 10 * time.Second, Transport: &http.Transport{DialContext: dial}}}
 }
 
-// TestServerProcessesOnEtcdNetns: two server processes, each in a network
-// namespace of its own, on a 3-member etcd cluster in a third namespace
-// (every namespace on one netlab bridge: the servers reach etcd over a
-// veth, not loopback). A machine in a fourth namespace boots from server
-// A and reports done, signed with A's credential; a machine in a fifth
-// asks server B, which then boots it locally. An etcdctl put reaches both
-// processes within 1 s.
+// joinBackbone gives node n a second interface, "bb0", on the backbone
+// LAN bb (a veth into bb's bridge) with bb's address .host, and returns
+// that address. The namespaces' removal removes it.
+func joinBackbone(t *testing.T, n *netlab.Node, bb *netlab.LAN, hubSide string, host byte) net.IP {
+	t.Helper()
+	ip := hostIP(bb, host)
+	ones, _ := bb.Subnet.Mask.Size()
+	for _, args := range [][]string{
+		{"-n", n.Name, "link", "add", "bb0", "type", "veth", "peer", "name", hubSide, "netns", bb.Hub},
+		{"-n", n.Name, "addr", "add", fmt.Sprintf("%s/%d", ip, ones), "dev", "bb0"},
+		{"-n", n.Name, "link", "set", "bb0", "up"},
+		{"-n", bb.Hub, "link", "set", hubSide, "master", bb.Bridge},
+		{"-n", bb.Hub, "link", "set", hubSide, "up"},
+	} {
+		if out, err := exec.Command("ip", args...).CombinedOutput(); err != nil {
+			t.Fatalf("ip %s: %v\n%s", strings.Join(args, " "), err, out)
+		}
+	}
+	return ip
+}
+
+// TestServerProcessesOnEtcdNetns: two LANs, each with a server process
+// and a machine in namespaces of their own, and a backbone LAN with the
+// 3-member etcd cluster, which each server reaches through a second
+// interface; the machines reach only their own LAN's server. A machine
+// on LAN A boots from server A and reports done, signed with A's
+// credential; the machine on LAN B then gets the local script from
+// server B. An etcdctl put reaches both processes within 1 s.
 func TestServerProcessesOnEtcdNetns(t *testing.T) {
 	netlabtest.RequireTool(t, "etcd")
-	lan := netlabtest.New(t, netlab.Config{Nodes: 5})
-	storeNode, nodeA, machineA, nodeB, machineB := lan.Nodes[0], lan.Nodes[1], lan.Nodes[2], lan.Nodes[3], lan.Nodes[4]
+	lanA := netlabtest.New(t, netlab.Config{Nodes: 2})
+	lanB := netlabtest.New(t, netlab.Config{Nodes: 2})
+	backbone := netlabtest.New(t, netlab.Config{Nodes: 1})
+	nodeA, machineA, nodeB, machineB := lanA.Nodes[0], lanA.Nodes[1], lanB.Nodes[0], lanB.Nodes[1]
+	joinBackbone(t, nodeA, backbone, "srvA", 100)
+	joinBackbone(t, nodeB, backbone, "srvB", 101)
+	storeNode := backbone.Nodes[0]
 	c := etcdtest.StartWith(t, 3, etcdtest.Options{Host: storeNode.IP.String(), Command: storeNode.Command})
 	const done, edited = "52:54:00:00:06:01", "52:54:00:00:06:02"
 	putMachine(c, done, "debian-12", api.Reimage)
@@ -55,6 +83,10 @@ func TestServerProcessesOnEtcdNetns(t *testing.T) {
 	}
 	a := nodeClient(machineA, start(nodeA))
 	b := nodeClient(machineB, start(nodeB))
+	// The LANs are apart: machine A cannot reach server B.
+	if _, err := nodeClient(machineA, b.BaseURL).Machines(context.Background()); err == nil {
+		t.Fatalf("machine A reached server B at %s: the LANs are not apart", b.BaseURL)
+	}
 
 	report := signedReport(t, a, done)
 	if err := report(doneStatus); err != nil {
