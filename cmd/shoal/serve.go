@@ -23,7 +23,7 @@ func runServe(ctx context.Context, args []string, stdout, stderr io.Writer) erro
 	state := stateFlag(fs)
 	fs.Usage = func() {
 		fmt.Fprintln(stderr, "usage: shoal serve [--config FILE] [--iface IF] [--dhcp full|proxy|off] [--range FIRST-LAST]\n"+
-			"                   [--http ADDR] [--repo DIR] [--boot DIR] [--inventory FILE | --store etcd://HOST:PORT,...] [--unknown ignore|IMAGE]\n"+
+			"                   [--http ADDR] [--repo DIR] [--boot DIR] [--inventory FILE | --store etcd[s]://HOST:PORT,...] [--unknown ignore|IMAGE]\n"+
 			"                   [--insecure-open-api] [flags]")
 		fs.PrintDefaults()
 	}

@@ -29,6 +29,7 @@ type Cluster struct {
 	t       testing.TB
 	etcd    string
 	command Command
+	tls     *Certs
 	Members []*Member
 }
 
@@ -46,12 +47,16 @@ type Options struct {
 	// are ended by their PID, so it must exec the program itself (as
 	// `ip netns exec` does).
 	Command Command
+	// TLS, when set, serves the client URLs over TLS with its server
+	// certificate and asks clients for a certificate its CA signed
+	// (--client-cert-auth); etcdctl uses its client certificate.
+	TLS *Certs
 }
 
 // Member is one etcd process of a Cluster.
 type Member struct {
 	Name      string
-	ClientURL string // http://127.0.0.1X:PORT
+	ClientURL string // http://127.0.0.1X:PORT (https:// with Options.TLS)
 	PeerURL   string
 	dataDir   string
 	args      []string
@@ -75,7 +80,11 @@ func StartWith(t testing.TB, n int, o Options) *Cluster {
 	t.Helper()
 	etcd := netlabtest.RequireTool(t, "etcd")
 	netlabtest.RequireTool(t, "etcdctl")
-	c := &Cluster{t: t, etcd: etcd, command: o.Command}
+	c := &Cluster{t: t, etcd: etcd, command: o.Command, tls: o.TLS}
+	scheme := "http://"
+	if o.TLS != nil {
+		scheme = "https://"
+	}
 	if c.command == nil {
 		c.command = exec.CommandContext
 	}
@@ -92,9 +101,9 @@ func StartWith(t testing.TB, n int, o Options) *Cluster {
 			ip := fmt.Sprintf("127.0.0.%d", 11+i)
 			client, peer := listen(t, ip), listen(t, ip)
 			held = append(held, client, peer)
-			m.ClientURL, m.PeerURL = "http://"+client.Addr().String(), "http://"+peer.Addr().String()
+			m.ClientURL, m.PeerURL = scheme+client.Addr().String(), "http://"+peer.Addr().String()
 		} else {
-			m.ClientURL = "http://" + net.JoinHostPort(o.Host, strconv.Itoa(2379+2*i))
+			m.ClientURL = scheme + net.JoinHostPort(o.Host, strconv.Itoa(2379+2*i))
 			m.PeerURL = "http://" + net.JoinHostPort(o.Host, strconv.Itoa(2380+2*i))
 		}
 		c.Members = append(c.Members, m)
@@ -111,6 +120,10 @@ func StartWith(t testing.TB, n int, o Options) *Cluster {
 			// Short timeouts: a killed leader is replaced in about a second.
 			"--heartbeat-interval", "50", "--election-timeout", "500",
 			"--logger", "zap", "--log-level", "warn",
+		}
+		if o.TLS != nil {
+			m.args = append(m.args, "--cert-file", o.TLS.ServerCert, "--key-file", o.TLS.ServerKey,
+				"--trusted-ca-file", o.TLS.CA, "--client-cert-auth")
 		}
 	}
 	t.Cleanup(func() {
@@ -149,11 +162,14 @@ func (c *Cluster) Endpoints() []string {
 }
 
 // StoreURL returns the cluster as shoal serve's --store value:
-// etcd://HOST:PORT,HOST:PORT….
+// etcd://HOST:PORT,HOST:PORT… (etcds:// over TLS).
 func (c *Cluster) StoreURL() string {
 	var hosts []string
 	for _, m := range c.Members {
-		hosts = append(hosts, strings.TrimPrefix(m.ClientURL, "http://"))
+		hosts = append(hosts, strings.TrimPrefix(strings.TrimPrefix(m.ClientURL, "http://"), "https://"))
+	}
+	if c.tls != nil {
+		return "etcds://" + strings.Join(hosts, ",")
 	}
 	return "etcd://" + strings.Join(hosts, ",")
 }
@@ -251,6 +267,9 @@ func (c *Cluster) etcdctl(args ...string) (string, error) {
 	defer cancel()
 	if len(args) == 0 || args[0] != "--endpoints" {
 		args = append([]string{"--endpoints", strings.Join(c.Endpoints(), ",")}, args...)
+	}
+	if c.tls != nil {
+		args = append([]string{"--cacert", c.tls.CA, "--cert", c.tls.ClientCert, "--key", c.tls.ClientKey}, args...)
 	}
 	cmd := c.command(ctx, "etcdctl", args...)
 	cmd.Env = append(cmd.Environ(), "ETCDCTL_API=3")

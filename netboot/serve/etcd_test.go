@@ -22,9 +22,16 @@ import (
 func etcdServer(t *testing.T, name, store string) (*Server, *api.Client) {
 	t.Helper()
 	cfg := Default()
+	cfg.Store = store
+	return etcdServerWith(t, name, cfg)
+}
+
+// etcdServerWith runs cfg's server as etcdServer does (HTTP on loopback,
+// no TFTP, temporary directories).
+func etcdServerWith(t *testing.T, name string, cfg Config) (*Server, *api.Client) {
+	t.Helper()
 	cfg.HTTP, cfg.TFTP, cfg.RA = "127.0.0.1:0", "off", false
 	cfg.Repo, cfg.Boot = t.TempDir(), t.TempDir()
-	cfg.Store = store
 	ls, err := Listen(cfg)
 	if err != nil {
 		t.Fatal(err)

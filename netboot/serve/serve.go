@@ -41,7 +41,10 @@ type Config struct {
 	Repo      string // repository directory, served at /repo/
 	Boot      string // boot files directory, served at /boot/ and over TFTP
 	Inventory string // machines file (Store "file")
-	Store     string // "file" (Inventory) or etcd://HOST:PORT,… (store.go)
+	Store     string // "file" (Inventory) or etcd://HOST:PORT,… or etcds://… (store.go)
+	StoreCA   string // etcds://: CA bundle (PEM) that signed etcd's certificates; default: the system's
+	StoreCert string // etcds://: client certificate (PEM) for etcd's --client-cert-auth
+	StoreKey  string // etcds://: its private key (PEM)
 	Unknown   string // ignore, or the image unknown machines get
 	Key       string // refused: the site key is gone (see ErrKeyFlag)
 	// InsecureOpenAPI accepts unsigned status reports of machines without
@@ -91,7 +94,10 @@ func (c *Config) RegisterFlags(fs *flag.FlagSet) {
 	fs.StringVar(&c.Repo, "repo", c.Repo, "image repository directory, served at /repo/")
 	fs.StringVar(&c.Boot, "boot", c.Boot, "directory with vmlinuz, the initramfs, undionly.kpxe and ipxe.efi")
 	fs.StringVar(&c.Inventory, "inventory", c.Inventory, "machines file (format: docs/netboot.md)")
-	fs.StringVar(&c.Store, "store", c.Store, `where the inventory is: "file" (the --inventory file) or etcd://HOST[:PORT][,HOST[:PORT]…], shared by every server on the cluster (docs/netboot.md, "Inventory on etcd")`)
+	fs.StringVar(&c.Store, "store", c.Store, `where the inventory is: "file" (the --inventory file), or etcd://HOST[:PORT][,HOST[:PORT]…] (etcds:// for TLS), shared by every server on the cluster (docs/netboot.md, "Inventory on etcd")`)
+	fs.StringVar(&c.StoreCA, "store-ca", c.StoreCA, "with --store etcds://: CA certificates (PEM) to check etcd's server certificates against (default: the system's)")
+	fs.StringVar(&c.StoreCert, "store-cert", c.StoreCert, "with --store etcds://: client certificate (PEM) shown to etcd (for its --client-cert-auth)")
+	fs.StringVar(&c.StoreKey, "store-key", c.StoreKey, "with --store etcds://: the client certificate's private key (PEM)")
 	fs.StringVar(&c.Unknown, "unknown", c.Unknown, `what unknown machines get: "ignore" or an image name to reimage them with`)
 	fs.StringVar(&c.Key, "key", c.Key, "removed: refused (reports are signed with a per-boot credential, docs/security.md)")
 	fs.BoolVar(&c.InsecureOpenAPI, "insecure-open-api", c.InsecureOpenAPI, "INSECURE: accept unsigned status reports from machines without a credential (appliances older than the credential); anyone reaching the server can then mark them done")

@@ -1,9 +1,11 @@
 // store.go opens the inventory --store names: the machines file
-// (--inventory) or etcd.
+// (--inventory) or etcd, over TLS for etcds://.
 
 package serve
 
 import (
+	"crypto/tls"
+	"crypto/x509"
 	"errors"
 	"fmt"
 	"log/slog"
@@ -38,10 +40,50 @@ func openInventory(cfg Config, httpAddr string, log *slog.Logger) (inventory.Bac
 		if err != nil {
 			return nil, fmt.Errorf("--store: %w", err)
 		}
+		tc, err := storeTLS(cfg)
+		if err != nil {
+			return nil, err
+		}
 		host, _ := os.Hostname()
-		return etcdstore.Open(etcdstore.Config{Endpoints: eps, Unknown: cfg.Unknown, Server: host + "@" + httpAddr, Log: log})
+		return etcdstore.Open(etcdstore.Config{Endpoints: eps, TLS: tc, Unknown: cfg.Unknown, Server: host + "@" + httpAddr, Log: log})
 	}
 	return nil, fmt.Errorf("--store %q: want %q or etcd://HOST[:PORT][,HOST[:PORT]…]", cfg.Store, StoreFile)
+}
+
+// ErrStoreTLSFlags says that --store-ca, --store-cert or --store-key was
+// given without --store etcds://, or --store-cert without --store-key.
+var ErrStoreTLSFlags = errors.New("--store-ca, --store-cert and --store-key are for --store etcds://, and --store-cert and --store-key go together")
+
+// storeTLS builds the TLS configuration of --store etcds:// from
+// --store-ca, --store-cert and --store-key; nil for etcd://.
+func storeTLS(cfg Config) (*tls.Config, error) {
+	secure := strings.HasPrefix(cfg.Store, "etcds://")
+	given := cfg.StoreCA != "" || cfg.StoreCert != "" || cfg.StoreKey != ""
+	if (given && !secure) || (cfg.StoreCert == "") != (cfg.StoreKey == "") {
+		return nil, ErrStoreTLSFlags
+	}
+	if !secure {
+		return nil, nil
+	}
+	tc := &tls.Config{MinVersion: tls.VersionTLS12}
+	if cfg.StoreCA != "" {
+		pem, err := os.ReadFile(cfg.StoreCA)
+		if err != nil {
+			return nil, fmt.Errorf("--store-ca: %w", err)
+		}
+		tc.RootCAs = x509.NewCertPool()
+		if !tc.RootCAs.AppendCertsFromPEM(pem) {
+			return nil, fmt.Errorf("--store-ca %s: no PEM certificate in it", cfg.StoreCA)
+		}
+	}
+	if cfg.StoreCert != "" {
+		cert, err := tls.LoadX509KeyPair(cfg.StoreCert, cfg.StoreKey)
+		if err != nil {
+			return nil, fmt.Errorf("--store-cert, --store-key: %w", err)
+		}
+		tc.Certificates = []tls.Certificate{cert}
+	}
+	return tc, nil
 }
 
 // remoteStore is an inventory kept elsewhere (etcdstore): it can be

@@ -1,11 +1,16 @@
 package etcdstore
 
 import (
+	"bytes"
 	"context"
+	"crypto/tls"
+	"crypto/x509"
 	"errors"
 	"fmt"
 	"log/slog"
+	"os"
 	"slices"
+	"strings"
 	"testing"
 	"time"
 
@@ -256,4 +261,44 @@ func TestEditLatency(t *testing.T) {
 	}
 	slices.Sort(took)
 	t.Logf("100 edits, both servers: median %v, 99th %v, slowest %v", took[49], took[98], took[99])
+}
+
+// TestInsecureWarning: opening the store over plain HTTP logs one
+// INSECURE: line; over TLS (etcds://, the cluster's CA and a client
+// certificate) none.
+func TestInsecureWarning(t *testing.T) {
+	certs := etcdtest.MakeCerts(t)
+	plain := etcdtest.Start(t, 1)
+	secure := etcdtest.StartWith(t, 1, etcdtest.Options{TLS: &certs})
+	pair, err := tls.LoadX509KeyPair(certs.ClientCert, certs.ClientKey)
+	if err != nil {
+		t.Fatal(err)
+	}
+	pem, err := os.ReadFile(certs.CA)
+	if err != nil {
+		t.Fatal(err)
+	}
+	roots := x509.NewCertPool()
+	roots.AppendCertsFromPEM(pem)
+	for _, tc := range []struct {
+		name  string
+		cfg   Config
+		warns int
+	}{
+		{"etcd://", Config{Endpoints: plain.Endpoints()}, 1},
+		{"etcds://", Config{Endpoints: secure.Endpoints(), TLS: &tls.Config{RootCAs: roots, Certificates: []tls.Certificate{pair}}}, 0},
+	} {
+		t.Run(tc.name, func(t *testing.T) {
+			var logs bytes.Buffer
+			tc.cfg.Log = slog.New(slog.NewTextHandler(&logs, nil))
+			s, err := Open(tc.cfg)
+			if err != nil {
+				t.Fatal(err)
+			}
+			s.Close()
+			if got := strings.Count(logs.String(), "INSECURE:"); got != tc.warns {
+				t.Errorf("%d INSECURE: lines, want %d:\n%s", got, tc.warns, logs.String())
+			}
+		})
+	}
 }

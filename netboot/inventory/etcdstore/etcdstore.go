@@ -28,6 +28,7 @@ package etcdstore
 
 import (
 	"context"
+	"crypto/tls"
 	"errors"
 	"fmt"
 	"log/slog"
@@ -48,7 +49,10 @@ import (
 
 // Config says which etcd to use and how.
 type Config struct {
-	Endpoints []string // client URLs, http://HOST:PORT (ParseURL)
+	Endpoints []string // client URLs, http:// or https://HOST:PORT (ParseURL)
+	// TLS is used for https:// endpoints (nil: the system's roots, no
+	// client certificate).
+	TLS *tls.Config
 	// Prefix holds every key (default DefaultPrefix, "/shoal/"): one
 	// cluster can hold separate inventories under separate prefixes.
 	Prefix string
@@ -158,8 +162,27 @@ func Open(cfg Config) (*Store, error) {
 	if len(cfg.Endpoints) == 0 {
 		return nil, fmt.Errorf("%w: no endpoints", ErrConfig)
 	}
+	var plain, secure int
+	for _, ep := range cfg.Endpoints {
+		if strings.HasPrefix(ep, "https://") {
+			secure++
+		} else {
+			plain++
+		}
+	}
+	if plain > 0 && secure > 0 {
+		return nil, fmt.Errorf("%w: endpoints %v mix http and https", ErrConfig, cfg.Endpoints)
+	}
+	tlsConf := cfg.TLS
+	if secure > 0 && tlsConf == nil {
+		tlsConf = &tls.Config{MinVersion: tls.VersionTLS12}
+	}
+	if plain > 0 {
+		tlsConf = nil
+	}
 	cli, err := clientv3.New(clientv3.Config{
 		Endpoints:            cfg.Endpoints,
+		TLS:                  tlsConf,
 		Logger:               zap.NewNop(),
 		DialKeepAliveTime:    2 * time.Second,
 		DialKeepAliveTimeout: 2 * time.Second,
@@ -177,12 +200,9 @@ func Open(cfg Config) (*Store, error) {
 	s := &Store{cfg: cfg, keys: Layout{cfg.Prefix}, cli: cli, log: cfg.Log, cancel: cancel, wake: make(chan struct{}, 1),
 		known: map[string]*knownMachine{}, admitted: map[string]*api.Machine{}, pending: map[string]api.Machine{},
 		status: map[string]StatusRecord{}, booted: map[string]bootedWith{}, q: newQueue(), flushing: newQueue()}
-	for _, ep := range cfg.Endpoints {
-		if strings.HasPrefix(ep, "http://") {
-			s.log.Warn("INSECURE: the inventory store is reached without TLS: anyone on the path to etcd can read and change which machines are reimaged (docs/security.md)",
-				"endpoints", strings.Join(cfg.Endpoints, ","))
-			break
-		}
+	if plain > 0 {
+		s.log.Warn("INSECURE: the inventory store is reached without TLS: anyone on the path to etcd can read and change which machines are reimaged (etcds:// and --store-ca, docs/security.md)",
+			"endpoints", strings.Join(cfg.Endpoints, ","))
 	}
 	lctx, lcancel := context.WithTimeout(ctx, cfg.OpenTimeout)
 	rev, err := s.load(lctx)

@@ -101,8 +101,8 @@ func FuzzMACOfKey(f *testing.F) {
 }
 
 // FuzzParseURL: any --store value either is refused or gives one
-// http://HOST:PORT endpoint per comma-separated host, each a valid URL
-// with a port in 1..65535, and none twice.
+// http://HOST:PORT endpoint (https:// for etcds://) per comma-separated
+// host, each a valid URL with a port in 1..65535, and none twice.
 func FuzzParseURL(f *testing.F) {
 	for _, s := range []string{
 		"etcd://10.0.0.5:2379,10.0.0.6:2379,10.0.0.7:2379",
@@ -123,8 +123,12 @@ func FuzzParseURL(f *testing.F) {
 		seen := map[string]bool{}
 		for _, ep := range eps {
 			u, err := url.Parse(ep)
-			if err != nil || u.Scheme != "http" || u.Port() == "" || u.Hostname() == "" || u.Path != "" {
-				t.Fatalf("ParseURL(%q): endpoint %q is not http://HOST:PORT (%v)", s, ep, err)
+			want := "http"
+			if strings.HasPrefix(s, "etcds://") {
+				want = "https"
+			}
+			if err != nil || u.Scheme != want || u.Port() == "" || u.Hostname() == "" || u.Path != "" {
+				t.Fatalf("ParseURL(%q): endpoint %q is not %s://HOST:PORT (%v)", s, ep, want, err)
 			}
 			if _, _, err := net.SplitHostPort(u.Host); err != nil {
 				t.Fatalf("ParseURL(%q): endpoint %q: %v", s, ep, err)

@@ -1,9 +1,9 @@
-// url.go parses shoal serve's --store etcd://HOST[:PORT][,HOST[:PORT]…].
+// url.go parses shoal serve's --store etcd://HOST[:PORT][,HOST[:PORT]…]
+// (or etcds://, over TLS).
 
 package etcdstore
 
 import (
-	"errors"
 	"fmt"
 	"net"
 	"strconv"
@@ -13,20 +13,18 @@ import (
 // DefaultPort is etcd's client port, taken when a host names none.
 const DefaultPort = "2379"
 
-// ErrTLS says that etcds:// (etcd over TLS) is not supported yet.
-var ErrTLS = errors.New("etcds:// (TLS) is not supported yet: use etcd:// on a trusted network (docs/security.md)")
-
 // ParseURL parses etcd://HOST[:PORT][,HOST[:PORT]…] into the client
-// endpoints http://HOST:PORT, one per member. Hosts are names, IPv4
-// addresses or bracketed IPv6 addresses; no path, query, user or
-// fragment.
+// endpoints http://HOST:PORT, one per member, and etcds://… into
+// https://HOST:PORT (TLS). Hosts are names, IPv4 addresses or bracketed
+// IPv6 addresses; no path, query, user or fragment.
 func ParseURL(s string) ([]string, error) {
-	if strings.HasPrefix(s, "etcds://") {
-		return nil, ErrTLS
-	}
+	scheme := "http://"
 	rest, ok := strings.CutPrefix(s, "etcd://")
 	if !ok {
-		return nil, fmt.Errorf("store %q: want etcd://HOST[:PORT][,HOST[:PORT]…]", s)
+		if rest, ok = strings.CutPrefix(s, "etcds://"); !ok {
+			return nil, fmt.Errorf("store %q: want etcd://HOST[:PORT][,HOST[:PORT]…] or etcds://…", s)
+		}
+		scheme = "https://"
 	}
 	if i := strings.IndexAny(rest, "/?#@ \t\r\n"); i >= 0 {
 		return nil, fmt.Errorf("store %q: %q not allowed: want etcd://HOST[:PORT][,HOST[:PORT]…]", s, rest[i])
@@ -57,7 +55,7 @@ func ParseURL(s string) ([]string, error) {
 		if n, err := strconv.Atoi(port); err != nil || n < 1 || n > 65535 || strconv.Itoa(n) != port {
 			return nil, fmt.Errorf("store %q: port %q: want 1-65535", s, port)
 		}
-		ep := "http://" + net.JoinHostPort(host, port)
+		ep := scheme + net.JoinHostPort(host, port)
 		if seen[ep] {
 			return nil, fmt.Errorf("store %q: %s listed twice", s, hp)
 		}

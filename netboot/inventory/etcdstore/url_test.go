@@ -16,7 +16,7 @@ func TestParseURL(t *testing.T) {
 	}{
 		{"etcd://10.0.0.5:2379,10.0.0.6", []string{"http://10.0.0.5:2379", "http://10.0.0.6:2379"}, ""},
 		{"etcd://[::1]:2380,[fe80::1]", []string{"http://[::1]:2380", "http://[fe80::1]:2379"}, ""},
-		{"etcds://a", nil, "TLS"},
+		{"etcds://a,b:2380", []string{"https://a:2379", "https://b:2380"}, ""},
 		{"etcd://::1", nil, "brackets"},
 		{"etcd://a:99999", nil, "port"},
 		{"etcd://a,a:2379", nil, "twice"},
