@@ -251,7 +251,7 @@ func (c *Cluster) WaitHealthy() {
 }
 
 // Etcdctl runs etcdctl (API v3) against the cluster (or the --endpoints
-// that args start with) and returns its output, failing the test on an
+// or --endpoints=… that args start with) and returns its output, failing the test on an
 // error.
 func (c *Cluster) Etcdctl(args ...string) string {
 	c.t.Helper()
@@ -265,7 +265,7 @@ func (c *Cluster) Etcdctl(args ...string) string {
 func (c *Cluster) etcdctl(args ...string) (string, error) {
 	ctx, cancel := context.WithTimeout(context.Background(), 10*time.Second)
 	defer cancel()
-	if len(args) == 0 || args[0] != "--endpoints" {
+	if len(args) == 0 || (args[0] != "--endpoints" && !strings.HasPrefix(args[0], "--endpoints=")) {
 		args = append([]string{"--endpoints", strings.Join(c.Endpoints(), ",")}, args...)
 	}
 	if c.tls != nil {

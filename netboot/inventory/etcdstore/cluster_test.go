@@ -5,11 +5,13 @@ import (
 	"context"
 	"crypto/tls"
 	"crypto/x509"
+	"encoding/json"
 	"errors"
 	"fmt"
 	"log/slog"
 	"os"
 	"slices"
+	"strconv"
 	"strings"
 	"testing"
 	"time"
@@ -300,5 +302,54 @@ func TestInsecureWarning(t *testing.T) {
 				t.Errorf("%d INSECURE: lines, want %d:\n%s", got, tc.warns, logs.String())
 			}
 		})
+	}
+}
+
+// TestWatchCompacted: a server whose only member is away while the
+// others take edits and compact past its watch's revision loads the
+// inventory again once the member is back: the edits made meanwhile
+// (a change and a removal) reach its cache.
+func TestWatchCompacted(t *testing.T) {
+	c := etcdtest.Start(t, 3)
+	keys := Layout{DefaultPrefix}
+	const changed, removed = "52:54:00:00:0c:01", "52:54:00:00:0c:02"
+	for _, mac := range []string{changed, removed} {
+		c.Etcdctl("put", keys.Machine(mac), string(MachineRecord{Image: "debian-12", Action: api.Reimage}.Encode()))
+	}
+	s, err := Open(Config{Endpoints: c.Endpoints()[:1], Server: "a", RequestTimeout: 500 * time.Millisecond,
+		Log: testlog.New(t, "store", slog.LevelDebug)})
+	if err != nil {
+		t.Fatal(err)
+	}
+	t.Cleanup(func() { s.Close() })
+	c.Kill(0)
+	others := "--endpoints=" + strings.Join(c.Endpoints()[1:], ",")
+	c.Etcdctl(others, "put", keys.Machine(changed), string(MachineRecord{Image: "debian-13", Action: api.Local}.Encode()))
+	c.Etcdctl(others, "del", keys.Machine(removed))
+	for range 5 { // revisions past the edits, then compact them all away
+		c.Etcdctl(others, "put", "/elsewhere", "x")
+	}
+	out := c.Etcdctl(others, "get", "/elsewhere", "-w", "json")
+	var resp struct {
+		Header struct {
+			Revision int64 `json:"revision"`
+		} `json:"header"`
+	}
+	if err := json.Unmarshal([]byte(out), &resp); err != nil {
+		t.Fatalf("etcdctl get -w json: %v\n%s", err, out)
+	}
+	c.Etcdctl(others, "compact", strconv.FormatInt(resp.Header.Revision, 10))
+	if m, _ := s.Lookup(changed); m.Image != "debian-12" {
+		t.Fatalf("the cache changed while its member was away: %+v", m)
+	}
+	c.Restart(0)
+	c.WaitHealthy()
+	waitFor(t, s, changed, func(m api.Machine) bool { return m.Image == "debian-13" && m.Action == api.Local })
+	deadline := time.Now().Add(5 * time.Second)
+	for _, err := s.Lookup(removed); !errors.Is(err, inventory.ErrUnknown); _, err = s.Lookup(removed) {
+		if time.Now().After(deadline) {
+			t.Fatalf("5 s after the member is back, the removed machine is still there")
+		}
+		time.Sleep(10 * time.Millisecond)
 	}
 }
