@@ -23,7 +23,8 @@ func runServe(ctx context.Context, args []string, stdout, stderr io.Writer) erro
 	state := stateFlag(fs)
 	fs.Usage = func() {
 		fmt.Fprintln(stderr, "usage: shoal serve [--config FILE] [--iface IF] [--dhcp full|proxy|off] [--range FIRST-LAST]\n"+
-			"                   [--http ADDR] [--repo DIR | --upstream URL [--cache-dir DIR] [--cache-bytes N]] [--boot DIR] [--inventory FILE] [--unknown ignore|IMAGE] [--insecure-open-api] [flags]")
+			"                   [--http ADDR] [--repo DIR | --upstream URL [--cache-dir DIR] [--cache-bytes N]] [--boot DIR]\n"+
+			"                   [--inventory FILE | --store etcd[s]://HOST:PORT,...] [--unknown ignore|IMAGE] [--insecure-open-api] [flags]")
 		fs.PrintDefaults()
 	}
 	if err := fs.Parse(args); err != nil {

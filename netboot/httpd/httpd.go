@@ -63,7 +63,7 @@ type Config struct {
 	// BaseURL is how machines reach this server, e.g. "http://10.0.0.1:8080";
 	// empty: taken from each request's Host.
 	BaseURL   string
-	Inventory *inventory.Store
+	Inventory inventory.Backend
 	// InsecureOpenAPI accepts unsigned status reports from machines that
 	// have no credential (appliances older than the credential); anyone
 	// who reaches the server can then report for them.

@@ -71,7 +71,7 @@ func (s *Server) writeJSON(w http.ResponseWriter, v any) {
 }
 
 // machineCollector exports the inventory's machines at each scrape.
-type machineCollector struct{ inv *inventory.Store }
+type machineCollector struct{ inv inventory.Backend }
 
 var (
 	machinesDesc = prometheus.NewDesc("shoal_serve_machines",

@@ -23,7 +23,7 @@ import (
 // machines still get iPXE and its local script, whose exit returns to the
 // BIOS, which boots the disk.
 type booter struct {
-	inv     *inventory.Store
+	inv     inventory.Backend
 	baseURL string
 }
 

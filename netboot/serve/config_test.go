@@ -20,6 +20,7 @@ http = ":9090"
 lease-time = 2h
 ra = false
 unknown = fallback
+store = etcd://10.0.0.5:2379,10.0.0.6
 `
 	if err := os.WriteFile(path, []byte(conf), 0o644); err != nil {
 		t.Fatal(err)
@@ -41,6 +42,7 @@ unknown = fallback
 	want.LeaseTime = 2 * time.Hour
 	want.RA = false
 	want.Unknown = "fallback"
+	want.Store = "etcd://10.0.0.5:2379,10.0.0.6"
 	if diff := cmp.Diff(want, cfg); diff != "" {
 		t.Errorf("config mismatch (-want +got):\n%s", diff)
 	}

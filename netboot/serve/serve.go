@@ -44,7 +44,11 @@ type Config struct {
 	TFTP      string // TFTP listen address; "off" disables TFTP
 	Repo      string // repository directory, served at /repo/
 	Boot      string // boot files directory, served at /boot/ and over TFTP
-	Inventory string // machines file
+	Inventory string // machines file (Store "file")
+	Store     string // "file" (Inventory) or etcd://HOST:PORT,… or etcds://… (store.go)
+	StoreCA   string // etcds://: CA bundle (PEM) that signed etcd's certificates; default: the system's
+	StoreCert string // etcds://: client certificate (PEM) for etcd's --client-cert-auth
+	StoreKey  string // etcds://: its private key (PEM)
 	Unknown   string // ignore, or the image unknown machines get
 	Key       string // refused: the site key is gone (see ErrKeyFlag)
 	// InsecureOpenAPI accepts unsigned status reports of machines without
@@ -86,6 +90,7 @@ func Default() Config {
 		TFTP:       "", // the boot interface's address, port DefaultTFTPPort
 		Repo:       "repo",
 		Boot:       "out",
+		Store:      StoreFile,
 		Unknown:    inventory.Ignore,
 		LeaseTime:  time.Hour,
 		Kernel:     "vmlinuz",
@@ -107,6 +112,10 @@ func (c *Config) RegisterFlags(fs *flag.FlagSet) {
 	fs.StringVar(&c.Repo, "repo", c.Repo, "image repository directory, served at /repo/")
 	fs.StringVar(&c.Boot, "boot", c.Boot, "directory with vmlinuz, the initramfs, undionly.kpxe and ipxe.efi")
 	fs.StringVar(&c.Inventory, "inventory", c.Inventory, "machines file (format: docs/netboot.md)")
+	fs.StringVar(&c.Store, "store", c.Store, `where the inventory is: "file" (the --inventory file), or etcd://HOST[:PORT][,HOST[:PORT]…] (etcds:// for TLS), shared by every server on the cluster (docs/netboot.md, "Inventory on etcd")`)
+	fs.StringVar(&c.StoreCA, "store-ca", c.StoreCA, "with --store etcds://: CA certificates (PEM) to check etcd's server certificates against (default: the system's)")
+	fs.StringVar(&c.StoreCert, "store-cert", c.StoreCert, "with --store etcds://: client certificate (PEM) shown to etcd (for its --client-cert-auth)")
+	fs.StringVar(&c.StoreKey, "store-key", c.StoreKey, "with --store etcds://: the client certificate's private key (PEM)")
 	fs.StringVar(&c.Unknown, "unknown", c.Unknown, `what unknown machines get: "ignore" or an image name to reimage them with`)
 	fs.StringVar(&c.Key, "key", c.Key, "removed: refused (reports are signed with a per-boot credential, docs/security.md)")
 	fs.BoolVar(&c.InsecureOpenAPI, "insecure-open-api", c.InsecureOpenAPI, "INSECURE: accept unsigned status reports from machines without a credential (appliances older than the credential); anyone reaching the server can then mark them done")
@@ -179,7 +188,7 @@ type Server struct {
 	ls  *Listeners
 	log *slog.Logger
 
-	inv   *inventory.Store
+	inv   inventory.Backend
 	http  *httpd.Server
 	tftp  *tftpd.Server
 	dhcp  *dhcpd.Server
@@ -205,7 +214,10 @@ func New(cfg Config, ls *Listeners, log *slog.Logger) (_ *Server, err error) {
 	if cfg.Key != "" || hasKeyArg(cfg.Cmdline) {
 		return nil, ErrKeyFlag
 	}
-	if s.inv, err = inventory.Open(cfg.Inventory, cfg.Unknown); err != nil {
+	if s.inv, err = openInventory(cfg, ls.HTTP.Addr().String(), log); err != nil {
+		return nil, err
+	}
+	if err := storeMetrics(s.reg, s.inv); err != nil {
 		return nil, err
 	}
 	port := ls.HTTP.Addr().(*net.TCPAddr).Port
@@ -317,6 +329,11 @@ func (s *Server) close() {
 	}
 	if s.tftp != nil {
 		s.tftp.Close()
+	}
+	if s.inv != nil {
+		if err := s.inv.Close(); err != nil {
+			s.log.Warn("inventory: close", "err", err)
+		}
 	}
 }
 
