@@ -13,6 +13,8 @@ import (
 
 	"github.com/google/go-cmp/cmp"
 	"golang.org/x/sys/unix"
+
+	"github.com/shoal-project/shoal/internal/testdisk"
 )
 
 // countingRepo counts the chunks fetched from a repository and, with
@@ -288,5 +290,47 @@ func TestScanStopsOnZeros(t *testing.T) {
 				t.Errorf("present %d on a zero disk", st.PresentChunks)
 			}
 		})
+	}
+}
+
+// TestScanDirectOnDevice: over a block device (a loop device) the scan
+// reads around the page cache without being asked, finds the chunks that
+// are right, and the corrupt one is rewritten.
+func TestScanDirectOnDevice(t *testing.T) {
+	const chunks = 24
+	_, v2 := reuseImages(t, chunks, nil)
+	repoDir, img := rawImage(t, v2, 64<<10)
+	repo, err := OpenRepo(repoDir)
+	if err != nil {
+		t.Fatal(err)
+	}
+	disk := bytes.Clone(v2)
+	const bad = 21
+	disk[bad<<16+777] ^= 0x40
+	backing := filepath.Join(t.TempDir(), "backing")
+	if err := os.WriteFile(backing, disk, 0o644); err != nil {
+		t.Fatal(err)
+	}
+	dev := testdisk.Loop(t, backing, 512)
+	tg := NewTarget(dev, TargetOptions{})
+	if err := tg.Apply(context.Background(), img, repo, ApplyOptions{Workers: 2}); err != nil {
+		t.Fatalf("apply onto %s: %v", dev, err)
+	}
+	st := tg.Scanned()
+	if err := tg.Close(); err != nil {
+		t.Fatal(err)
+	}
+	if !st.Direct {
+		t.Errorf("the scan of block device %s went through the page cache (%v)", dev, st)
+	}
+	if want := chunks - 16 - 1 - 1; st.PresentChunks != want {
+		t.Errorf("present %d, want %d", st.PresentChunks, want)
+	}
+	got, err := os.ReadFile(dev)
+	if err != nil {
+		t.Fatal(err)
+	}
+	if !bytes.Equal(got[:len(v2)], v2) {
+		t.Errorf("%s does not hold the image after the apply", dev)
 	}
 }
