@@ -17,8 +17,8 @@ import (
 // ScanOptions tunes Writer.Scan.
 type ScanOptions struct {
 	// Workers is the number of chunks read and hashed at once (default:
-	// twice GOMAXPROCS, at most 16, so that reads are in flight while others hash;
-	// faster here than one reader in disk order, or O_DIRECT reads).
+	// twice GOMAXPROCS, at most 16, so that reads are in flight while
+	// others hash; faster here than one reader in disk order).
 	Workers int
 	// ZeroRunBytes ends the scan early after this many bytes of chunks in
 	// a row that read as all zeros and are not the image's: an empty disk,
