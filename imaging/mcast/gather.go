@@ -95,15 +95,30 @@ func (s *sender) joined(now time.Time) { s.gather.lastJoin = now }
 
 // passEstimate is what the first pass would send from chunk from on,
 // given what the receivers said they hold, and the image's stored bytes;
-// s.mu is held.
+// s.mu is held. Past estimateChunks chunks it looks at that many, evenly
+// spread, and scales: the check runs every 100 ms of a gather, with up to
+// MaxReceivers receivers each.
 func (s *sender) passEstimate(from int) (passBytes, imageBytes int64) {
 	sk, _ := s.cfg.Source.(SkipSource)
-	for i, c := range s.cfg.Image.Chunks {
-		imageBytes += c.StoredBytes
+	chunks := s.cfg.Image.Chunks
+	stride := max(1, len(chunks)/estimateChunks)
+	var seenBytes int64
+	for i := 0; i < len(chunks); i += stride {
+		c := chunks[i]
+		seenBytes += c.StoredBytes
 		if i < from || sk != nil && sk.Skip(i) || s.everyoneHolds(i) {
 			continue
 		}
 		passBytes += c.StoredBytes
 	}
+	for _, c := range chunks {
+		imageBytes += c.StoredBytes
+	}
+	if seenBytes > 0 && stride > 1 {
+		passBytes = int64(float64(passBytes) * float64(imageBytes) / float64(seenBytes))
+	}
 	return passBytes, imageBytes
 }
+
+// estimateChunks bounds the chunks passEstimate looks at.
+const estimateChunks = 1024
