@@ -18,8 +18,10 @@ const gatherFraction = 0.25
 // (SenderConfig.GatherQuiet); s.mu guards it.
 type gatherState struct {
 	over       bool
-	since      time.Time // the hold began (the manifest blob was sent)
-	lastJoin   time.Time // a receiver joined, or told what it holds
+	since      time.Time     // the hold began (the manifest blob was sent)
+	lastJoin   time.Time     // a receiver joined, or told what it holds
+	joins      int           // such events
+	maxGap     time.Duration // the longest time between two of them
 	checkedAt  time.Time
 	shortPass  bool // the last estimate: the pass is short enough to hold
 	passBytes  int64
@@ -83,15 +85,40 @@ func (s *sender) holding(now time.Time, pos *sendPos) bool {
 	if !g.shortPass {
 		return end("long pass")
 	}
-	if joining == 0 && now.Sub(g.lastJoin) >= s.cfg.GatherQuiet {
-		return end("no receiver joined for " + s.cfg.GatherQuiet.String())
+	if quiet := s.gatherQuiet(); joining == 0 && now.Sub(g.lastJoin) >= quiet {
+		return end("no receiver joined for " + quiet.String())
 	}
 	return true
 }
 
+// gatherQuiet is how long no receiver may join before the gather ends:
+// GatherQuiet, until receivers have come often enough to show their pace;
+// then twice the longest gap between them, from a quarter of GatherQuiet
+// up to GatherQuiet. Receivers that arrive close together are not kept
+// waiting for the quiet that receivers arriving far apart need; s.mu is
+// held.
+func (s *sender) gatherQuiet() time.Duration {
+	g := &s.gather
+	if g.joins < minPaceJoins {
+		return s.cfg.GatherQuiet
+	}
+	return min(s.cfg.GatherQuiet, max(s.cfg.GatherQuiet/4, 2*g.maxGap))
+}
+
+// minPaceJoins is how many join events (a receiver heard of, its have, its
+// first status past joining) show the receivers' pace: three receivers'.
+const minPaceJoins = 9
+
 // joined notes, for the gather, that a receiver joined or said what it
 // holds; s.mu is held.
-func (s *sender) joined(now time.Time) { s.gather.lastJoin = now }
+func (s *sender) joined(now time.Time) {
+	g := &s.gather
+	if !g.lastJoin.IsZero() {
+		g.maxGap = max(g.maxGap, now.Sub(g.lastJoin))
+	}
+	g.lastJoin = now
+	g.joins++
+}
 
 // passEstimate is what the first pass would send from chunk from on,
 // given what the receivers said they hold, and the image's stored bytes;
