@@ -35,8 +35,9 @@ type gatherState struct {
 //   - the first pass would send at most gatherFraction of the image (what
 //     no receiver past joining lacks is skipped), or no receiver has got
 //     past joining yet to say;
-//   - a receiver joined, or left joining, within GatherQuiet, or one is
-//     still joining;
+//   - a receiver joined, or left joining, within the quiet (gatherQuiet:
+//     GatherQuiet, or less at the receivers' pace), or one is still
+//     joining;
 //   - for at most GatherMax in all.
 //
 // A delta session (every node holds most of the image) thus sends its

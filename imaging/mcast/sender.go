@@ -67,9 +67,10 @@ type SenderConfig struct {
 	MinReceivers int
 	// GatherQuiet, when set, holds a short first pass (at most a quarter
 	// of the image once the receivers said what they hold) after the
-	// manifest blob until no receiver has joined for GatherQuiet, for at
-	// most GatherMax (default 4 GatherQuiet): one pass then serves
-	// receivers that arrive close together (gather.go). Off by default.
+	// manifest blob until no receiver has joined for GatherQuiet (or
+	// less, once receivers show their pace), for at most GatherMax
+	// (default 4 GatherQuiet): one pass then serves receivers that arrive
+	// close together (gather.go). Off by default.
 	GatherQuiet, GatherMax time.Duration
 	// MaxWait bounds the wait for MinReceivers, and ends the sender when it
 	// has heard nothing from any receiver for that long (default 60 s).

@@ -115,8 +115,9 @@ type Config struct {
 	Linger time.Duration
 	// GatherQuiet: a leader whose data session would send little (its
 	// receivers hold most of the image: a delta) holds the first pass
-	// until no receiver has joined for GatherQuiet (default 2 s,
-	// negative: never), for at most GatherMax (default 15 s); its
+	// until no receiver has joined for GatherQuiet (default 2 s, less
+	// once followers show their pace; negative: never), for at most
+	// GatherMax (default 15 s); its
 	// announces say so, and its followers wait for it that long more
 	// than DataTimeout. See imaging/mcast's gather.
 	GatherQuiet, GatherMax time.Duration
