@@ -5,7 +5,6 @@ package main
 
 import (
 	"context"
-	"crypto/rand"
 	"fmt"
 	"io"
 	"net"
@@ -144,36 +143,9 @@ http {
 // is verified twice through it with shoal image verify; the origin served
 // each chunk once and the manifest and signature at each fetch (no-cache).
 func TestNginxProxyCache(t *testing.T) {
-	dir := t.TempDir()
-	state, repo, boot := filepath.Join(dir, "state"), filepath.Join(dir, "repo"), filepath.Join(dir, "boot")
-	for _, d := range []string{repo, boot} {
-		if err := os.Mkdir(d, 0o755); err != nil {
-			t.Fatal(err)
-		}
-	}
-	disk := filepath.Join(dir, "disk.img")
-	data := make([]byte, 8<<20)
-	if _, err := rand.Read(data[1<<20 : 6<<20]); err != nil {
-		t.Fatal(err)
-	}
-	if err := os.WriteFile(disk, data, 0o644); err != nil {
-		t.Fatal(err)
-	}
+	site := newSignedSite(t, 5)
+	state, repo, boot, img := site.state, site.repo, site.boot, site.img
 	ctx := context.Background()
-	if err := run(ctx, []string{"key", "ensure", "--state", state}, io.Discard, io.Discard); err != nil {
-		t.Fatalf("key ensure: %v", err)
-	}
-	if err := run(ctx, []string{"image", "create", "--state", state, "--repo", repo, "--name", "img", "--chunk-size", "256KiB", disk}, io.Discard, io.Discard); err != nil {
-		t.Fatalf("image create: %v", err)
-	}
-	img, err := imaging.LoadImage(ctx, imaging.DirRepo(repo), "img", nil)
-	if err != nil {
-		t.Fatal(err)
-	}
-	unique := map[imaging.Hash]bool{}
-	for _, c := range img.Chunks {
-		unique[c.Hash] = true
-	}
 	origin := startServe(t, "--state", state, "--repo", repo, "--boot", boot)
 	proxy := startNginx(t, origin)
 	// Many machines asking for one chunk at once: proxy_cache_lock.
@@ -206,9 +178,9 @@ func TestNginxProxyCache(t *testing.T) {
 			t.Fatalf("image verify %d through nginx: %v\n%s", i, err, out.String())
 		}
 	}
-	if got, want := metric(t, origin, `shoal_serve_http_requests_total{code="200",route="repo"}`), float64(len(unique)+2*2); got != want {
+	if got, want := metric(t, origin, `shoal_serve_http_requests_total{code="200",route="repo"}`), float64(site.uniqueChunks+2*2); got != want {
 		t.Errorf("origin served %v repository files over %d clients of one chunk at once and two fetches of the image through nginx, want %v (%d chunks once, manifest and signature twice)",
-			got, clients, want, len(unique))
+			got, clients, want, site.uniqueChunks)
 	}
 	// A chunk through nginx: a hit, with the origin's Cache-Control.
 	resp, err := http.Get(proxy + "/repo/" + imaging.ChunkPath(img.Chunks[0].Hash))
