@@ -10,6 +10,22 @@ import (
 	"github.com/shoal-project/shoal/imaging"
 )
 
+// scanFirst makes c's Open scan the target, as imaging.Target does for a
+// target that was there before.
+func scanFirst(c *Config) {
+	open := c.Open
+	c.Open = func(img *imaging.Image) (*imaging.Writer, error) {
+		w, err := open(img)
+		if err != nil {
+			return nil, err
+		}
+		if _, err := w.Scan(context.Background(), imaging.ScanOptions{}); err != nil {
+			return nil, err
+		}
+		return w, nil
+	}
+}
+
 // TestDeltaSession: three nodes whose targets each hold all of the image
 // but four chunks (different ones) scan them first. The leader downloads
 // only what it lacks (and the commit region, always written last, and the
@@ -32,17 +48,7 @@ func TestDeltaSession(t *testing.T) {
 		// Slow enough that the followers' haves come before the first
 		// pass passes the chunks they name.
 		c.RateBitsPerSec = 20e6
-		open := c.Open
-		c.Open = func(img *imaging.Image) (*imaging.Writer, error) {
-			w, err := open(img)
-			if err != nil {
-				return nil, err
-			}
-			if _, err := w.Scan(context.Background(), imaging.ScanOptions{}); err != nil {
-				return nil, err
-			}
-			return w, nil
-		}
+		scanFirst(c)
 	}
 	var peers []*peer
 	for i := 1; i <= 3; i++ {
@@ -103,17 +109,7 @@ func TestDeltaGather(t *testing.T) {
 		// The leader holds so little to fetch that it would be done, and
 		// gone, before the second node asks.
 		c.Linger = 3 * time.Second
-		open := c.Open
-		c.Open = func(img *imaging.Image) (*imaging.Writer, error) {
-			w, err := open(img)
-			if err != nil {
-				return nil, err
-			}
-			if _, err := w.Scan(context.Background(), imaging.ScanOptions{}); err != nil {
-				return nil, err
-			}
-			return w, nil
-		}
+		scanFirst(c)
 	}
 	var peers []*peer
 	for i := 1; i <= 4; i++ {
