@@ -139,21 +139,31 @@ func TestApplyReusesWhatTheDiskHolds(t *testing.T) {
 	}
 }
 
-// TestScanRewritesCorruptChunk: a chunk of v2 on the disk with one byte
-// flipped is not trusted: it is fetched and rewritten.
-func TestScanRewritesCorruptChunk(t *testing.T) {
-	const chunks = 24
-	_, v2 := reuseImages(t, chunks, nil)
+// corruptChunks and corruptChunk: corruptV2's image has that many chunks of
+// 64 KiB, and its disk one byte flipped in that one.
+const corruptChunks, corruptChunk = 24, 21
+
+// corruptV2 returns an image v2 (its bytes, the image, its repository)
+// and a disk that holds v2 but for one byte of chunk corruptChunk.
+func corruptV2(t *testing.T) (v2, disk []byte, img *Image, repo Repo) {
+	t.Helper()
+	_, v2 = reuseImages(t, corruptChunks, nil)
 	repoDir, img := rawImage(t, v2, 64<<10)
 	repo, err := OpenRepo(repoDir)
 	if err != nil {
 		t.Fatal(err)
 	}
+	disk = bytes.Clone(v2)
+	disk[corruptChunk<<16+777] ^= 0x40
+	return v2, disk, img, repo
+}
+
+// TestScanRewritesCorruptChunk: a chunk of v2 on the disk with one byte
+// flipped is not trusted: it is fetched and rewritten.
+func TestScanRewritesCorruptChunk(t *testing.T) {
+	v2, disk, img, repo := corruptV2(t)
 	for _, direct := range []bool{false, true} {
 		t.Run(fmt.Sprintf("direct=%v", direct), func(t *testing.T) {
-			disk := bytes.Clone(v2)
-			const bad = 21
-			disk[bad<<16+777] ^= 0x40
 			dst, st, cr, err := applyOver(t, disk, img, repo, TargetOptions{Scan: ScanOptions{Direct: direct}}, 0)
 			if err != nil {
 				t.Fatalf("apply: %v", err)
@@ -161,13 +171,13 @@ func TestScanRewritesCorruptChunk(t *testing.T) {
 			if want := direct && directWorks(t, filepath.Dir(dst)); st.Direct != want {
 				t.Errorf("scan read with O_DIRECT: %v, want %v", st.Direct, want)
 			}
-			if cr.fetched[bad<<16] != 1 {
-				t.Errorf("the corrupt chunk was fetched %d times, want 1", cr.fetched[bad<<16])
+			if cr.fetched[corruptChunk<<16] != 1 {
+				t.Errorf("the corrupt chunk was fetched %d times, want 1", cr.fetched[corruptChunk<<16])
 			}
 			// Not the commit region, not the bad chunk, and not the last:
 			// the wipe of the old tables zeroes the disk's last 33 sectors
 			// (a backup GPT's place) before the scan.
-			if want := chunks - 16 - 1 - 1; st.PresentChunks != want {
+			if want := corruptChunks - 16 - 1 - 1; st.PresentChunks != want {
 				t.Errorf("present %d, want %d", st.PresentChunks, want)
 			}
 			got, _ := os.ReadFile(dst)
@@ -297,16 +307,7 @@ func TestScanStopsOnZeros(t *testing.T) {
 // reads around the page cache without being asked, finds the chunks that
 // are right, and the corrupt one is rewritten.
 func TestScanDirectOnDevice(t *testing.T) {
-	const chunks = 24
-	_, v2 := reuseImages(t, chunks, nil)
-	repoDir, img := rawImage(t, v2, 64<<10)
-	repo, err := OpenRepo(repoDir)
-	if err != nil {
-		t.Fatal(err)
-	}
-	disk := bytes.Clone(v2)
-	const bad = 21
-	disk[bad<<16+777] ^= 0x40
+	v2, disk, img, repo := corruptV2(t)
 	backing := filepath.Join(t.TempDir(), "backing")
 	if err := os.WriteFile(backing, disk, 0o644); err != nil {
 		t.Fatal(err)
@@ -323,7 +324,7 @@ func TestScanDirectOnDevice(t *testing.T) {
 	if !st.Direct {
 		t.Errorf("the scan of block device %s went through the page cache (%v)", dev, st)
 	}
-	if want := chunks - 16 - 1 - 1; st.PresentChunks != want {
+	if want := corruptChunks - 16 - 1 - 1; st.PresentChunks != want {
 		t.Errorf("present %d, want %d", st.PresentChunks, want)
 	}
 	got, err := os.ReadFile(dev)
