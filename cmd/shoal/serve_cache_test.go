@@ -15,32 +15,6 @@ import (
 	"github.com/shoal-project/shoal/imaging"
 )
 
-// startServe runs `shoal serve` with args (and --dhcp off --tftp off
-// --http 127.0.0.1:0) until the test ends and returns its base URL.
-func startServe(t *testing.T, args ...string) string {
-	t.Helper()
-	ctx, cancel := context.WithCancel(context.Background())
-	pr, pw := io.Pipe()
-	done := make(chan error, 1)
-	go func() {
-		err := run(ctx, append([]string{"serve", "--dhcp", "off", "--tftp", "off", "--http", "127.0.0.1:0"}, args...), pw, io.Discard)
-		pw.CloseWithError(err)
-		done <- err
-	}()
-	t.Cleanup(func() {
-		cancel()
-		go io.Copy(io.Discard, pr)
-		if err := <-done; err != nil {
-			t.Errorf("shoal serve %v: %v", args, err)
-		}
-	})
-	line, err := bufio.NewReader(pr).ReadString('\n')
-	if err != nil {
-		t.Fatalf("shoal serve %v: %v", args, err)
-	}
-	return "http://" + strings.TrimSpace(strings.TrimPrefix(line, "shoal serve: http on "))
-}
-
 // metric returns the value of the sample named exactly so (with its
 // labels) on the server's /metrics.
 func metric(t *testing.T, base, sample string) float64 {

@@ -1,13 +1,11 @@
 package main
 
 import (
-	"bufio"
 	"context"
 	"errors"
 	"io"
 	"os"
 	"path/filepath"
-	"strings"
 	"testing"
 
 	"github.com/shoal-project/shoal/internal/etcdtest"
@@ -41,26 +39,8 @@ func TestServeCommandEtcd(t *testing.T) {
 		t.Errorf("shoal serve --store etcd://… --inventory FILE = %v, want ErrInventoryWithEtcd", err)
 	}
 
-	ctx, cancel := context.WithCancel(context.Background())
-	pr, pw := io.Pipe()
-	done := make(chan error, 1)
-	go func() {
-		err := run(ctx, []string{"serve", "--config", conf, state}, pw, io.Discard)
-		pw.Close()
-		done <- err
-	}()
-	defer func() {
-		cancel()
-		go io.Copy(io.Discard, pr)
-		if err := <-done; err != nil {
-			t.Errorf("shoal serve: %v", err)
-		}
-	}()
-	line, err := bufio.NewReader(pr).ReadString('\n')
-	if err != nil {
-		t.Fatalf("reading serve's first line: %v", err)
-	}
-	cl := &api.Client{BaseURL: "http://" + strings.TrimSpace(strings.TrimPrefix(line, "shoal serve: http on "))}
+	ctx := context.Background()
+	cl := &api.Client{BaseURL: serveFor(t, "--config", conf, state)}
 	ms, err := cl.Machines(ctx)
 	if err != nil {
 		t.Fatal(err)

@@ -1,7 +1,6 @@
 package main
 
 import (
-	"bufio"
 	"context"
 	"errors"
 	"io"
@@ -35,27 +34,8 @@ func TestServeCommand(t *testing.T) {
 	if err := os.WriteFile(conf, []byte(confText), 0o644); err != nil {
 		t.Fatal(err)
 	}
-	ctx, cancel := context.WithCancel(context.Background())
-	pr, pw := io.Pipe()
-	done := make(chan error, 1)
-	go func() {
-		err := run(ctx, []string{"serve", "--config", conf, "--server-ip", "10.9.8.7"}, pw, io.Discard)
-		pw.Close()
-		done <- err
-	}()
-	defer func() {
-		cancel()
-		go io.Copy(io.Discard, pr)
-		if err := <-done; err != nil {
-			t.Errorf("shoal serve: %v", err)
-		}
-	}()
-	line, err := bufio.NewReader(pr).ReadString('\n')
-	if err != nil {
-		t.Fatalf("reading serve's first line: %v", err)
-	}
-	addr := strings.TrimSpace(strings.TrimPrefix(line, "shoal serve: http on "))
-	base := "http://" + addr
+	ctx := context.Background()
+	base := serveFor(t, "--config", conf, "--server-ip", "10.9.8.7")
 	// Unsigned: refused by default. After a boot (the script fetch) and
 	// its credential, a signed report is taken.
 	resp, err := http.Post(base+"/api/v1/machines/52:54:00:aa:bb:cc/status", "application/json",
@@ -128,31 +108,11 @@ func TestServeRepositoryForImageClient(t *testing.T) {
 	if err := os.WriteFile(disk, data, 0o644); err != nil {
 		t.Fatal(err)
 	}
-	ctx, cancel := context.WithCancel(context.Background())
-	defer cancel()
+	ctx := context.Background()
 	if err := run(ctx, []string{"image", "create", "--repo", repo, "--name", "img", disk}, io.Discard, io.Discard); err != nil {
 		t.Fatalf("image create: %v", err)
 	}
-	pr, pw := io.Pipe()
-	done := make(chan error, 1)
-	go func() {
-		err := run(ctx, []string{"serve", "--dhcp", "off", "--tftp", "off", "--http", "127.0.0.1:0",
-			"--repo", repo, "--boot", boot}, pw, io.Discard)
-		pw.Close()
-		done <- err
-	}()
-	defer func() {
-		cancel()
-		go io.Copy(io.Discard, pr)
-		if err := <-done; err != nil {
-			t.Errorf("shoal serve: %v", err)
-		}
-	}()
-	line, err := bufio.NewReader(pr).ReadString('\n')
-	if err != nil {
-		t.Fatal(err)
-	}
-	base := "http://" + strings.TrimSpace(strings.TrimPrefix(line, "shoal serve: http on "))
+	base := startServe(t, "--repo", repo, "--boot", boot)
 	var out strings.Builder
 	if err := run(ctx, []string{"image", "verify", "--repo", base + "/repo/", "--name", "img"}, &out, &out); err != nil {
 		t.Fatalf("image verify through shoal serve: %v\n%s", err, out.String())
