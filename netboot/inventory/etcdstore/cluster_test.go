@@ -323,6 +323,9 @@ func TestWatchCompacted(t *testing.T) {
 	}
 	t.Cleanup(func() { s.Close() })
 	c.Kill(0)
+	// When the member killed led, the edits wait for the others to elect
+	// one (which may outlast etcdctl's timeout on a loaded machine).
+	c.Leader()
 	others := "--endpoints=" + strings.Join(c.Endpoints()[1:], ",")
 	c.Etcdctl(others, "put", keys.Machine(changed), string(MachineRecord{Image: "debian-13", Action: api.Local}.Encode()))
 	c.Etcdctl(others, "del", keys.Machine(removed))
